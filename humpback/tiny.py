@@ -3,7 +3,8 @@ from what ships with Python. Nothing is downloaded; building everything takes se
 
 ``builtin:<name>`` in a recipe resolves to a path here (see :func:`resolve`):
 
-- ``tiny-llama``: a model folder (random-init Llama, hidden 64, 2 layers) with its BPE tokenizer.
+- ``tiny-llama``: a model folder (random-init Llama, hidden 64, 2 layers, 4 query heads sharing one
+  key/value head, as Llama 3 and Qwen2.5 group theirs) with its BPE tokenizer.
 - ``python-docs``: a JSONL corpus, one ``{"id", "text"}`` document per line.
 - ``python-docs-seed``: a JSONL seed set in alpaca form, one ``{"instruction", "output"}`` per line.
 
@@ -50,7 +51,7 @@ MAX_DOC_CHARS = 3000
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
 VOCAB_SIZE = 2000
 MODEL_SHAPE = dict(
-    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
     intermediate_size=128, max_position_embeddings=2048,
 )
 

@@ -12,7 +12,9 @@
 Writes OUTPUT/benchmark.json and OUTPUT/benchmark.md:
 
 - augmentation: docs/s and generated tokens/s, one prompt at a time vs batched vs length-sorted batches,
-  on backward prompts built from real segments of the Python-docs corpus (sampling as the augment stage);
+  on backward prompts built from real segments of the Python-docs corpus (sampling as the augment stage;
+  the default 240 documents are nearly all of its 246 segments, so that length sorting has a pool to
+  sort, as it has in a stage shard of ``shard_size`` = 1,000);
 - curation: pairs/s for ``generate`` (decode a judgement, parse "Score: N") vs ``logits`` (one forward,
   P("1".."5") after "Score:"), on the Python-docs seed pairs;
 - training: tokens/s of :func:`humpback.training.train_sft` with and without packing;
@@ -50,7 +52,7 @@ MEASUREMENTS = (
     ("train", "plain"), ("train", "packed"),
     ("corpus", "docs"), ("scale", "synthetic"),
 )
-FULL = dict(reps=3, docs=64, batch_size=16, max_new_tokens=128, pairs=64, curate_max_new_tokens=128,
+FULL = dict(reps=3, docs=240, batch_size=16, max_new_tokens=128, pairs=64, curate_max_new_tokens=128,
             train_steps=10, train_batch_size=8, train_max_length=512, corpus_docs=1_000_000)
 REDUCED = dict(reps=1, docs=4, batch_size=2, max_new_tokens=4, pairs=4, curate_max_new_tokens=4,
                train_steps=1, train_batch_size=2, train_max_length=128, corpus_docs=2_000)

@@ -162,7 +162,7 @@ def test_greedy_batched_equals_unbatched_and_keeps_order(gen, hand, sharp_dir):
     assert all(isinstance(t, str) and "<pad>" not in t and "</s>" not in t for t in batched)
 
 
-def test_sampling_is_reproducible_per_prompt_batch(gen):
+def test_sampling_is_reproducible_per_prompt(gen, sharp_dir):
     params = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=16, seed=7)
     first = gen.generate(PROMPTS[:4], params)
     gen.generate(["something else entirely", "and more"], params)  # other work in between
@@ -171,6 +171,43 @@ def test_sampling_is_reproducible_per_prompt_batch(gen):
     assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is left alone
     assert gen.generate(PROMPTS[:4], SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=16, seed=8)) != first
     assert gen.generate(PROMPTS[:4], SamplingParams(max_new_tokens=16)) != first  # sampling differs from greedy
+    # A prompt's sample depends on the seed and the prompt alone: not on its batch, order or batch size.
+    everything = gen.generate(PROMPTS, params)
+    assert everything[:4] == first
+    assert gen.generate(PROMPTS[::-1], params) == everything[::-1]
+    single = HFGenerator(str(sharp_dir), device="cpu", batch_size=1, sort_by_length=False)
+    assert single.generate(PROMPTS, params) == everything
+    single.close()
+
+
+# A preamble every prompt starts with, as the judge prompt's rubric starts every curation prompt.
+PREAMBLE = ("Below is an instruction from an user and a candidate answer. Evaluate whether or not the "
+            "answer is a good example of how AI Assistant should respond to the user's instruction.\n\n")
+SHARED = [PREAMBLE + p for p in PROMPTS]
+
+
+def test_shared_prefix_is_computed_once_and_changes_nothing(gen, hand, monkeypatch):
+    model, tok = hand
+    prefixes = []
+    prefill = gen.decoder.prefill
+    monkeypatch.setattr(gen.decoder, "prefill", lambda rows, prefix=None: prefixes.append(prefix) or prefill(rows, prefix))
+    choice_ids = [tok(" " + c, add_special_tokens=False)["input_ids"][0] for c in SCORES]
+    got = gen.choice_probs(SHARED, SCORES)
+    assert len(prefixes) == 2 and prefixes[0] is prefixes[1]  # two batches of 4, one prefix forward
+    assert len(prefixes[0].ids) >= 16 and tok.decode(prefixes[0].ids).startswith(PREAMBLE[:40])
+    for prompt, g in zip(SHARED, got):
+        probs, mass = _hand_probs(model, tok(prompt)["input_ids"], choice_ids)
+        assert g.probs == pytest.approx(probs, abs=1e-5)
+        assert g.mass == pytest.approx(mass, rel=1e-4, abs=1e-7)
+    prefixes.clear()
+    greedy = gen.generate(SHARED, SamplingParams(max_new_tokens=12))
+    assert prefixes and all(p is not None for p in prefixes)
+    for prompt, text in zip(SHARED, greedy):
+        assert text == _hand_greedy(model, tok, prompt, 12)
+    # A call whose prompts share nothing worth sharing runs without one.
+    prefixes.clear()
+    gen.generate(PROMPTS, SamplingParams(max_new_tokens=2))
+    assert prefixes == [None, None]
 
 
 def test_eos_stops_generation(sharp_dir, hand):

@@ -61,12 +61,13 @@ def generator_name(model: str, revision: str | None = None, adapter: str | None 
     return name
 
 
-def batch_seed(seed: int, prompts: Sequence[str]) -> int:
-    """A seed from ``seed`` and the batch's prompts: same prompts, same samples, whatever ran before."""
+def prompt_seed(seed: int, prompt: str) -> int:
+    """A seed from the run's ``seed`` and one prompt: a prompt's sample depends on these alone, not on
+    what ran before or which prompts share its batch (so batched, sorted, resumed and sharded runs
+    all write the same records)."""
     h = hashlib.blake2b(str(seed).encode(), digest_size=8)
-    for p in prompts:
-        h.update(b"\x00")
-        h.update(p.encode("utf-8"))
+    h.update(b"\x00")
+    h.update(prompt.encode("utf-8"))
     return int.from_bytes(h.digest(), "little") & (2**63 - 1)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
-from .base import ChoiceProbs, SamplingParams, batch_seed, encode_prompts, generator_name
+from .base import ChoiceProbs, SamplingParams, encode_prompts, generator_name, prompt_seed
+from .decoding import Decoder
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
 CHOICE_PROBE = "Score:"
@@ -100,46 +101,33 @@ class HFGenerator:
         gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         eos.update(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos])
         self.eos_token_ids = sorted(i for i in eos if i is not None)
+        self.decoder = Decoder(self.model, self.tokenizer.pad_token_id, self.device)
         self._choice_cache: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
 
     # ----------------------------------------------------------------------- public
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
-        import torch
-
+        encoded = self._encode(prompts)
+        prefix = self.decoder.prefix(encoded)
         out: list[str | None] = [None] * len(prompts)
-        greedy = params.temperature == 0
-        for batch, ids in self._batches(self._encode(prompts), "generate"):
-            input_ids, mask = self._pad(ids)
-            sample = {} if greedy else {
-                "temperature": params.temperature, "top_p": params.top_p, "top_k": 0,
-            }
-            with torch.inference_mode(), torch.random.fork_rng(devices=self._rng_devices()):
-                torch.manual_seed(batch_seed(params.seed, [prompts[i] for i in batch]))
-                gen = self.model.generate(
-                    input_ids=input_ids, attention_mask=mask, max_new_tokens=params.max_new_tokens,
-                    do_sample=not greedy, pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=self.eos_token_ids, **sample,
-                )
-            for row, i in enumerate(batch):
-                out[i] = self._decode(gen[row, input_ids.shape[1]:].tolist())
+        for batch, ids in self._batches(encoded, "generate"):
+            seeds = [prompt_seed(params.seed, prompts[i]) for i in batch] if params.temperature > 0 else None
+            new = self.decoder.generate(ids, params.max_new_tokens, self.eos_token_ids, params.temperature,
+                                        params.top_p, seeds, prefix)
+            for i, tokens in zip(batch, new):
+                out[i] = self._decode(tokens)
         return out  # type: ignore[return-value]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         import torch
 
-        prefix, choice_ids = self._choice_tokens(tuple(choices))
-        encoded = self._encode(prompts, reserve=len(prefix))
-        encoded = [ids + prefix for ids in encoded]
+        prefix_ids, choice_ids = self._choice_tokens(tuple(choices))
+        encoded = [ids + prefix_ids for ids in self._encode(prompts, reserve=len(prefix_ids))]
+        shared = self.decoder.prefix(encoded)
         index = torch.tensor(choice_ids, device=self.device)
         out: list[ChoiceProbs | None] = [None] * len(prompts)
         for batch, ids in self._batches(encoded, "score"):
-            input_ids, mask = self._pad(ids)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.inference_mode():
-                logits = self.model(
-                    input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1,
-                ).logits[:, -1, :]
+            logits = self.decoder.prefill(ids, shared).logits
             probs = torch.softmax(logits.float(), dim=-1)[:, index]
             mass = probs.sum(-1)
             normed = (probs / mass.unsqueeze(-1)).tolist()
@@ -174,16 +162,6 @@ class HFGenerator:
             batch = order[s: s + self.batch_size]
             yield batch, [encoded[i] for i in batch]
 
-    def _pad(self, rows: list[list[int]]):
-        """Left-padded input ids and attention mask on the model's device."""
-        import torch
-
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-        return ids.to(self.device), mask.to(self.device)
-
     def _decode(self, ids: list[int]) -> str:
         for j, t in enumerate(ids):
             if t in self.eos_token_ids:
@@ -196,13 +174,6 @@ class HFGenerator:
             encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
             self._choice_cache[choices] = choice_token_ids(encode, choices, self.name)
         return self._choice_cache[choices]
-
-    def _rng_devices(self) -> list[int]:
-        import torch
-
-        if self.device.type != "cuda":
-            return []
-        return [self.device.index if self.device.index is not None else torch.cuda.current_device()]
 
 
 def _pick_device(device: str) -> str:

@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
-from .base import ChoiceProbs, SamplingParams, batch_seed, generator_name
+from .base import ChoiceProbs, SamplingParams, generator_name, prompt_seed
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top, token_text, top_logprobs_from_completion
 
 T = TypeVar("T")
@@ -115,7 +115,7 @@ class OpenAIGenerator:
         def one(prompt: str) -> str:
             body = {"model": self.model, "prompt": prompt, "max_tokens": params.max_new_tokens,
                     "temperature": params.temperature, "top_p": 1.0 if greedy else params.top_p,
-                    "seed": batch_seed(params.seed, [prompt]) & 0x7FFFFFFF, "n": 1, "stream": False}
+                    "seed": prompt_seed(params.seed, prompt) & 0x7FFFFFFF, "n": 1, "stream": False}
             text = self._first_choice(self._post(body)).get("text")
             if not isinstance(text, str):
                 raise ServerError(f"{self.url}: the answer has no completion text: {_excerpt(text)}")

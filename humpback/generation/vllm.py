@@ -17,7 +17,7 @@ from typing import Sequence
 
 from ..device import free_memory
 from ..errors import ConfigError
-from .base import ChoiceProbs, SamplingParams, batch_seed, encode_prompts, generator_name
+from .base import ChoiceProbs, SamplingParams, encode_prompts, generator_name, prompt_seed
 from .hf import CHOICE_PROBE, choice_token_ids
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top
 
@@ -95,7 +95,7 @@ class VLLMGenerator:
         sampling = [
             self._vllm.SamplingParams(
                 n=1, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
-                max_tokens=params.max_new_tokens, seed=batch_seed(params.seed, [p]) & 0x7FFFFFFF,
+                max_tokens=params.max_new_tokens, seed=prompt_seed(params.seed, p) & 0x7FFFFFFF,
                 skip_special_tokens=True,
             )
             for p in prompts

@@ -1,0 +1,170 @@
+"""The decode loop of the ``hf`` backend, over any ``transformers`` causal LM with a KV cache.
+
+What it does beyond ``model.generate`` for this workload:
+
+- **Shared-prefix prefill.** When every prompt of a call starts with the same tokens (the judge
+  prompt's rubric is about 70% of each curation prompt; the backward prompt's preamble and chat
+  header start every augmentation prompt), that prefix runs through the model once and its KV cache
+  is copied into each batch. Each row is laid out as ``[prefix][padding][own tokens]``, the padding
+  masked out and positions counted past it, so the result is what the full prompt gives.
+- **Per-prompt random streams.** Row ``b`` draws its uniforms from its own seed, so a prompt's sample
+  does not depend on which prompts share its batch, the batch size or the sort order.
+- **Finished rows leave the batch**, cache and all, so a batch does not keep paying for rows that
+  reached EOS while one long answer goes on.
+- Sampling is :mod:`humpback.generation.sampling` (fast exact nucleus sampling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .sampling import choose_tokens
+
+# Below this many shared tokens a separate prefix forward is not worth it.
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]], minimum: int = MIN_SHARED_PREFIX) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own; 0 when fewer than
+    ``minimum`` (or fewer than two rows)."""
+    if len(rows) < 2:
+        return 0
+    first = rows[0]
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    while n < limit and all(r[n] == first[n] for r in rows):
+        n += 1
+    return n if n >= minimum else 0
+
+
+@dataclass
+class Prefix:
+    """The KV cache of ``ids`` for one row: per layer (keys, values), each ``[1, heads, len, dim]``."""
+
+    ids: list[int]
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class Prefilled:
+    """A batch after its prompt forward: logits for the next token and the state to go on from."""
+
+    logits: torch.Tensor  # [B, V]
+    cache: object
+    mask: torch.Tensor  # [B, prefix + width]
+    next_positions: torch.Tensor  # [B]
+
+
+class Decoder:
+    def __init__(self, model, pad_token_id: int, device: torch.device) -> None:
+        self.model = model
+        self.pad_token_id = pad_token_id
+        self.device = device
+
+    # ----------------------------------------------------------------------- prefix
+
+    def prefix(self, rows: Sequence[Sequence[int]], minimum: int = MIN_SHARED_PREFIX) -> Prefix | None:
+        """The shared prefix of ``rows`` with its KV cache, or None when there is none worth sharing or
+        the model's cache is not a plain growing one (sliding windows, recurrent layers)."""
+        n = shared_prefix_length(rows, minimum)
+        if not n:
+            return None
+        ids = list(rows[0][:n])
+        cache = self._new_cache()
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([ids], device=self.device), past_key_values=cache, use_cache=True,
+                       logits_to_keep=1)
+        layers = _plain_layers(cache)
+        return Prefix(ids, layers) if layers is not None else None
+
+    # ----------------------------------------------------------------------- prefill and decode
+
+    def prefill(self, rows: Sequence[Sequence[int]], prefix: Prefix | None = None) -> Prefilled:
+        """One forward over the batch's prompts (after ``prefix``, whose tokens every row starts with)."""
+        p = len(prefix.ids) if prefix else 0
+        own = [list(r[p:]) for r in rows]
+        width = max(len(r) for r in own)
+        ids = torch.tensor([[self.pad_token_id] * (width - len(r)) + r for r in own], dtype=torch.long)
+        own_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in own], dtype=torch.long)
+        positions = (p + own_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([torch.ones(len(rows), p, dtype=torch.long), own_mask], dim=1)
+        cache = self._new_cache()
+        if prefix is not None:
+            for i, (k, v) in enumerate(prefix.layers):
+                cache.update(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1), i)
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
+        return Prefilled(out.logits[:, -1, :], cache, mask, positions[:, -1] + 1)
+
+    def generate(
+        self, rows: Sequence[Sequence[int]], max_new_tokens: int, eos_token_ids: Sequence[int],
+        temperature: float = 0.0, top_p: float = 1.0, seeds: Sequence[int] | None = None,
+        prefix: Prefix | None = None,
+    ) -> list[list[int]]:
+        """New token ids per row, up to and including the first EOS (or ``max_new_tokens`` of them)."""
+        eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
+        uniforms = None
+        if temperature > 0:
+            if seeds is None or len(seeds) != len(rows):
+                raise ValueError("sampling needs one seed per row")
+            uniforms = torch.stack([torch.rand(max_new_tokens, generator=torch.Generator().manual_seed(int(s)))
+                                    for s in seeds]).to(self.device)
+        state = self.prefill(rows, prefix)
+        logits, cache, mask, positions = state.logits, state.cache, state.mask, state.next_positions
+        out: list[list[int]] = [[] for _ in rows]
+        active = list(range(len(rows)))  # row of `out` for each row still in the batch
+        padded = bool((mask == 0).any())
+        with torch.inference_mode():
+            for step in range(max_new_tokens):
+                picked = choose_tokens(logits, temperature, top_p, None if uniforms is None else uniforms[:, step])
+                finished = torch.isin(picked, eos)
+                for b, token in enumerate(picked.tolist()):
+                    out[active[b]].append(token)
+                if step + 1 == max_new_tokens or bool(finished.all()):
+                    break
+                if bool(finished.any()):
+                    keep = (~finished).nonzero().squeeze(-1)
+                    cache.batch_select_indices(keep)
+                    active = [active[i] for i in keep.tolist()]
+                    picked, mask, positions = picked[keep], mask[keep], positions[keep]
+                    uniforms = None if uniforms is None else uniforms[keep]
+                    padded = bool((mask == 0).any())
+                mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+                logits = self.model(input_ids=picked.unsqueeze(-1), attention_mask=self._step_mask(mask, padded),
+                                    position_ids=positions.unsqueeze(-1), past_key_values=cache,
+                                    use_cache=True).logits[:, -1, :]
+                positions = positions + 1
+        return out
+
+    # ----------------------------------------------------------------------- helpers
+
+    def _step_mask(self, mask: torch.Tensor, padded: bool) -> torch.Tensor | None:
+        """The attention mask for one new token per row: none without padding (one query sees every
+        earlier key). With SDPA it is handed over ready-made (``[B, 1, 1, keys]``, True = attend), which
+        spares the model building a causal mask at every step; other attention implementations get
+        the 2D mask and build their own."""
+        if not padded:
+            return None
+        if getattr(self.model.config, "_attn_implementation", None) == "sdpa":
+            return mask.bool()[:, None, None, :]
+        return mask
+
+    def _new_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+
+def _plain_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Per-layer (keys, values) of a cache made only of plain growing layers, else None."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return None
+    return [(layer.keys, layer.values) for layer in layers]
