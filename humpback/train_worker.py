@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> None:
                   # A wandb run of its own, in the humpback run's group (WANDB_* set by humpback.tracking).
                   report_to="wandb" if cfg.tracking.backend == "wandb" else "none")
     if int(os.environ.get("RANK", "0")) == 0:
-        write_json(Path(args.result), {"num_examples": r.num_examples, "steps": r.steps, "train_loss": r.train_loss,
-                                       "losses": r.losses, "runtime_s": r.runtime_s, "tokens": r.tokens})
+        write_json(Path(args.result), r.summary())
 
 
 if __name__ == "__main__":

@@ -40,6 +40,14 @@ class TrainResult:
     losses: list[dict] = field(default_factory=list)  # {"step", "loss"} at every logging step
     runtime_s: float = 0.0
     tokens: Optional[int] = None  # non-padding input tokens seen, all processes together
+    # Examples TRL dropped because their prompt alone fills max_length (None with packing: not countable).
+    dropped_examples: Optional[int] = None
+
+    def summary(self) -> dict:
+        """What a finetuning stage records in its stats."""
+        return {"num_examples": self.num_examples, "dropped_examples": self.dropped_examples, "steps": self.steps,
+                "train_loss": self.train_loss, "losses": self.losses, "runtime_s": self.runtime_s,
+                "tokens": self.tokens}
 
 
 def paper_steps(n_examples: int) -> int:
@@ -107,9 +115,7 @@ def train_sft(
         with progress_bars(progress):
             trainer = build_trainer(base_model, rows, scratch, cfg, seed=seed, revision=revision, progress=progress,
                                     report_to=report_to, run_name=run_name)
-            if len(trainer.train_dataset) < len(rows) and not cfg.packing:
-                logger.warning("%d of %d training examples dropped: the prompt alone fills max_length=%d",
-                               len(rows) - len(trainer.train_dataset), len(rows), cfg.max_length)
+            dropped = None if cfg.packing else len(rows) - len(trainer.train_dataset)
             out = trainer.train()
             # Every process takes part (ZeRO-3 gathers the weights); only the main one writes. The
             # Trainer saves its processing class, the tokenizer with the chat template used, beside it.
@@ -123,6 +129,7 @@ def train_sft(
             losses=[{"step": h["step"], "loss": float(h["loss"])} for h in state.log_history if "loss" in h],
             runtime_s=float(out.metrics.get("train_runtime", 0.0)),
             tokens=int(state.num_input_tokens_seen) if state.num_input_tokens_seen else None,
+            dropped_examples=dropped,
         )
         if trainer.args.should_save:
             (Path(output_dir) / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it

@@ -190,7 +190,8 @@ def test_shared_prefix_is_computed_once_and_changes_nothing(gen, hand, monkeypat
     model, tok = hand
     prefixes = []
     prefill = gen.decoder.prefill
-    monkeypatch.setattr(gen.decoder, "prefill", lambda rows, prefix=None: prefixes.append(prefix) or prefill(rows, prefix))
+    monkeypatch.setattr(gen.decoder, "prefill",
+                        lambda rows, prefix=None, **kw: prefixes.append(prefix) or prefill(rows, prefix, **kw))
     choice_ids = [tok(" " + c, add_special_tokens=False)["input_ids"][0] for c in SCORES]
     got = gen.choice_probs(SHARED, SCORES)
     assert len(prefixes) == 2 and prefixes[0] is prefixes[1]  # two batches of 4, one prefix forward

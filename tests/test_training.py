@@ -203,6 +203,19 @@ def test_full_finetune_saves_a_whole_model(tiny_model_dir, tmp_path):
     assert not torch.equal(trained[name], base[name])
 
 
+def test_examples_whose_prompt_fills_max_length_are_counted(tiny_model_dir, tmp_path):
+    rows = _rows(6)
+    for row in rows[:2]:  # prompts far past max_length=64
+        row["messages"][1]["content"] = "Please explain this. " * 60
+    result = train_sft(str(tiny_model_dir), rows, tmp_path / "m", _cfg(max_steps=1, max_length=64), seed=0,
+                       progress=False)
+    assert result.num_examples == 6 and result.dropped_examples == 2
+    assert result.summary()["dropped_examples"] == 2
+    packed = train_sft(str(tiny_model_dir), rows, tmp_path / "p", _cfg(max_steps=1, max_length=64, packing=True),
+                       seed=0, progress=False)
+    assert packed.dropped_examples is None  # packing joins examples: the count is not knowable
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

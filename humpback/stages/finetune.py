@@ -111,14 +111,17 @@ def _train(rt: Runtime, rows: list[dict], rows_rel: str | None, model_rel: str, 
 
             r = train_sft(rt.base_model, rows, scratch, rt.cfg.train, seed=rt.cfg.random_seed,
                           revision=rt.cfg.base_model_revision, progress=rt.progress, **reporting)
-            result = {"num_examples": r.num_examples, "steps": r.steps, "train_loss": r.train_loss,
-                      "losses": r.losses, "runtime_s": r.runtime_s, "tokens": r.tokens}
+            result = r.summary()
     shutil.rmtree(final, ignore_errors=True)
     os.replace(scratch, final)
     stage = model_rel.replace("/", "_")
     for point in result["losses"]:
         rt.metric(stage, "train/loss", point["loss"], iteration=iteration)
     rt.metric(stage, "train/final_loss", result["train_loss"], iteration=iteration)
+    if result.get("dropped_examples"):
+        rt.log(f"  {result['dropped_examples']} of {len(rows)} examples dropped: the prompt alone fills "
+               f"train.max_length={rt.cfg.train.max_length}")
+        rt.metric(stage, "train/dropped_examples", result["dropped_examples"], iteration=iteration)
     return result
 
 

@@ -1,5 +1,7 @@
-"""Next-token choice (humpback.generation.sampling) and the shared-prefix arithmetic of the decode loop:
-pure tensor functions, checked exactly against transformers' own nucleus filter and by hand."""
+"""The pieces of the hf backend's decode loop: next-token choice (humpback.generation.sampling), checked
+exactly against transformers' own nucleus filter and by hand; the shared-prefix arithmetic; the KV cache
+layer with reserved room against transformers' concatenating one. The loop itself runs on the tiny model
+in test_generation_hf.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import math
 import pytest
 import torch
 
-from humpback.generation.decoding import shared_prefix_length
+from humpback.generation.decoding import ReservedLayer, shared_prefix_length
 from humpback.generation.sampling import choose_tokens, nucleus_threshold, sorted_descending
 
 
@@ -82,3 +84,23 @@ def test_shared_prefix_length():
     assert shared_prefix_length([a, a[:10] + [7]]) == 0  # too short to be worth a forward
     assert shared_prefix_length([a]) == 0  # nothing to share with
     assert shared_prefix_length([a, [5] + a[1:]]) == 0
+
+
+def test_reserved_layer_holds_what_the_concatenating_layer_holds():
+    from transformers.cache_utils import DynamicLayer
+
+    g = torch.Generator().manual_seed(0)
+    reserved, plain = ReservedLayer(capacity=6), DynamicLayer()
+    for n in (4, 1, 1, 3):  # a prefill, two steps, then past the reserved room (it grows)
+        k, v = torch.randn(3, 2, n, 5, generator=g), torch.randn(3, 2, n, 5, generator=g)
+        got, want = reserved.update(k, v, 0), plain.update(k, v, 0)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert reserved.get_seq_length() == plain.get_seq_length() == 9
+    keep = torch.tensor([2, 0])
+    reserved.batch_select_indices(keep)
+    plain.batch_select_indices(keep)
+    k, v = torch.randn(2, 2, 1, 5, generator=g), torch.randn(2, 2, 1, 5, generator=g)
+    got, want = reserved.update(k, v, 0), plain.update(k, v, 0)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and got[0].shape == (2, 2, 10, 5)
+    reserved.crop(-4)
+    assert reserved.get_seq_length() == 6 and torch.equal(reserved.keys, want[0][..., :6, :])
