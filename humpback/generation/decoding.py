@@ -3,8 +3,8 @@
 What it does beyond ``model.generate`` for this workload:
 
 - **Shared-prefix prefill.** When every prompt of a call starts with the same tokens (the judge
-  prompt's rubric is about 70% of each curation prompt; the backward prompt's preamble and chat
-  header start every augmentation prompt), that prefix runs through the model once and its KV cache
+  prompt's rubric is most of each curation prompt; the backward prompt's preamble and chat header
+  start every augmentation prompt), that prefix runs through the model once and its KV cache
   is copied into each batch. Each row is laid out as ``[prefix][padding][own tokens]``, the padding
   masked out and positions counted past it, so the result is what the full prompt gives.
 - **Per-prompt random streams.** Row ``b`` draws its uniforms from its own seed, so a prompt's sample
@@ -63,6 +63,8 @@ class Prefilled:
 
 
 class Decoder:
+    """Prefill and decode for one model (a ``PreTrainedModel`` or a ``PeftModel`` around one)."""
+
     def __init__(self, model, pad_token_id: int, device: torch.device) -> None:
         self.model = model
         self.pad_token_id = pad_token_id
@@ -182,7 +184,7 @@ class ReservedLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         end = self.length + key_states.shape[-2]
-        if self._keys is None or end > self._keys.shape[-2] or self._keys.shape[0] != key_states.shape[0]:
+        if self._keys is None or end > self._keys.shape[-2]:
             self._grow(key_states, value_states, max(end, self.capacity, 2 * self.length))
         self._keys[..., self.length:end, :].copy_(key_states)
         self._values[..., self.length:end, :].copy_(value_states)

@@ -80,8 +80,11 @@ class VLLMGenerator:
         tok_kwargs = {"revision": revision} if tok_source == model and revision else {}
         self.tokenizer = AutoTokenizer.from_pretrained(tok_source, **tok_kwargs)
 
+        # Prefix caching: every judge prompt starts with the same rubric, every backward prompt with the
+        # same preamble; vLLM then computes their KV once.
         kwargs = dict(model=model, revision=revision, tokenizer=tok_source, dtype=dtype, seed=seed,
-                      tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization)
+                      tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                      enable_prefix_caching=True)
         if adapter:
             kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=lora_rank_for(adapter))
         self.llm = vllm.LLM(**kwargs)
