@@ -22,7 +22,8 @@ from humpback.store import read_table, write_table
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
 FAST = ["corpus.max_segments=8", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
-        "augment.max_new_tokens=8", "generation.batch_size=8", "curate.threshold=1"]
+        "augment.max_new_tokens=8", "generation.batch_size=8", "curate.select=threshold", "curate.select_on=argmax",
+        "curate.threshold=1"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -21,8 +21,10 @@ from humpback.store import hash_json, read_table
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
 # 12 segments in shards of 4: three shards per generation stage.
-FAST = ["corpus.max_segments=12", "shard_size=4", "train.max_steps=2", "train.logging_steps=1",
-        "train.max_length=256", "augment.max_new_tokens=12", "generation.batch_size=4", "tracking.progress=false"]
+# Selection by threshold on the argmax score, which replay changes (the demo keeps a top fraction).
+FAST = ["curate.select=threshold", "curate.select_on=argmax", "curate.threshold=3", "corpus.max_segments=12",
+        "shard_size=4", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
+        "augment.max_new_tokens=12", "generation.batch_size=4", "tracking.progress=false"]
 TABLES = ["data/seed.parquet", "data/segments.parquet", "augment/candidates", "augment/rejected",
           "iter_1/scores", "iter_1/curated.parquet", "iter_1/train.parquet",
           "iter_2/scores", "iter_2/curated.parquet", "iter_2/train.parquet"]

@@ -15,7 +15,9 @@ from humpback.store import read_table
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
 # The tiny recipe, smaller still: the point is the plumbing.
-FAST = ["corpus.max_segments=12", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256", "augment.max_new_tokens=12",
+# Selection by threshold on the argmax score, which these tests change (the demo keeps a top fraction).
+FAST = ["curate.select=threshold", "curate.select_on=argmax", "curate.threshold=3", "corpus.max_segments=12",
+        "train.max_steps=2", "train.logging_steps=1", "train.max_length=256", "augment.max_new_tokens=12",
         "generation.batch_size=8", "tracking.progress=false"]
 
 

@@ -23,7 +23,8 @@ ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
 # Threshold 1 keeps every pair, so the curated sets (and their length histograms) are not empty.
 FAST = ["corpus.max_segments=8", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
-        "augment.max_new_tokens=8", "generation.batch_size=8", "curate.threshold=1", "tracking.progress=false",
+        "augment.max_new_tokens=8", "generation.batch_size=8", "curate.select=threshold", "curate.select_on=argmax",
+        "curate.threshold=1", "tracking.progress=false",
         "tracking.backend=wandb", "tracking.sample_pairs=4"]
 FAKE_SECRET = "hf_fake_secret_value_0123456789"
 
