@@ -104,3 +104,10 @@ def test_reserved_layer_holds_what_the_concatenating_layer_holds():
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and got[0].shape == (2, 2, 10, 5)
     reserved.crop(-4)
     assert reserved.get_seq_length() == 6 and torch.equal(reserved.keys, want[0][..., :6, :])
+    reserved.batch_repeat_interleave(2)
+    assert torch.equal(reserved.keys, want[0][..., :6, :].repeat_interleave(2, dim=0))
+    reserved.reset()
+    assert reserved.get_seq_length() == 0
+    k, v = torch.randn(1, 2, 2, 5, generator=g), torch.randn(1, 2, 2, 5, generator=g)
+    got = reserved.update(k, v, 0)
+    assert torch.equal(got[0], k) and torch.equal(got[1], v)
