@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 # Bumped whenever the layout or meaning of a run folder's files changes; part of every stage hash.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2

@@ -48,3 +48,19 @@ def render_prompt(tokenizer: Any, messages: list[dict], prefill: str = "") -> st
     """The text a model continues: the chat with the assistant header appended, then ``prefill``."""
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return text + prefill
+
+
+def load_chat_tokenizer(model: str, revision: str | None = None, adapter: Any = None) -> Any:
+    """The tokenizer whose chat template renders a model's prompts: the one saved with the adapter
+    (it carries the template used in training) wins, else the model's; the fallback template when
+    neither has one. Every backend gets its tokenizer from here."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    if adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file():
+        tok = AutoTokenizer.from_pretrained(str(adapter))
+    else:
+        tok = AutoTokenizer.from_pretrained(model, **({"revision": revision} if revision else {}))
+    ensure_chat_template(tok)
+    return tok

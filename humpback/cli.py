@@ -103,12 +103,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{key:36} {default!r:>14}  {help_text}")
         return 0
     if args.command == "report":
-        from .report import write_report
+        from .view.report import write_report
 
         print(f"Report: {write_report(Path(args.run_dir), args.output and Path(args.output), n_pairs=args.sample)}")
         return 0
     if args.command == "inspect":
-        from .inspect import format_pairs
+        from .view.pairs import format_pairs
 
         print(format_pairs(Path(args.run_dir), args.iteration, n=args.sample, min_score=args.min_score,
                            seed=args.seed, accepted=args.accepted))
@@ -140,10 +140,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         keep_wandb_out()
 
     from . import loop
+    from .store import Worker
+    from .view.summary import format_summary
 
     started = time.time()
-    from .store import Worker
-
     worker = Worker.from_env(getattr(args, "worker_index", None), getattr(args, "num_workers", None))
     rt = loop.open_run(cfg, run_dir, force=getattr(args, "force", ()), worker=worker)
     if args.command == "prepare":
@@ -152,7 +152,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"\nData prepared in {time.time() - started:.1f}s; run folder: {run_dir}")
         return 0
     summaries = loop.run(rt)
-    print(loop.format_summary(summaries, run_dir))
+    print(format_summary(summaries, run_dir))
     print(f"Finished in {time.time() - started:.1f}s")
     return 0
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
 import types
 import typing
@@ -19,9 +18,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from .errors import ConfigError
-
-SEED_SYSTEM_PROMPT = "Answer in the style of an AI Assistant."
-WEB_SYSTEM_PROMPT = "Answer with knowledge from web search."
+from .prompts import SEED_SYSTEM_PROMPT
 
 
 def _f(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
@@ -467,6 +464,3 @@ def describe_keys(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, st
         rows.append((prefix + f.name, f.metadata.get("help", ""), default))
     return rows
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

@@ -12,10 +12,11 @@ from typing import Optional
 
 import yaml
 
+from . import layout
 from .chat import messages_for
-from .config import WEB_SYSTEM_PROMPT
 from .errors import HumpbackError
-from .prompts import template
+from .prompts import WEB_SYSTEM_PROMPT, template
+from .scoring import SCORE_NAMES, describe_rule, short_rule
 from .store import RunStore, write_json, write_table, write_text
 
 FORMATS = {"parquet": "train.parquet", "jsonl": "train.jsonl", "alpaca": "train.json", "messages": "train.jsonl"}
@@ -35,13 +36,13 @@ def export_rows(curated: list[dict], fmt: str) -> list[dict]:
 
 def export(run_dir: Path, iteration: int, fmt: str, output: Path, push_to_hub: Optional[str] = None,
            private: bool = True) -> Path:
-    if not (run_dir / "manifest.json").exists():
-        raise HumpbackError(f"{run_dir}: not a humpback run folder (no manifest.json)")
+    if not (run_dir / layout.MANIFEST).exists():
+        raise HumpbackError(f"{run_dir}: not a humpback run folder (no {layout.MANIFEST})")
     store = RunStore(run_dir, log=lambda _: None)
-    curated_rel = f"iter_{iteration}/curated.parquet"
-    if f"iter_{iteration}/select" not in store.manifest["stages"] or not store.exists(curated_rel):
+    it = layout.iteration(iteration) if iteration >= 1 else None
+    if it is None or it.stage("select") not in store.manifest["stages"] or not store.exists(it.curated):
         raise HumpbackError(f"{run_dir}: iteration {iteration} has no curated set yet")
-    rows = export_rows(store.read_rows(curated_rel), fmt)
+    rows = export_rows(store.read_rows(it.curated), fmt)
     output.mkdir(parents=True, exist_ok=True)
     data = output / FORMATS[fmt]
     if fmt == "parquet":
@@ -58,10 +59,11 @@ def export(run_dir: Path, iteration: int, fmt: str, output: Path, push_to_hub: O
 
 def provenance(store: RunStore, iteration: int) -> dict:
     """Everything a reader needs to know where iteration K's corpus came from."""
-    cfg = yaml.safe_load(store.path("config.yaml").read_text())
+    cfg = yaml.safe_load(store.path(layout.CONFIG).read_text())
     stages = store.manifest["stages"]
-    stats = stages.get(f"iter_{iteration}/score", {}).get("stats", {})
-    select = stages.get(f"iter_{iteration}/select", {}).get("stats", {})
+    it = layout.iteration(iteration)
+    stats = stages.get(it.stage("score"), {}).get("stats", {})
+    select = stages.get(it.stage("select"), {}).get("stats", {})
     return {
         "base_model": cfg["base_model"],
         "seed_source": cfg["seed"].get("dataset") or cfg["seed"].get("path"),
@@ -75,8 +77,8 @@ def provenance(store: RunStore, iteration: int) -> dict:
         "augmentation": {**cfg["augment"], **{k: v for k, v in stages.get("augment", {}).get("stats", {}).items()
                                                if k != "instruction_chars"}},
         "iteration": iteration,
-        "judge": "models/m0" if iteration == 1 else f"iter_{iteration - 1}/model",
-        "curation": {"mode": cfg["curate"]["mode"], "threshold": cfg["curate"]["threshold"],
+        "judge": stats.get("judge") or _judge_of_rows(store, it.scores),
+        "curation": {"mode": cfg["curate"]["mode"], "rule": select.get("rule"),
                      "select_on": cfg["curate"]["select_on"], "score_histogram": stats.get("histogram"),
                      "parse_failure_rate": stats.get("parse_failure_rate"),
                      "acceptance_rate": select.get("acceptance_rate"), "curated": select.get("curated")},
@@ -85,8 +87,15 @@ def provenance(store: RunStore, iteration: int) -> dict:
     }
 
 
+def _judge_of_rows(store: RunStore, scores_rel: str) -> str:
+    """The judge named in the score rows themselves (a replay imports its scores without their stage)."""
+    judges = sorted({r["judge"] for r in store.read_rows(scores_rel)})
+    return ", ".join(judges)
+
+
 def dataset_card(store: RunStore, iteration: int, fmt: str, n_rows: int, data_file: str) -> str:
     p = provenance(store, iteration)
+    rule = p["curation"]["rule"]
     header = yaml.safe_dump({"configs": [{"config_name": "default", "data_files": [{"split": "train",
                                                                                   "path": data_file}]}],
                              "tags": ["humpback", "instruction-backtranslation", "synthetic"]}, sort_keys=False)
@@ -97,8 +106,8 @@ def dataset_card(store: RunStore, iteration: int, fmt: str, n_rows: int, data_fi
         f"{n_rows} (instruction, output) pairs made by instruction backtranslation (Li et al., 2023) with "
         f"[humpback](https://pypi.org/project/humpback/) {p['packages'].get('humpback', '')}: a backward model wrote an "
         f"instruction for each segment of unlabelled text, and the iteration-{iteration} judge "
-        f"(`{p['judge']}`) rated every pair on the paper's 5-point scale; pairs scoring at least "
-        f"{p['curation']['threshold']:g} were kept. Format: `{fmt}` (`{data_file}`).", "",
+        f"(`{p['judge']}`) rated every pair on the paper's 5-point scale; {describe_rule(p['curation']['rule'])}. "
+        f"Format: `{fmt}` (`{data_file}`).", "",
         "## Provenance", "",
         f"- Base model: `{p['base_model']}`",
         f"- Seed data: `{p['seed_source']}` ({p['seed_format']} format, {p['seed_pairs']} pairs)",
@@ -106,8 +115,9 @@ def dataset_card(store: RunStore, iteration: int, fmt: str, n_rows: int, data_fi
         f"- Filters: `{json.dumps(p['filters'])}`",
         f"- Filter funnel: `{json.dumps(p['funnel'])}`",
         f"- Augmentation: `{json.dumps(p['augmentation'])}`",
-        f"- Curation: mode `{p['curation']['mode']}`, threshold {p['curation']['threshold']:g}, "
-        f"select on `{p['curation']['select_on']}`, acceptance rate {p['curation']['acceptance_rate']}, "
+        f"- Curation: mode `{p['curation']['mode']}`, {short_rule(rule)} on the "
+        f"{SCORE_NAMES[rule['score_field']]}, "
+        f"acceptance rate {p['curation']['acceptance_rate']}, "
         f"parse-failure rate {p['curation']['parse_failure_rate']}",
         "- Score histogram: " + ", ".join(f"{k}: {v}" for k, v in hist.items()),
         f"- Packages: `{json.dumps(p['packages'])}`", "",

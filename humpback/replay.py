@@ -16,14 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from . import layout
 from .config import load_config
 from .errors import HumpbackError
 from .loop import open_run
-
-from .stages.augment import CANDIDATES
-from .stages.curate import score_stage, scores_dir, select_stage
+from .stages.curate import score_stage, select_stage
 from .stages.finetune import mixture_model_stage, next_model_stage
-from .stages.prepare import SEED
 from .store import RunStore
 
 
@@ -37,42 +35,40 @@ def replay(
     overrides: list[str] = (),
     log: Callable[[str], None] = print,
 ) -> dict:
-    if not (source / "manifest.json").exists():
-        raise HumpbackError(f"{source}: not a humpback run folder (no manifest.json)")
+    if not (source / layout.MANIFEST).exists():
+        raise HumpbackError(f"{source}: not a humpback run folder (no {layout.MANIFEST})")
     if source.resolve() == output.resolve():
         raise HumpbackError("--output must differ from the run folder being replayed")
     src = RunStore(source, log=log)
-    if f"iter_{iteration}/train" not in src.manifest["stages"]:
-        done = sorted(int(n.split("/")[0][5:]) for n in src.manifest["stages"] if n.endswith("/train") and
-                      n.startswith("iter_"))
+    stages = src.manifest["stages"]
+    if iteration < 1 or layout.iteration(iteration).stage("train") not in stages:
+        done = sorted(k for n in stages if (k := layout.iteration_of(n)) and n == layout.iteration(k).stage("train"))
         raise HumpbackError(f"{source}: iteration {iteration} has not finished (finished: {done or 'none'})")
+    it = layout.iteration(iteration)
     extra = list(overrides)
     if base_model:
         extra.append(f"base_model={base_model}")
-    if threshold is not None:
-        extra.append(f"curate.threshold={threshold}")
+    if threshold is not None:  # A(K) by this threshold, whatever rule the run used
+        extra += ["curate.select=threshold", f"curate.threshold={threshold}"]
     if judge:
         extra.append(f"curate.judge={judge}")
-    cfg = load_config(source / "config.yaml", extra)
+    cfg = load_config(source / layout.CONFIG, extra)
     rt = open_run(cfg, output, log=log)
     try:
         if judge is None and threshold is None:
-            mixture_hash = rt.store.import_output(src, f"iter_{iteration}/train.parquet")
+            mixture_hash = rt.store.import_output(src, it.mixture)
             log(f"[replay] iteration {iteration} mixture verified: sha256 {mixture_hash[:16]}")
             result = mixture_model_stage(rt, iteration)
         else:
             # A new A(K): from the saved scores, or from the saved candidates re-scored by the new judge.
-            for rel in (SEED, CANDIDATES) if judge else (SEED, CANDIDATES, scores_dir(iteration)):
+            for rel in (layout.SEED, layout.CANDIDATES) + (() if judge else (it.scores,)):
                 rt.store.import_output(src, rel)
             if judge:
-                score_stage(rt, iteration, judge_rel="")
+                score_stage(rt, iteration)
             select_stage(rt, iteration)
-            result = next_model_stage(rt, iteration, f"iter_{iteration}/curated.parquet")
-            mixture_hash = rt.store.output_hash(f"iter_{iteration}/train.parquet")
+            result = next_model_stage(rt, iteration)
+            mixture_hash = rt.store.output_hash(it.mixture)
     finally:
         rt.tracker.finish()
-    return {"iteration": iteration, "model": str(rt.store.path(f"iter_{iteration}/model")),
+    return {"iteration": iteration, "model": str(rt.store.path(it.model)),
             "mixture_sha256": mixture_hash, "train": result.stats, "base_model": cfg.base_model}
-
-
-

@@ -1,15 +1,20 @@
-"""Judge outputs -> scores, as pure functions of rows.
+"""Judge outputs -> scores -> the curated set, as pure functions of rows.
 
 ``parse_score`` reads a generated judgement ("... Score: 4"); ``score_from_probs`` turns the
 probabilities of the tokens "1".."5" after "Score:" into an argmax and an expected score.
 A judgement that cannot be read is not dropped: it gets a parse status and keeps its raw text.
+``select`` picks A(K) by the recipe's rule, which ``selection_rule`` records and ``describe_rule``
+states in words; ``agreement`` compares two scores of the same pairs.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    from .config import CurateConfig
 
 SCORES = (1, 2, 3, 4, 5)
 CHOICES = tuple(str(s) for s in SCORES)
@@ -72,3 +77,97 @@ def histogram(scores: Sequence[Optional[int]]) -> dict[str, int]:
     for s in scores:
         out[str(s) if s is not None else "none"] += 1
     return out
+
+
+def select(candidates: list[dict], scores: list[dict], cfg: "CurateConfig") -> list[dict]:
+    """A(K): by threshold on the chosen score, or the best top_fraction / top_k of the pool.
+
+    Pairs without that score (a generated judgement that failed to parse) are never selected. Ranking
+    ties are broken by candidate id, so a selection is the same whatever order the shards came in."""
+    by_id = {s["candidate_id"]: s for s in scores}
+    field = cfg.score_field()
+    scored = [(c, by_id[c["candidate_id"]]) for c in candidates]
+    scored = [(c, s) for c, s in scored if s[field] is not None]
+    if cfg.select == "threshold":
+        kept = [(c, s) for c, s in scored if s[field] >= cfg.threshold]
+    else:
+        n = cfg.top_k if cfg.select == "top_k" else round(cfg.top_fraction * len(candidates))
+        ranked = sorted(scored, key=lambda cs: (-cs[1][field], cs[0]["candidate_id"]))
+        chosen = {c["candidate_id"] for c, _ in ranked[:n]}
+        kept = [(c, s) for c, s in scored if c["candidate_id"] in chosen]
+    return [{"candidate_id": c["candidate_id"], "segment_id": c["segment_id"], "instruction": c["instruction"],
+             "output": c["output"], "score": s["score"], "expected_score": s["expected_score"]} for c, s in kept]
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman rank correlation (average ranks for ties); None when it is undefined."""
+    if len(x) < 2:
+        return None
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return cov / (vx * vy) ** 0.5 if vx > 0 and vy > 0 else None
+
+
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for t in range(i, j + 1):
+            ranks[order[t]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def agreement(rows: list[dict]) -> dict:
+    """How the generated score and the logits scores agree over the pairs whose judgement parsed."""
+    both = [r for r in rows if r["score"] is not None and r["logits_score"] is not None]
+    confusion = [[0] * 5 for _ in range(5)]
+    for r in both:
+        confusion[r["score"] - 1][r["logits_score"] - 1] += 1
+    return {"pairs": len(both),
+            "spearman_generated_vs_expected": spearman([r["score"] for r in both], [r["expected_score"] for r in both]),
+            "exact_agreement": sum(r["score"] == r["logits_score"] for r in both) / len(both) if both else None,
+            "confusion_generated_by_argmax": confusion}
+
+
+# What each score column is called in words (``CurateConfig.score_field`` names the column).
+SCORE_NAMES = {"score": "generated score", "logits_score": "argmax score", "expected_score": "expected score"}
+
+
+def selection_rule(cfg: "CurateConfig") -> dict:
+    """The rule ``select`` applies, as plain data: what the records (stats, card, report) state."""
+    rule = {"select": cfg.select, "score_field": cfg.score_field()}
+    rule.update({"threshold": {"threshold": cfg.threshold}, "top_fraction": {"top_fraction": cfg.top_fraction},
+                 "top_k": {"top_k": cfg.top_k}}[cfg.select])
+    return rule
+
+
+def describe_rule(rule: dict) -> str:
+    """``selection_rule`` in words: "pairs whose expected score is >= 4.5 were kept", "the best 50%
+    of the pool by expected score were kept"."""
+    score = SCORE_NAMES.get(rule.get("score_field"), str(rule.get("score_field")))
+    if rule.get("select") == "threshold":
+        return f"pairs whose {score} is at least {rule['threshold']:g} were kept"
+    if rule.get("select") == "top_fraction":
+        return f"the best {rule['top_fraction']:.0%} of the pool by {score} were kept"
+    if rule.get("select") == "top_k":
+        return f"the best {rule['top_k']} pairs of the pool by {score} were kept"
+    raise ValueError(f"unknown selection rule {rule!r}")
+
+
+def short_rule(rule: dict) -> str:
+    """``selection_rule`` in a few words: "threshold 5", "top 50% by expected score", "top 1000 by argmax score"."""
+    score = SCORE_NAMES.get(rule.get("score_field"), str(rule.get("score_field")))
+    if rule.get("select") == "threshold":
+        return f"threshold {rule['threshold']:g}"
+    if rule.get("select") == "top_fraction":
+        return f"top {rule['top_fraction']:.0%} by {score}"
+    if rule.get("select") == "top_k":
+        return f"top {rule['top_k']} by {score}"
+    raise ValueError(f"unknown selection rule {rule!r}")

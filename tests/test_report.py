@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from humpback import cli
-from humpback.report import write_report
+from humpback.view.report import write_report
 from humpback.store import read_table, write_table
 
 ROOT = Path(__file__).parent.parent

@@ -2,7 +2,7 @@ import pytest
 
 from humpback.config import CurateConfig
 from humpback.scoring import ParsedScore, histogram, parse_score, score_from_probs
-from humpback.stages.curate import agreement, select, spearman
+from humpback.scoring import agreement, select, spearman
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,10 @@ import pytest
 
 from humpback.config import TrackingConfig, load_config, to_dict
 from humpback.loop import open_run, run
-from humpback.runview import read_iteration, tracker_payload
+from humpback.view.read import read_iteration, tracker_payload
 from humpback.store import RunStore, read_table
 from humpback.tracking import SCORE_BINS, open_tracker, resolve_mode
-from humpback.wandb_reader import read_wandb_run
+from wandb_reader import read_wandb_run
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
@@ -204,7 +204,7 @@ def test_tracking_off_imports_no_wandb(tmp_path):
         "import sys, json\n"
         "from humpback.config import load_config\n"
         "from humpback.loop import open_run, prepare\n"
-        "from humpback.report import write_report\n"
+        "from humpback.view.report import write_report\n"
         f"cfg = load_config({str(TINY)!r}, ['corpus.max_segments=4', 'tracking.progress=false'])\n"
         f"rt = open_run(cfg, {str(tmp_path / 'r')!r}, log=lambda line: None)\n"
         "prepare(rt); rt.metric('x', 'y', 1, iteration=1); rt.tracker.finish()\n"

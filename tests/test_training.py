@@ -19,6 +19,7 @@ from humpback.chat import FALLBACK_CHAT_TEMPLATE
 from humpback.config import TrainConfig
 from humpback.errors import DataError
 from humpback.training import (
+    TrainJob,
     build_trainer,
     paper_accumulation,
     paper_batch_size,
@@ -92,7 +93,7 @@ def test_to_prompt_completion_splits_at_the_last_assistant_turn():
 
 
 def test_only_completion_tokens_are_trained(tiny_model_dir, tmp_path):
-    trainer = build_trainer(str(tiny_model_dir), _rows(4), tmp_path, _cfg(), seed=0, progress=False)
+    trainer = build_trainer(TrainJob(str(tiny_model_dir), _cfg(), seed=0, progress=False), _rows(4), tmp_path)
     tok = trainer.processing_class
     assert tok.chat_template == FALLBACK_CHAT_TEMPLATE  # the base has none: the fallback was installed
     row = trainer.train_dataset[1]
@@ -121,7 +122,7 @@ def test_only_completion_tokens_are_trained(tiny_model_dir, tmp_path):
 def test_trainer_settings_from_config(tiny_model_dir, tmp_path):
     cfg = _cfg(steps="paper", max_steps=-1, per_device_train_batch_size=2, lora_target_modules="q_proj, v_proj",
                lr_scheduler_type="cosine", weight_decay=0.1, warmup_ratio=0.1)
-    trainer = build_trainer(str(tiny_model_dir), _rows(16), tmp_path, cfg, seed=3, progress=False)
+    trainer = build_trainer(TrainJob(str(tiny_model_dir), cfg, seed=3, progress=False), _rows(16), tmp_path)
     args = trainer.args
     assert args.max_steps == 30  # the paper's table, clamped below 100 examples
     assert args.gradient_accumulation_steps == 4  # 2 per device x 4 = the paper's batch of 8
@@ -132,8 +133,8 @@ def test_trainer_settings_from_config(tiny_model_dir, tmp_path):
     assert set(trainer.model.peft_config["default"].target_modules) == {"q_proj", "v_proj"}
 
     # max_steps > 0 wins over the paper's table.
-    trainer = build_trainer(str(tiny_model_dir), _rows(4), tmp_path, _cfg(steps="paper", max_steps=7),
-                            seed=0, progress=False)
+    trainer = build_trainer(TrainJob(str(tiny_model_dir), _cfg(steps="paper", max_steps=7), seed=0, progress=False),
+                            _rows(4), tmp_path)
     assert trainer.args.max_steps == 7
 
 
@@ -143,7 +144,7 @@ def test_trainer_settings_from_config(tiny_model_dir, tmp_path):
 @pytest.fixture(scope="module")
 def lora_run(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora") / "adapter"
-    result = train_sft(str(tiny_model_dir), _rows(16), out, _cfg(), seed=0, progress=False)
+    result = train_sft(TrainJob(str(tiny_model_dir), _cfg(), seed=0, progress=False), _rows(16), out)
     return result, out
 
 
@@ -192,8 +193,8 @@ def test_full_finetune_saves_a_whole_model(tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "full"
-    result = train_sft(str(tiny_model_dir), _rows(8), out, _cfg(max_steps=2, full_finetune=True, learning_rate=1e-3),
-                       seed=0, progress=False)
+    result = train_sft(TrainJob(str(tiny_model_dir), _cfg(max_steps=2, full_finetune=True, learning_rate=1e-3),
+                                seed=0, progress=False), _rows(8), out)
     assert result.steps == 2 and math.isfinite(result.train_loss)
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     assert AutoTokenizer.from_pretrained(out).chat_template == FALLBACK_CHAT_TEMPLATE
@@ -207,12 +208,12 @@ def test_examples_whose_prompt_fills_max_length_are_counted(tiny_model_dir, tmp_
     rows = _rows(6)
     for row in rows[:2]:  # prompts far past max_length=64
         row["messages"][1]["content"] = "Please explain this. " * 60
-    result = train_sft(str(tiny_model_dir), rows, tmp_path / "m", _cfg(max_steps=1, max_length=64), seed=0,
-                       progress=False)
+    result = train_sft(TrainJob(str(tiny_model_dir), _cfg(max_steps=1, max_length=64), seed=0, progress=False),
+                       rows, tmp_path / "m")
     assert result.num_examples == 6 and result.dropped_examples == 2
     assert result.summary()["dropped_examples"] == 2
-    packed = train_sft(str(tiny_model_dir), rows, tmp_path / "p", _cfg(max_steps=1, max_length=64, packing=True),
-                       seed=0, progress=False)
+    packed = train_sft(TrainJob(str(tiny_model_dir), _cfg(max_steps=1, max_length=64, packing=True), seed=0,
+                                progress=False), rows, tmp_path / "p")
     assert packed.dropped_examples is None  # packing joins examples: the count is not knowable
 
 
@@ -229,7 +230,7 @@ def test_deepspeed_zero2_on_cpu_in_one_process(tiny_model_dir, tmp_path):
         import importlib, json
         from pathlib import Path
         from humpback.config import TrainConfig
-        from humpback.training import train_sft
+        from humpback.training import TrainJob, train_sft
 
         # DeepSpeed compiles a C++ shared-memory all-reduce for CPUs on first use (~30 s, cached in
         # ~/.cache/torch_extensions); one process never all-reduces, so skip building it.
@@ -238,7 +239,7 @@ def test_deepspeed_zero2_on_cpu_in_one_process(tiny_model_dir, tmp_path):
                                {{"role": "assistant", "content": f"Answer {{i}}."}}]}} for i in range(8)]
         cfg = TrainConfig(max_steps=2, per_device_train_batch_size=2, gradient_accumulation_steps=1,
                           logging_steps=1, max_length=64, deepspeed="configs/deepspeed/zero2.json")
-        r = train_sft({str(tiny_model_dir)!r}, rows, Path({str(out)!r}), cfg, seed=0, progress=False)
+        r = train_sft(TrainJob({str(tiny_model_dir)!r}, cfg, seed=0, progress=False), rows, Path({str(out)!r}))
         print("RESULT " + json.dumps({{"steps": r.steps, "loss": r.train_loss}}))
     """)
     env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
@@ -260,12 +261,12 @@ def test_two_processes_match_one_at_the_paper_batch(tiny_model_dir, tmp_path):
         import json, os
         from pathlib import Path
         from humpback.config import TrainConfig
-        from humpback.training import train_sft
+        from humpback.training import TrainJob, train_sft
 
         rows = [{{"messages": [{{"role": "user", "content": f"Question {{i}}?"}},
                                {{"role": "assistant", "content": f"Answer {{i}}."}}]}} for i in range(16)]
-        r = train_sft({str(tiny_model_dir)!r}, rows, Path({str(tmp_path / "ddp")!r}), TrainConfig(**{cfg!r}),
-                      seed=0, progress=False)
+        r = train_sft(TrainJob({str(tiny_model_dir)!r}, TrainConfig(**{cfg!r}), seed=0, progress=False), rows,
+                      Path({str(tmp_path / "ddp")!r}))
         print("RESULT " + json.dumps({{"rank": os.environ["RANK"], "steps": r.steps, "losses": r.losses,
                                        "tokens": r.tokens}}))
     """))
@@ -280,7 +281,8 @@ def test_two_processes_match_one_at_the_paper_batch(tiny_model_dir, tmp_path):
     assert results[0]["losses"] == results[1]["losses"] and results[0]["tokens"] == results[1]["tokens"]
     assert (tmp_path / "ddp" / "adapter_model.safetensors").is_file()
 
-    single = train_sft(str(tiny_model_dir), _ddp_rows(), tmp_path / "one", TrainConfig(**cfg), seed=0, progress=False)
+    single = train_sft(TrainJob(str(tiny_model_dir), TrainConfig(**cfg), seed=0, progress=False), _ddp_rows(),
+                       tmp_path / "one")
     assert results[0]["steps"] == single.steps == 3
     assert results[0]["tokens"] == single.tokens  # tokens of both processes together
     assert [h["loss"] for h in results[0]["losses"]] == pytest.approx([h["loss"] for h in single.losses], abs=1e-3)

@@ -15,12 +15,13 @@ __all__ = ["ChoiceProbs", "Generator", "SamplingParams", "generator_name", "load
 
 def load_generator(
     cfg: "GenerationConfig", model: str, adapter: str | None = None, revision: str | None = None,
-    progress: bool = False, seed: int = 0,
+    progress: bool = False, seed: int = 0, tokenizer=None,
 ) -> Generator:
     """The generator that ``cfg.backend`` names, for ``model`` (+ an optional LoRA adapter).
 
     ``seed`` seeds the engine where it has one (vllm); per-call sampling seeds come from
-    ``SamplingParams.seed``.
+    ``SamplingParams.seed``. ``tokenizer``: the chat tokenizer already loaded for the model
+    (:func:`humpback.chat.load_chat_tokenizer`), so it is not loaded twice.
     """
     if cfg.backend == "hf":
         from .hf import HFGenerator
@@ -28,7 +29,7 @@ def load_generator(
         return HFGenerator(
             model, adapter=adapter, revision=revision, device=cfg.device, dtype=cfg.dtype,
             batch_size=cfg.batch_size, sort_by_length=cfg.sort_by_length,
-            max_prompt_tokens=cfg.max_prompt_tokens, progress=progress,
+            max_prompt_tokens=cfg.max_prompt_tokens, progress=progress, tokenizer=tokenizer,
         )
     if cfg.backend == "vllm":
         from .vllm import VLLMGenerator
@@ -36,7 +37,7 @@ def load_generator(
         return VLLMGenerator(
             model, adapter=adapter, revision=revision, dtype=cfg.dtype,
             max_prompt_tokens=cfg.max_prompt_tokens, tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization, seed=seed, progress=progress,
+            gpu_memory_utilization=cfg.gpu_memory_utilization, seed=seed, progress=progress, tokenizer=tokenizer,
         )
     if cfg.backend == "openai":
         from .openai import OpenAIGenerator

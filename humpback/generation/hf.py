@@ -5,7 +5,6 @@ optionally with a LoRA adapter applied (not merged).
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
@@ -68,9 +67,10 @@ class HFGenerator:
         sort_by_length: bool = True,
         max_prompt_tokens: int = 2048,
         progress: bool = False,
+        tokenizer=None,
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         if batch_size <= 0 or max_prompt_tokens <= 0:
             raise ConfigError(f"batch_size and max_prompt_tokens must be > 0, got {batch_size}, {max_prompt_tokens}")
@@ -82,10 +82,12 @@ class HFGenerator:
         self.device = torch.device(_pick_device(device))
         self.dtype = _pick_dtype(dtype, self.device)
 
-        # An adapter folder that carries its own tokenizer (e.g. with added tokens) wins.
-        tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model
-        tok_kwargs = {"revision": revision} if tok_source == model and revision else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(tok_source, **tok_kwargs)
+        # The run's chat tokenizer (an adapter folder with its own tokenizer wins: humpback.chat).
+        if tokenizer is None:
+            from ..chat import load_chat_tokenizer
+
+            tokenizer = load_chat_tokenizer(model, revision, adapter)
+        self.tokenizer = tokenizer
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 

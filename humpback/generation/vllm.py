@@ -62,9 +62,9 @@ class VLLMGenerator:
         gpu_memory_utilization: float = 0.9,
         seed: int = 0,
         progress: bool = False,
+        tokenizer=None,
     ) -> None:
         vllm, LoRARequest = _import_vllm()
-        from transformers import AutoTokenizer
 
         if max_prompt_tokens <= 0 or tensor_parallel_size <= 0 or not 0 < gpu_memory_utilization <= 1:
             raise ConfigError(
@@ -75,10 +75,13 @@ class VLLMGenerator:
         self.max_prompt_tokens = max_prompt_tokens
         self.progress = progress
         self._vllm = vllm
-        # The same tokenizer rule as the hf backend: an adapter folder with its own tokenizer wins.
-        tok_source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model
-        tok_kwargs = {"revision": revision} if tok_source == model and revision else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(tok_source, **tok_kwargs)
+        # The run's chat tokenizer (an adapter folder with its own tokenizer wins: humpback.chat).
+        if tokenizer is None:
+            from ..chat import load_chat_tokenizer
+
+            tokenizer = load_chat_tokenizer(model, revision, adapter)
+        self.tokenizer = tokenizer
+        tok_source = tokenizer.name_or_path
 
         # Prefix caching: every judge prompt starts with the same rubric, every backward prompt with the
         # same preamble; vLLM then computes their KV once.

@@ -10,7 +10,10 @@ import hashlib
 from functools import cache
 from importlib import resources
 
-from ..config import SEED_SYSTEM_PROMPT, WEB_SYSTEM_PROMPT
+# The paper's system tags: seed examples are tagged as AI-assistant answers, curated ones as web
+# knowledge; at inference both together scored best.
+SEED_SYSTEM_PROMPT = "Answer in the style of an AI Assistant."
+WEB_SYSTEM_PROMPT = "Answer with knowledge from web search."
 
 __all__ = [
     "SEED_SYSTEM_PROMPT",

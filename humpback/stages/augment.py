@@ -11,15 +11,10 @@ import statistics
 
 from ..chat import messages_for, render_prompt
 from ..config import AugmentConfig, to_dict
+from ..layout import BACKWARD, CANDIDATES, REJECTED, SEGMENTS
 from ..prompts import render_backward, template, template_hash
-from ..runtime import Runtime
-from ..store import StageResult
-from .finetune import BACKWARD
-from .lazy import LazyModel, LazyRows
-from .prepare import SEGMENTS
-
-CANDIDATES = "augment/candidates"
-REJECTED = "augment/rejected"
+from ..run import RunContext
+from ..store import StageResult, shard_file
 
 _WORD = re.compile(r"\w+")
 _LABEL = re.compile(r"^\s*(?:question|instruction|query|prompt)\s*:\s*", re.IGNORECASE)
@@ -71,13 +66,12 @@ def _repeated_fraction(text: str, n: int = 3) -> float:
     return 1.0 - len(set(grams)) / len(grams)
 
 
-def augment_stage(rt: Runtime) -> StageResult:
-    """One instruction per segment, written in shards as they finish (see RunStore.sharded_stage)."""
+def augment_stage(rt: RunContext) -> StageResult:
+    """One instruction per segment, written in shards as they finish (see humpback.store.shards)."""
     cfg = rt.cfg.augment
-    backward_dir = rt.store.path(BACKWARD)
     generator = rt.model_name(BACKWARD)
-    segments = LazyRows(rt, SEGMENTS)
-    model = LazyModel(rt, backward_dir)
+    segments = rt.rows(SEGMENTS)
+    model = rt.model(BACKWARD)
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         from ..generation.base import SamplingParams
@@ -98,8 +92,8 @@ def augment_stage(rt: Runtime) -> StageResult:
                 candidates.append(row)
             else:
                 rejected.append({**row, "reason": status})
-        rt.store.write_rows(f"{CANDIDATES}/part-{shard:05d}.parquet", candidates, schema=_schema(False))
-        rt.store.write_rows(f"{REJECTED}/part-{shard:05d}.parquet", rejected, schema=_schema(True))
+        rt.store.write_rows(shard_file(CANDIDATES, shard), candidates, schema=_schema(False))
+        rt.store.write_rows(shard_file(REJECTED, shard), rejected, schema=_schema(True))
         return {"segments": len(part), "candidates": len(candidates),
                 "rejected": {r: sum(1 for x in rejected if x["reason"] == r) for r in REJECT_REASONS},
                 "generic_instructions": sum(is_generic(c["instruction"]) for c in candidates),
@@ -117,13 +111,12 @@ def augment_stage(rt: Runtime) -> StageResult:
             rt.metric("augment", f"rejected/{reason}", n)
         return stats
 
-    deps = {"augment": to_dict(cfg), "template": template_hash("backward"), "base": rt.base_identity(),
-            "backend": rt.cfg.generation.backend, "max_prompt_tokens": rt.cfg.generation.max_prompt_tokens,
-            "dtype": rt.cfg.generation.dtype, "random_seed": rt.cfg.random_seed}
+    deps = {"augment": to_dict(cfg), "template": template_hash("backward"), "base": rt.base_identity,
+            **rt.generation_key()}
     try:
         return rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.store.count_rows(SEGMENTS),
-                                      rt.cfg.shard_size,
-                                      do_shard, finish, inputs=[SEGMENTS, BACKWARD], force="augment" in rt.force)
+                                      rt.cfg.shard_size, do_shard, finish, inputs=[SEGMENTS, BACKWARD],
+                                      force=rt.forced("augment"))
     finally:
         model.close()
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 
+from .. import layout
 from ..chat import messages_for, render_prompt
 from ..config import CurateConfig
+from ..layout import CANDIDATES
 from ..prompts import render_curation, template_hash
-from ..runtime import Runtime, model_identity
-from ..scoring import CHOICES, histogram, parse_score, score_from_probs
-from ..store import StageResult
-from ..tiny import resolve
-from .augment import CANDIDATES
-from .lazy import LazyModel, LazyRows
+from ..run import RunContext
+from ..scoring import CHOICES, agreement, describe_rule, histogram, parse_score, score_from_probs, select, selection_rule
+from ..store import StageResult, model_identity, shard_file
 
 SCORE_PREFILL = "Score:"
 
@@ -61,76 +60,20 @@ def score_rows_both(candidates: list[dict], outputs: list[str], choice_probs: li
             for g, lg in zip(generated, logits, strict=True)]
 
 
-def select(candidates: list[dict], scores: list[dict], cfg: CurateConfig) -> list[dict]:
-    """A(K): by threshold on the chosen score, or the best top_fraction / top_k of the pool.
-
-    Pairs without that score (a generated judgement that failed to parse) are never selected. Ranking
-    ties are broken by candidate id, so a selection is the same whatever order the shards came in."""
-    by_id = {s["candidate_id"]: s for s in scores}
-    field = cfg.score_field()
-    scored = [(c, by_id[c["candidate_id"]]) for c in candidates]
-    scored = [(c, s) for c, s in scored if s[field] is not None]
-    if cfg.select == "threshold":
-        kept = [(c, s) for c, s in scored if s[field] >= cfg.threshold]
-    else:
-        n = cfg.top_k if cfg.select == "top_k" else round(cfg.top_fraction * len(candidates))
-        ranked = sorted(scored, key=lambda cs: (-cs[1][field], cs[0]["candidate_id"]))
-        chosen = {c["candidate_id"] for c, _ in ranked[:n]}
-        kept = [(c, s) for c, s in scored if c["candidate_id"] in chosen]
-    return [{"candidate_id": c["candidate_id"], "segment_id": c["segment_id"], "instruction": c["instruction"],
-             "output": c["output"], "score": s["score"], "expected_score": s["expected_score"]} for c, s in kept]
-
-
-def spearman(x: list[float], y: list[float]) -> float | None:
-    """Spearman rank correlation (average ranks for ties); None when it is undefined."""
-    if len(x) < 2:
-        return None
-    rx, ry = _ranks(x), _ranks(y)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
-    return cov / (vx * vy) ** 0.5 if vx > 0 and vy > 0 else None
-
-
-def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for t in range(i, j + 1):
-            ranks[order[t]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def agreement(rows: list[dict]) -> dict:
-    """How the generated score and the logits scores agree over the pairs whose judgement parsed."""
-    both = [r for r in rows if r["score"] is not None and r["logits_score"] is not None]
-    confusion = [[0] * 5 for _ in range(5)]
-    for r in both:
-        confusion[r["score"] - 1][r["logits_score"] - 1] += 1
-    return {"pairs": len(both),
-            "spearman_generated_vs_expected": spearman([r["score"] for r in both], [r["expected_score"] for r in both]),
-            "exact_agreement": sum(r["score"] == r["logits_score"] for r in both) / len(both) if both else None,
-            "confusion_generated_by_argmax": confusion}
-
-
-def score_stage(rt: Runtime, k: int, judge_rel: str) -> StageResult:
-    """iter_K/scores: one row per candidate, judged by model K-1 (M0 for K = 1), written in shards."""
+def score_stage(rt: RunContext, k: int) -> StageResult:
+    """iter_K/scores: one row per candidate, judged by model K-1 (M0 for K = 1) or by the outside
+    judge ``curate.judge``, written in shards."""
     cfg = rt.cfg.curate
-    scores_rel = scores_dir(k)
-    candidates = LazyRows(rt, CANDIDATES)
-    if cfg.judge:  # an outside judge replaces the run's own model
-        judge = resolve(cfg.judge)
-        model = LazyModel(rt, None, model=judge)
+    it = layout.iteration(k)
+    candidates = rt.rows(CANDIDATES)
+    if rt.sources.judge:  # an outside judge replaces the run's own model
+        judge = rt.sources.judge
+        model = rt.model(outside=judge)
         judge_inputs, judge_identity = [], model_identity(judge, None)
     else:
-        judge = rt.model_name(judge_rel)
-        model = LazyModel(rt, rt.store.path(judge_rel))
-        judge_inputs, judge_identity = [judge_rel], None
+        judge = rt.model_name(it.judge)
+        model = rt.model(it.judge)
+        judge_inputs, judge_identity = [it.judge], None
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         from ..generation.base import SamplingParams
@@ -148,28 +91,23 @@ def score_stage(rt: Runtime, k: int, judge_rel: str) -> StageResult:
             rows = score_rows_generate(part, outputs, judge)
         else:
             rows = score_rows_both(part, outputs, probs, judge)
-        rt.store.write_rows(f"{scores_rel}/part-{shard:05d}.parquet", rows, schema=_score_schema())
+        rt.store.write_rows(shard_file(it.scores, shard), rows, schema=_score_schema())
         return shard_score_stats(rows)
 
     def finish(shards: list[dict]) -> dict:
         model.close()
-        return _score_stats(rt, k, merge_score_stats(shards))
+        return _score_stats(rt, k, {"judge": judge, **merge_score_stats(shards)})
 
     deps = {"mode": cfg.mode, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
-            "system_prompt": cfg.system_prompt, "template": template_hash("curate"), "base": rt.base_identity(),
-            "backend": rt.cfg.generation.backend, "max_prompt_tokens": rt.cfg.generation.max_prompt_tokens,
-            "dtype": rt.cfg.generation.dtype, "random_seed": rt.cfg.random_seed, "judge": judge_identity}
-    name = f"iter_{k}/score"
+            "system_prompt": cfg.system_prompt, "template": template_hash("curate"), "base": rt.base_identity,
+            **rt.generation_key(), "judge": judge_identity}
+    name = it.stage("score")
     try:
-        return rt.store.sharded_stage(name, deps, [scores_rel], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
-                                      do_shard, finish, inputs=[CANDIDATES, *judge_inputs],
-                                      force=name in rt.force or "score" in rt.force)
+        return rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
+                                      do_shard, finish, inputs=[CANDIDATES, *judge_inputs], force=rt.forced(name),
+                                      job="curate")
     finally:
         model.close()
-
-
-def scores_dir(k: int) -> str:
-    return f"iter_{k}/scores"
 
 
 def shard_score_stats(rows: list[dict]) -> dict:
@@ -210,32 +148,39 @@ def merge_score_stats(shards: list[dict]) -> dict:
     return out
 
 
-def select_stage(rt: Runtime, k: int) -> StageResult:
+def select_stage(rt: RunContext, k: int) -> StageResult:
+    """A(K) from the saved scores by the recipe's rule; the rule used is recorded in the stats."""
     cfg = rt.cfg.curate
-    scores_rel, curated_rel = scores_dir(k), f"iter_{k}/curated.parquet"
+    it = layout.iteration(k)
+    rule = selection_rule(cfg)
 
     def work() -> dict:
         candidates = rt.store.read_rows(CANDIDATES)
-        curated = select(candidates, rt.store.read_rows(scores_rel), cfg)
-        rt.store.write_rows(curated_rel, curated, schema=_curated_schema())
+        curated = select(candidates, rt.store.read_rows(it.scores), cfg)
+        rt.store.write_rows(it.curated, curated, schema=_curated_schema())
         rate = len(curated) / len(candidates) if candidates else 0.0
-        rule = f"threshold {cfg.threshold:g}" if cfg.select == "threshold" else (
-            f"top {cfg.top_fraction:g}" if cfg.select == "top_fraction" else f"top {cfg.top_k}")
-        rt.log(f"  curate: {len(curated)} of {len(candidates)} candidates kept ({rule} on {cfg.score_field()})")
+        rt.log(f"  curate: {len(curated)} of {len(candidates)} candidates kept: {describe_rule(rule)}")
         rt.metric("select", "curated", len(curated), iteration=k)
         rt.metric("select", "acceptance_rate", rate, iteration=k)
-        return {"curated": len(curated), "acceptance_rate": rate, "threshold": cfg.threshold,
-                "select": cfg.select, "score_field": cfg.score_field()}
+        return {"curated": len(curated), "acceptance_rate": rate, "rule": rule,
+                "threshold": cfg.threshold if cfg.select == "threshold" else None,
+                **_length_stats(curated)}
 
-    deps = {"select": cfg.select, "score_field": cfg.score_field(),
-            **{"threshold": {"threshold": cfg.threshold}, "top_fraction": {"top_fraction": cfg.top_fraction},
-               "top_k": {"top_k": cfg.top_k}}[cfg.select]}
-    name = f"iter_{k}/select"
-    return rt.store.stage(name, deps, [curated_rel], work, inputs=[CANDIDATES, scores_rel],
-                          force=name in rt.force or "select" in rt.force)
+    name = it.stage("select")
+    return rt.store.stage(name, dict(rule), [it.curated], work, inputs=[CANDIDATES, it.scores], force=rt.forced(name),
+                          job="curate")
 
 
-def _score_stats(rt: Runtime, k: int, stats: dict) -> dict:
+def _length_stats(curated: list[dict]) -> dict:
+    import statistics
+
+    out = {}
+    for name, col in (("instruction_chars_median", "instruction"), ("output_chars_median", "output")):
+        out[name] = statistics.median(len(c[col]) for c in curated) if curated else None
+    return out
+
+
+def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
     rt.log(f"  score: {stats['scored']} pairs, histogram {stats['histogram']}, "
            f"parse failures {stats['parse_failures']}")
     rt.metric("score", "scored", stats["scored"], iteration=k)
@@ -266,11 +211,3 @@ def _curated_schema():
 
     return pa.schema([("candidate_id", pa.string()), ("segment_id", pa.string()), ("instruction", pa.string()),
                       ("output", pa.string()), ("score", pa.int64()), ("expected_score", pa.float64())])
-
-
-def judge_dir_for(k: int) -> str:
-    """The judge of iteration K is the model of iteration K-1; M0 judges the first iteration."""
-    from .finetune import M0
-
-    return M0 if k == 1 else f"iter_{k - 1}/model"
-

@@ -1,31 +1,20 @@
 """Training stages: the backward model, the seed model M0, and each iteration's model M_K.
 
-The mixtures are pure functions of rows (tested exactly); training itself is TRL SFT + PEFT in
-:mod:`humpback.training`, run in this process or, with ``train.accelerate_config``, under
-``accelerate launch`` (several GPUs, DeepSpeed) through :mod:`humpback.train_worker`.
+The mixtures are pure functions of rows (tested exactly); the training itself, in this process or
+under ``accelerate launch``, is :func:`humpback.training.train_model`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+from typing import Optional
 
+from .. import layout
 from ..chat import messages_for
-from ..config import SEED_SYSTEM_PROMPT, WEB_SYSTEM_PROMPT, dump_yaml, to_dict
-from ..errors import HumpbackError
-from ..prompts import render_backward, template_hash
-from ..runtime import Runtime
-from ..store import StageResult, write_text
-from .prepare import SEED
-
-BACKWARD = "models/backward"
-M0 = "models/m0"
-BACKWARD_TRAIN = "data/train_backward.parquet"
-M0_TRAIN = "data/train_m0.parquet"
+from ..config import to_dict
+from ..layout import BACKWARD, BACKWARD_TRAIN, M0, M0_TRAIN, SEED
+from ..prompts import SEED_SYSTEM_PROMPT, WEB_SYSTEM_PROMPT, render_backward, template_hash
+from ..run import RunContext
+from ..store import StageResult, Step
 
 
 def backward_rows(seed: list[dict]) -> list[dict]:
@@ -43,50 +32,53 @@ def mixture_rows(seed: list[dict], curated: list[dict]) -> list[dict]:
     return rows
 
 
-def backward_stage(rt: Runtime) -> StageResult:
+def backward_stage(rt: RunContext) -> StageResult:
     def work() -> dict:
         return _train(rt, backward_rows(rt.store.read_rows(SEED)), BACKWARD_TRAIN, BACKWARD, iteration=None)
 
-    deps = {"train": _train_deps(rt), "base": rt.base_identity(), "template": template_hash("backward")}
-    return rt.store.stage("backward", deps, [BACKWARD_TRAIN, BACKWARD], work, inputs=[SEED],
-                          force="backward" in rt.force)
+    deps = {"train": _train_deps(rt), "base": rt.base_identity, "template": template_hash("backward")}
+    return _stage(rt, "backward", deps, [SEED], BACKWARD_TRAIN, BACKWARD, work)
 
 
-def m0_stage(rt: Runtime) -> StageResult:
+def m0_stage(rt: RunContext) -> StageResult:
     def work() -> dict:
         return _train(rt, mixture_rows(rt.store.read_rows(SEED), []), M0_TRAIN, M0, iteration=0)
 
-    deps = {"train": _train_deps(rt), "base": rt.base_identity(), "tags": [SEED_SYSTEM_PROMPT]}
-    return rt.store.stage("m0", deps, [M0_TRAIN, M0], work, inputs=[SEED], force="m0" in rt.force)
+    deps = {"train": _train_deps(rt), "base": rt.base_identity, "tags": [SEED_SYSTEM_PROMPT]}
+    return _stage(rt, "m0", deps, [SEED], M0_TRAIN, M0, work)
 
 
-def next_model_stage(rt: Runtime, k: int, curated_rel: str) -> StageResult:
+def next_model_stage(rt: RunContext, k: int) -> StageResult:
     """Model K: finetuned from the base model on seed + A(K), with the paper's tags."""
-    train_rel, model_rel = f"iter_{k}/train.parquet", f"iter_{k}/model"
+    it = layout.iteration(k)
 
     def work() -> dict:
-        rows = mixture_rows(rt.store.read_rows(SEED), rt.store.read_rows(curated_rel))
-        return _train(rt, rows, train_rel, model_rel, iteration=k)
+        rows = mixture_rows(rt.store.read_rows(SEED), rt.store.read_rows(it.curated))
+        return _train(rt, rows, it.mixture, it.model, iteration=k)
 
-    deps = {"train": _train_deps(rt), "base": rt.base_identity(), "tags": [SEED_SYSTEM_PROMPT, WEB_SYSTEM_PROMPT]}
-    name = f"iter_{k}/train"
-    return rt.store.stage(name, deps, [train_rel, model_rel], work, inputs=[SEED, curated_rel],
-                          force=name in rt.force or "train" in rt.force)
+    deps = {"train": _train_deps(rt), "base": rt.base_identity, "tags": [SEED_SYSTEM_PROMPT, WEB_SYSTEM_PROMPT]}
+    return _stage(rt, it.stage("train"), deps, [SEED, it.curated], it.mixture, it.model, work)
 
 
-def mixture_model_stage(rt: Runtime, k: int) -> StageResult:
+def mixture_model_stage(rt: RunContext, k: int) -> StageResult:
     """Model K trained on an existing mixture iter_K/train.parquet (replay: no generation at all)."""
-    train_rel, model_rel = f"iter_{k}/train.parquet", f"iter_{k}/model"
+    it = layout.iteration(k)
 
     def work() -> dict:
-        return _train(rt, rt.store.read_rows(train_rel), None, model_rel, iteration=k)
+        return _train(rt, rt.store.read_rows(it.mixture), None, it.model, iteration=k)
 
-    deps = {"train": _train_deps(rt), "base": rt.base_identity()}
-    name = f"iter_{k}/train"
-    return rt.store.stage(name, deps, [model_rel], work, inputs=[train_rel], force=name in rt.force)
+    deps = {"train": _train_deps(rt), "base": rt.base_identity}
+    name = it.stage("train")
+    return rt.store.stage(name, deps, [it.model], work, inputs=[it.mixture], force=rt.forced(name))
 
 
-def _train_deps(rt: Runtime) -> dict:
+def _stage(rt: RunContext, name: str, deps: dict, sources: list[str], mixture: str, model: str, work) -> StageResult:
+    """A training stage's lineage: the mixture from its sources, the model from the mixture."""
+    lineage = [Step("mix", tuple(sources), (mixture,)), Step("train", (mixture,), (model,))]
+    return rt.store.stage(name, deps, [mixture, model], work, inputs=sources, force=rt.forced(name), lineage=lineage)
+
+
+def _train_deps(rt: RunContext) -> dict:
     d = to_dict(rt.cfg.train)
     d.pop("accelerate_config")  # where training runs does not change what it learns
     d.pop("num_processes")
@@ -94,26 +86,18 @@ def _train_deps(rt: Runtime) -> dict:
     return {**d, "random_seed": rt.cfg.random_seed}
 
 
-def _train(rt: Runtime, rows: list[dict], rows_rel: str | None, model_rel: str, iteration: int | None) -> dict:
-    """Save the exact mixture (unless it is already saved, rows_rel None), train on it into a scratch
-    folder, then move the model into place."""
+def _train(rt: RunContext, rows: list[dict], rows_rel: Optional[str], model_rel: str,
+           iteration: Optional[int]) -> dict:
+    """Save the exact mixture (unless it is already saved, rows_rel None), train on it, log the losses."""
+    from ..training import train_model
+
+    mixture_rel = rows_rel or layout.iteration(iteration).mixture
     if rows_rel is not None:
         rt.store.write_rows(rows_rel, rows)
-    final = rt.store.path(model_rel)
-    scratch = final.with_name(final.name + ".partial")
-    shutil.rmtree(scratch, ignore_errors=True)
     rt.log(f"  training {model_rel} on {len(rows)} examples")
     with rt.tracker.training(model_rel) as reporting:  # TRL's own loss reporting (wandb), else {}
-        if rt.cfg.train.accelerate_config:
-            result = _train_launched(rt, rows_rel or f"{model_rel.rsplit('/', 1)[0]}/train.parquet", scratch)
-        else:
-            from ..training import train_sft
-
-            r = train_sft(rt.base_model, rows, scratch, rt.cfg.train, seed=rt.cfg.random_seed,
-                          revision=rt.cfg.base_model_revision, progress=rt.progress, **reporting)
-            result = r.summary()
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(scratch, final)
+        result = train_model(rt.train_job(**reporting), rows, rt.store.path(mixture_rel), rt.store.path(model_rel),
+                             log=rt.log)
     stage = model_rel.replace("/", "_")
     for point in result["losses"]:
         rt.metric(stage, "train/loss", point["loss"], iteration=iteration)
@@ -122,24 +106,4 @@ def _train(rt: Runtime, rows: list[dict], rows_rel: str | None, model_rel: str, 
         rt.log(f"  {result['dropped_examples']} of {len(rows)} examples dropped: the prompt alone fills "
                f"train.max_length={rt.cfg.train.max_length}")
         rt.metric(stage, "train/dropped_examples", result["dropped_examples"], iteration=iteration)
-    return result
-
-
-def _train_launched(rt: Runtime, rows_rel: str, scratch: Path) -> dict:
-    """Run the training under ``accelerate launch`` with the recipe's accelerate config."""
-    spec_dir = scratch.parent / (scratch.name + ".spec")
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    write_text(spec_dir / "config.yaml", dump_yaml(rt.cfg))
-    result_path = spec_dir / "result.json"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", rt.cfg.train.accelerate_config]
-    if rt.cfg.train.num_processes:
-        cmd += ["--num_processes", str(rt.cfg.train.num_processes)]
-    cmd += ["-m", "humpback.train_worker", "--config", str(spec_dir / "config.yaml"), "--base-model", rt.base_model,
-           "--rows", str(rt.store.path(rows_rel)), "--output", str(scratch), "--result", str(result_path)]
-    rt.log("  launching: " + " ".join(cmd))
-    proc = subprocess.run(cmd)
-    if proc.returncode != 0 or not result_path.exists():
-        raise HumpbackError(f"training under accelerate launch failed (exit {proc.returncode}); its log is above")
-    result = json.loads(result_path.read_text())
-    shutil.rmtree(spec_dir, ignore_errors=True)
     return result

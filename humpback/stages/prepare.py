@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 from ..config import to_dict
-from ..runtime import Runtime, source_identity
-from ..store import StageResult, write_json, write_table_stream
-from ..tiny import resolve
-
-SEED = "data/seed.parquet"
-SEGMENTS = "data/segments.parquet"
-FUNNEL = "data/funnel.json"
+from ..layout import FUNNEL, SEED, SEGMENTS
+from ..run import RunContext
+from ..store import StageResult, source_identity, write_json, write_table_stream
 
 
-def seed_stage(rt: Runtime) -> StageResult:
+def seed_stage(rt: RunContext) -> StageResult:
     """Read the seed pairs in their source format and save them as (id, instruction, output, source)."""
-    cfg = dataclasses.replace(rt.cfg.seed, path=resolve(rt.cfg.seed.path) if rt.cfg.seed.path else None)
+    cfg = rt.sources.seed
 
     def work() -> dict:
         from ..data.seed import load_seed
@@ -32,14 +27,14 @@ def seed_stage(rt: Runtime) -> StageResult:
         return {"format": result.format, **result.stats}
 
     deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
-    return rt.store.stage("seed", deps, [SEED], work, force="seed" in rt.force)
+    return rt.store.stage("seed", deps, [SEED], work, force=rt.forced("seed"), job="prepare")
 
 
-def segments_stage(rt: Runtime) -> StageResult:
+def segments_stage(rt: RunContext) -> StageResult:
     """Stream the corpus through sectioning and the paper's filters; save survivors with ids."""
     import pyarrow as pa
 
-    cfg = dataclasses.replace(rt.cfg.corpus, path=resolve(rt.cfg.corpus.path) if rt.cfg.corpus.path else None)
+    cfg = rt.sources.corpus
     schema = pa.schema([("id", pa.string()), ("doc_id", pa.string()), ("header", pa.string()),
                         ("text", pa.string()), ("n_chars", pa.int32())])
 
@@ -67,7 +62,8 @@ def segments_stage(rt: Runtime) -> StageResult:
         return {"funnel": funnel, "skipped_examples": [list(x) for x in skipped[:5]]}
 
     deps = {"corpus": to_dict(rt.cfg.corpus), "source": source_identity(cfg.path, cfg.dataset, full=False)}
-    return rt.store.stage("segments", deps, [SEGMENTS, FUNNEL], work, inputs=[SEED], force="segments" in rt.force)
+    return rt.store.stage("segments", deps, [SEGMENTS, FUNNEL], work, inputs=[SEED], force=rt.forced("segments"),
+                          job="prepare")
 
 
 def _pair_id(instruction: str, output: str) -> str:

@@ -1,23 +1,23 @@
 """What a run folder says about each iteration: funnel, scores, curated set, losses, scored pairs.
 
 Read only from the run folder (config.yaml, manifest.json, metrics.jsonl, data/funnel.json, the Parquet
-tables, iter_K/stats.json); a run still in progress reads as far as it got, and what is missing is
-listed, never an error. The report, ``humpback inspect`` and the trackers' per-iteration rows
-(:func:`tracker_payload`) all take their figures from here.
+tables); a run still in progress reads as far as it got, and what is missing is listed, never an
+error. Counts and rates come from the stages' statistics (:mod:`.figures`); the tables give the
+distributions and the sampled pairs. The report, ``humpback inspect`` and the trackers'
+per-iteration rows (:func:`tracker_payload`) all take their figures from here.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .store import read_table
-
-SCORES = (1, 2, 3, 4, 5)
+from .. import layout
+from ..store import read_table
+from .figures import iteration_figures
 
 
 @dataclass
@@ -48,83 +48,55 @@ class RunView:
 def read_run(run_dir: Path) -> RunView:
     run_dir = Path(run_dir)
     missing: list[str] = []
-    config = _yaml(run_dir / "config.yaml") or {}
-    manifest = _json(run_dir / "manifest.json") or {}
+    config = _yaml(run_dir / layout.CONFIG) or {}
+    manifest = _json(run_dir / layout.MANIFEST) or {}
     stages = manifest.get("stages", {})
-    funnel = _json(run_dir / "data/funnel.json")
+    funnel = _json(run_dir / layout.FUNNEL)
     if funnel is None:
-        missing.append("data/funnel.json (the data stages have not finished)")
-    candidates = table(run_dir, "augment/candidates")
+        missing.append(f"{layout.FUNNEL} (the data stages have not finished)")
+    candidates = table(run_dir, layout.CANDIDATES)
     if candidates is None:
-        missing.append("augment/candidates (augmentation has not finished)")
+        missing.append(f"{layout.CANDIDATES} (augmentation has not finished)")
     metrics = []
-    if (run_dir / "metrics.jsonl").exists():
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+    if (run_dir / layout.METRICS).exists():
+        for line in (run_dir / layout.METRICS).read_text().splitlines():
             try:
                 metrics.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a line cut short by a crash
-    seed_losses = {m: stages.get(m, {}).get("stats", {}).get("losses") or [] for m in ("backward", "m0")}
+    seed_losses = {layout.model_label(rel): stages.get(name, {}).get("stats", {}).get("losses") or []
+                   for name, rel in (("backward", layout.BACKWARD), ("m0", layout.M0))}
     planned = int(config.get("iterations") or 0)
-    present = sorted(int(p.name[5:]) for p in run_dir.glob("iter_*") if p.name[5:].isdigit())
-    ks = sorted(set(range(1, planned + 1)) | set(present))
-    iterations = [read_iteration(run_dir, k, candidates, config, stages, funnel) for k in ks]
+    ks = sorted(set(range(1, planned + 1)) | set(layout.iterations_on_disk(run_dir)))
+    iterations = [read_iteration(run_dir, k, candidates, stages) for k in ks]
     return RunView(run_dir, config.get("name") or run_dir.name, config, funnel, candidates, stages, metrics,
                    seed_losses, iterations, missing)
 
 
-def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None, config: Optional[dict] = None,
-                   stages: Optional[dict] = None, funnel: Optional[dict] = None) -> IterationView:
+def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None,
+                   stages: Optional[dict] = None) -> IterationView:
     """Iteration K's figures, scores, curated lengths, losses and pairs, from whatever is on disk."""
     run_dir = Path(run_dir)
-    if config is None:
-        config = _yaml(run_dir / "config.yaml") or {}
     if stages is None:
-        stages = (_json(run_dir / "manifest.json") or {}).get("stages", {})
-    if funnel is None:
-        funnel = _json(run_dir / "data/funnel.json")
+        stages = (_json(run_dir / layout.MANIFEST) or {}).get("stages", {})
     if candidates is None:
-        candidates = table(run_dir, "augment/candidates")
+        candidates = table(run_dir, layout.CANDIDATES)
+    paths = layout.iteration(k)
     it = IterationView(k)
-    stats = _json(run_dir / f"iter_{k}/stats.json") or {}
-    scores = table(run_dir, f"iter_{k}/scores")
-    curated = table(run_dir, f"iter_{k}/curated")
-    train = stages.get(f"iter_{k}/train", {}).get("stats") if stages.get(f"iter_{k}/train", {}).get("status") == "done" else None
+    scores = table(run_dir, paths.scores)
+    curated = table(run_dir, paths.curated)
+    train = stages.get(paths.stage("train"), {})
+    train = train.get("stats") if train.get("status") == "done" else None
     for what, value in (("scores", scores), ("curated set", curated), ("model", train)):
         if value is None:
-            it.missing.append(f"iter_{k} {what}")
-    threshold = stats.get("threshold", (config.get("curate") or {}).get("threshold"))
-    f = it.figures
-    if funnel:
-        f["funnel/documents"] = funnel.get("documents")
-        f["funnel/sections"] = funnel.get("sections")
-        f["funnel/segments"] = funnel.get("kept")
-    if candidates is not None:
-        f["candidates"] = f["funnel/candidates"] = len(candidates)
+            it.missing.append(f"{paths.dir} {what}")
+    it.figures = iteration_figures(stages, k, len(candidates) if candidates is not None else None)
     if scores is not None:
         it.scores = [s["score"] if s.get("parse_status") == "ok" else None for s in scores]
-        n = len(scores)
-        failures = sum(1 for s in it.scores if s is None)
-        f["scored"] = n
-        f["parse_failures"] = failures
-        f["parse_failure_rate"] = failures / n if n else 0.0
-        for score in SCORES:
-            f[f"score_count/{score}"] = sum(1 for s in it.scores if s == score)
-        f["score_count/none"] = failures
-        expected = [s["expected_score"] for s in scores if s.get("expected_score") is not None]
-        f["expected_score_mean"] = sum(expected) / len(expected) if expected else None
     if curated is not None:
-        f["curated"] = f["funnel/curated"] = len(curated)
-        if candidates:
-            f["acceptance_rate"] = len(curated) / len(candidates)
         it.lengths = {"instruction_chars": [len(c["instruction"]) for c in curated],
                       "output_chars": [len(c["output"]) for c in curated]}
-        for name, values in it.lengths.items():
-            f[f"{name}_median"] = statistics.median(values) if values else None
-    f["threshold"] = threshold
     if train is not None:
-        f["train_examples"] = train.get("num_examples")
-        f["train_loss"] = train.get("train_loss")
         it.losses = train.get("losses") or []
     if scores is not None and candidates is not None:
         by_id = {c["candidate_id"]: c for c in candidates}
@@ -159,10 +131,9 @@ def tracker_payload(it: IterationView, n_pairs: int, seed: int = 0) -> tuple[dic
 
 def table(run_dir: Path, rel: str) -> Optional[list[dict]]:
     """Rows of a run-folder table written as one file or as a folder of shards; None when absent."""
-    for candidate in (rel, rel + ".parquet"):
-        path = Path(run_dir) / candidate
-        if path.is_file() or (path.is_dir() and any(path.glob("*.parquet"))):
-            return read_table(path)
+    path = Path(run_dir) / rel
+    if path.is_file() or (path.is_dir() and any(path.glob("*.parquet"))):
+        return read_table(path)
     return None
 
 

@@ -1,6 +1,6 @@
 """``humpback report``: one self-contained HTML file that shows a run, iteration by iteration.
 
-Figures come from :mod:`humpback.runview` (the run folder only). Plots are drawn with matplotlib (Agg)
+Figures come from :mod:`humpback.view.read` (the run folder only). Plots are drawn with matplotlib (Agg)
 and embedded as base64 PNG; the numbers each plot was drawn from sit beside it (``data-values``, bar
 heights read back from the figure), so the report can be checked against the run.
 """
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import StoreError
-from .runview import SCORES, RunView, read_run, sample_pairs
-from .store import write_text
-
-REPORT = "report.html"
+from .. import layout
+from ..errors import StoreError
+from ..scoring import SCORES
+from ..store import write_text
+from .read import RunView, read_run, sample_pairs
 
 
 # --------------------------------------------------------------------------- plots
@@ -190,9 +190,9 @@ def _finish(fig, name: str, title: str, data: dict) -> Plot:
 def write_report(run_dir: Path, output: Optional[Path] = None, n_pairs: int = 5, seed: int = 0) -> Path:
     """Write the report of ``run_dir`` (default ``RUN_DIR/report.html``) and return its path."""
     run_dir = Path(run_dir)
-    if not (run_dir / "manifest.json").exists() and not (run_dir / "config.yaml").exists():
-        raise StoreError(f"{run_dir}: not a humpback run folder (no manifest.json or config.yaml)")
-    output = Path(output) if output is not None else run_dir / REPORT
+    if not (run_dir / layout.MANIFEST).exists() and not (run_dir / layout.CONFIG).exists():
+        raise StoreError(f"{run_dir}: not a humpback run folder (no {layout.MANIFEST} or {layout.CONFIG})")
+    output = Path(output) if output is not None else run_dir / layout.REPORT
     view = read_run(run_dir)
     write_text(output, render_html(view, plots(view), n_pairs=n_pairs, seed=seed))
     return output
@@ -211,7 +211,7 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
     parts.append("<h2>Per-iteration summary</h2>" + _summary_table(view))
     by_name = {p.name: p for p in figures}
     sections = [("funnel", "Filter funnel", _funnel_table(view)),
-                ("score_histograms", "Score histograms (judge: model K-1)", ""),
+                ("score_histograms", "Score histograms (each iteration's judge: " + _judges(view) + ")", ""),
                 ("rates", "Acceptance and parse-failure rates", ""),
                 ("lengths", "Instruction and output lengths (candidate pool and each curated set)", ""),
                 ("losses", "Training loss curves", "")]
@@ -243,7 +243,7 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
 
 def _summary_table(view: RunView) -> str:
     cols = [("candidates", "candidates"), ("scored", "scored"), ("parse_failures", "parse failures"),
-            ("parse_failure_rate", "parse-failure rate"), ("threshold", "threshold"), ("curated", "curated"),
+            ("parse_failure_rate", "parse-failure rate"), ("selection", "selection rule"), ("curated", "curated"),
             ("acceptance_rate", "acceptance rate"), ("expected_score_mean", "mean expected score"),
             ("instruction_chars_median", "median instruction chars"), ("output_chars_median", "median output chars"),
             ("train_examples", "train examples"), ("train_loss", "final loss")]
@@ -251,6 +251,11 @@ def _summary_table(view: RunView) -> str:
     for it in view.iterations:
         rows.append(f"<tr><td>{it.k}</td>" + "".join(f"<td>{_fmt(it.figures.get(k))}</td>" for k, _ in cols) + "</tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _judges(view: RunView) -> str:
+    judges = [f"{it.k}: {it.figures['judge']}" for it in view.iterations if it.figures.get("judge")]
+    return "; ".join(judges) or "none yet"
 
 
 def _funnel_table(view: RunView) -> str:

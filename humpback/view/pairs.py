@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 from typing import Optional
 
-from .errors import HumpbackError
-from .runview import read_iteration, sample_pairs
+from ..errors import HumpbackError
+from .read import read_iteration, sample_pairs
 
 
 def format_pairs(run_dir: Path, k: int, n: int = 5, min_score: Optional[float] = None, seed: int = 0,
@@ -28,8 +28,10 @@ def format_pairs(run_dir: Path, k: int, n: int = 5, min_score: Optional[float] =
     kept = sum(p["accepted"] for p in it.pairs)
     which = {None: "", True: " accepted", False: " rejected"}[accepted]
     floor = f" with score >= {min_score:g}" if min_score is not None else ""
-    lines = [f"iteration {k}: {len(it.pairs)} scored, {kept} accepted (threshold {_num(f.get('threshold'))}), "
+    lines = [f"iteration {k}: {len(it.pairs)} scored, {kept} accepted ({f.get('selection') or 'not selected yet'}), "
              f"{f.get('parse_failures', 0)} parse failures; showing {len(pairs)}{which}{floor} (seed {seed})"]
+    if f.get("selection_rule"):
+        lines.append(f"selection: {f['selection_rule']}")
     for i, p in enumerate(pairs, 1):
         verdict = "ACCEPTED" if p["accepted"] else "rejected"
         score = str(p["score"]) if p["parse_status"] == "ok" else f"parse failure ({p['parse_status']})"
@@ -51,6 +53,3 @@ def _field(label: str, text: str, width: int, max_lines: int) -> list[str]:
     out = out[:max_lines] + ([f"... ({more} more lines)"] if more > 0 else [])
     return [(f"{label + ':':<13}" if j == 0 else indent) + line for j, line in enumerate(out)]
 
-
-def _num(value) -> str:
-    return "-" if value is None else f"{value:g}"

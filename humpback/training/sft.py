@@ -8,28 +8,39 @@ the main process writes ``output_dir``.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .chat import ensure_chat_template
-from .config import TrainConfig
-from .device import free_memory
-from .errors import DataError
-from .progress import progress_bars
+from ..chat import ensure_chat_template
+from ..config import TrainConfig
+from ..device import free_memory
+from ..errors import DataError
+from ..progress import progress_bars
+from .schedule import paper_accumulation, paper_steps
 
-logger = logging.getLogger(__name__)
+@dataclass(frozen=True)
+class TrainJob:
+    """One finetuning of ``base_model``: everything but the rows and where the model goes."""
 
-# The paper's training steps by number of examples (Li et al. 2023, training details).
-PAPER_STEPS = ((100, 30), (800, 300), (1_600, 600), (3_200, 500), (6_400, 600),
-               (12_800, 600), (25_600, 1_200), (51_200, 1_600))
-PAPER_BATCH = 32
-PAPER_SMALL_BATCH = 8  # below PAPER_SMALL_DATA examples
-PAPER_SMALL_DATA = 3_000
+    base_model: str
+    cfg: TrainConfig
+    seed: int
+    revision: Optional[str] = None
+    progress: bool = True
+    report_to: str = "none"  # the Trainer's own reporting ("wandb": see humpback.tracking)
+    run_name: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "cfg": dataclasses.asdict(self.cfg)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainJob":
+        return cls(**{**d, "cfg": TrainConfig(**d["cfg"])})
 
 
 @dataclass
@@ -50,32 +61,6 @@ class TrainResult:
                 "tokens": self.tokens}
 
 
-def paper_steps(n_examples: int) -> int:
-    """Training steps for ``n_examples`` from the paper's table: linear in between, clamped outside."""
-    if n_examples <= PAPER_STEPS[0][0]:
-        return PAPER_STEPS[0][1]
-    for (n0, s0), (n1, s1) in zip(PAPER_STEPS, PAPER_STEPS[1:]):
-        if n_examples <= n1:
-            return round(s0 + (s1 - s0) * (n_examples - n0) / (n1 - n0))
-    return PAPER_STEPS[-1][1]
-
-
-def paper_batch_size(n_examples: int) -> int:
-    """The paper's effective batch: 32, or 8 below 3,000 examples."""
-    return PAPER_SMALL_BATCH if n_examples < PAPER_SMALL_DATA else PAPER_BATCH
-
-
-def paper_accumulation(n_examples: int, per_device_batch: int, world_size: int) -> int:
-    """Gradient accumulation steps that make the paper's effective batch (never below 1)."""
-    per_step = per_device_batch * world_size
-    target = paper_batch_size(n_examples)
-    accumulation = max(1, target // per_step)
-    if accumulation * per_step != target:
-        logger.warning("effective batch %d instead of the paper's %d (%d per device x %d processes)",
-                       accumulation * per_step, target, per_device_batch, world_size)
-    return accumulation
-
-
 def to_prompt_completion(rows: list[dict]) -> list[dict]:
     """Chat rows -> TRL's conversational prompt-completion form (the last assistant turn is the completion)."""
     out = []
@@ -93,29 +78,15 @@ def to_prompt_completion(rows: list[dict]) -> list[dict]:
     return out
 
 
-def train_sft(
-    base_model: str,
-    rows: list[dict],
-    output_dir: Path,
-    cfg: TrainConfig,
-    *,
-    seed: int,
-    revision: str | None = None,
-    progress: bool = True,
-    report_to: str = "none",
-    run_name: str | None = None,
-) -> TrainResult:
-    """Finetune ``base_model`` on chat ``rows`` and save the adapter (or full model) and tokenizer.
-
-    ``report_to``/``run_name`` go to the Trainer's own reporting (``"wandb"``: see humpback.tracking)."""
+def train_sft(job: TrainJob, rows: list[dict], output_dir: Path) -> TrainResult:
+    """Finetune ``job.base_model`` on chat ``rows`` and save the adapter (or full model) and tokenizer."""
     if not rows:
         raise DataError("no training examples")
     scratch = Path(tempfile.mkdtemp(prefix="humpback-trainer-"))
     try:
-        with progress_bars(progress):
-            trainer = build_trainer(base_model, rows, scratch, cfg, seed=seed, revision=revision, progress=progress,
-                                    report_to=report_to, run_name=run_name)
-            dropped = None if cfg.packing else len(rows) - len(trainer.train_dataset)
+        with progress_bars(job.progress):
+            trainer = build_trainer(job, rows, scratch)
+            dropped = None if job.cfg.packing else len(rows) - len(trainer.train_dataset)
             out = trainer.train()
             # Every process takes part (ZeRO-3 gathers the weights); only the main one writes. The
             # Trainer saves its processing class, the tokenizer with the chat template used, beside it.
@@ -140,18 +111,7 @@ def train_sft(
         free_memory()
 
 
-def build_trainer(
-    base_model: str,
-    rows: list[dict],
-    scratch_dir: Path,
-    cfg: TrainConfig,
-    *,
-    seed: int,
-    revision: str | None = None,
-    progress: bool = True,
-    report_to: str = "none",
-    run_name: str | None = None,
-) -> Any:
+def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
     """The SFTTrainer that :func:`train_sft` runs (its prepared dataset is inspectable before training)."""
     import torch
     from datasets import Dataset
@@ -159,7 +119,8 @@ def build_trainer(
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(base_model, revision=revision)
+    cfg, revision = job.cfg, job.revision
+    tokenizer = AutoTokenizer.from_pretrained(job.base_model, revision=revision)
     ensure_chat_template(tokenizer)
     dataset = Dataset.from_list(to_prompt_completion(rows))
 
@@ -181,7 +142,7 @@ def build_trainer(
     load_bf16 = bf16 and (not cfg.full_finetune or deepspeed)
     args = SFTConfig(
         output_dir=str(scratch_dir),
-        seed=seed,
+        seed=job.seed,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,
         # transformers 5 has no warmup_ratio: a float below 1 in warmup_steps is the ratio.
@@ -201,9 +162,9 @@ def build_trainer(
         completion_only_loss=True,
         model_init_kwargs={"revision": revision, "dtype": "bfloat16" if load_bf16 else "float32"},
         save_strategy="no",
-        report_to=report_to,
-        run_name=run_name,
-        disable_tqdm=not progress,
+        report_to=job.report_to,
+        run_name=job.run_name,
+        disable_tqdm=not job.progress,
         include_num_input_tokens_seen="non_padding",
     )
     peft_config = None
@@ -217,13 +178,13 @@ def build_trainer(
             task_type="CAUSAL_LM",
         )
     trainer = SFTTrainer(
-        model=base_model,
+        model=job.base_model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    if not progress:
+    if not job.progress:
         # With tqdm off the Trainer prints every log dict instead (PrinterCallback); quiet means quiet.
         from transformers import PrinterCallback
 

@@ -1,0 +1,288 @@
+"""The manifest and content-addressed stages.
+
+Every stage is run through :meth:`RunStore.stage` (or :meth:`RunStore.sharded_stage`). The stage's
+*key* is a hash of everything its output depends on (config section, prompt text, model identity,
+the recorded hashes of its input files, the format version). A finished stage whose key matches,
+and whose outputs are present with the recorded hashes, is skipped; anything else re-runs it, and
+the reason is printed. Because a stage's inputs enter its key through their content hashes, a
+change re-runs exactly the stages downstream of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from .. import FORMAT_VERSION, __version__
+from .. import layout
+from ..errors import StoreError
+from .io import count_rows, hash_json, hash_path, package_versions, read_table, write_json, write_table
+from .workers import Worker, poll_seconds as default_poll_seconds, wait_until
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of lineage: ``job`` read run-folder paths ``inputs`` and wrote ``outputs``."""
+
+    job: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass
+class StageResult:
+    """What a stage gave the store: its statistics, inputs and outputs, and the lineage they form."""
+
+    name: str
+    ran: bool
+    reason: str
+    stats: dict = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    lineage: tuple[Step, ...] = ()
+
+
+class RunStore:
+    """One run folder. Paths are relative to ``root`` (see :mod:`humpback.layout`); the manifest
+    records each stage."""
+
+    def __init__(self, root: Path | str, log: Callable[[str], None] = print, worker: Worker = Worker(),
+                 poll_seconds: float | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self.worker = worker
+        self.poll_seconds = poll_seconds if poll_seconds is not None else default_poll_seconds()
+        with self._lock():
+            self.manifest = self._load_manifest()
+
+    # paths -----------------------------------------------------------------
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def exists(self, rel: str) -> bool:
+        return self.path(rel).exists()
+
+    def read_rows(self, rel: str) -> list[dict]:
+        return read_table(self.path(rel))
+
+    def count_rows(self, rel: str) -> int:
+        return count_rows(self.path(rel))
+
+    def write_rows(self, rel: str, rows: Sequence[dict] | Any, schema: Any = None) -> None:
+        write_table(self.path(rel), rows, schema)
+
+    # manifest --------------------------------------------------------------
+    def _load_manifest(self) -> dict:
+        p = self.path(layout.MANIFEST)
+        if not p.exists():
+            return {"format_version": FORMAT_VERSION, "created": _now(), "stages": {}}
+        try:
+            m = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise StoreError(f"{p}: not valid JSON ({e}); move the run folder aside to start afresh") from None
+        if m.get("format_version") != FORMAT_VERSION:
+            raise StoreError(
+                f"{p}: run folder format {m.get('format_version')} cannot be resumed by this humpback "
+                f"(format {FORMAT_VERSION}); start a new run folder"
+            )
+        return m
+
+    @contextlib.contextmanager
+    def _lock(self):
+        """An exclusive lock on the manifest: several workers may share one run folder."""
+        with open(self.path(layout.MANIFEST_LOCK), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def refresh(self) -> None:
+        """Re-read the manifest (another worker may have finished stages)."""
+        with self._lock():
+            self.manifest = self._load_manifest()
+
+    def _set_stage(self, name: str, entry: dict) -> None:
+        """Record one stage's entry: re-read, update and write the manifest under the lock."""
+        with self._lock():
+            self.manifest = self._load_manifest()
+            self.manifest["stages"][name] = entry
+            self.manifest["humpback_version"] = __version__
+            self.manifest["packages"] = package_versions()
+            self.manifest["updated"] = _now()
+            write_json(self.path(layout.MANIFEST), self.manifest)
+
+    def stage_entry(self, name: str) -> dict | None:
+        return self.manifest["stages"].get(name)
+
+    def output_hash(self, rel: str) -> str:
+        """The content hash recorded for a stage output (used as the input hash downstream)."""
+        for entry in self.manifest["stages"].values():
+            if rel in entry.get("outputs", {}):
+                return entry["outputs"][rel]
+        raise StoreError(f"{self.path(rel)}: no finished stage has produced this file")
+
+    # stages ----------------------------------------------------------------
+    def stage(
+        self,
+        name: str,
+        deps: dict,
+        outputs: Iterable[str],
+        fn: Callable[[], dict | None],
+        inputs: Iterable[str] = (),
+        force: bool = False,
+        job: Optional[str] = None,
+        lineage: Optional[Sequence[Step]] = None,
+    ) -> StageResult:
+        """Run ``fn`` unless a finished stage with the same key and intact outputs exists.
+
+        ``deps`` is plain data the output depends on; ``inputs`` are run-folder paths written by
+        earlier stages, whose recorded content hashes join the key. ``fn`` writes ``outputs``
+        (atomically) and returns the stage's statistics. The lineage is one step of kind ``job``
+        (default: the stage's kind) from the inputs to the outputs, unless ``lineage`` says more.
+        """
+        outputs, inputs = tuple(outputs), tuple(inputs)
+        result = self._result_factory(name, inputs, outputs, job, lineage)
+        self.refresh()
+        full = self.depends_on(deps, inputs)
+        key = hash_json(full)
+        if not self.worker.is_main:
+            return result(False, "done by another worker", self._wait_for(name, key))
+        prev = self.stage_entry(name)
+        reason = self.why_run(prev, key, full, outputs, force)
+        if reason is None:
+            self.log(f"[{name}] up to date, skipped")
+            return result(False, "up to date", prev.get("stats", {}))
+
+        self.log(f"[{name}] running ({reason})")
+        started = time.time()
+        self.start(name, key)
+        stats = fn() or {}
+        missing = [rel for rel in outputs if not self.exists(rel)]
+        if missing:
+            raise StoreError(f"stage {name} finished without writing {', '.join(missing)}")
+        self.finish(name, key, full, outputs, stats, started)
+        return result(True, reason, stats)
+
+    def sharded_stage(self, name: str, deps: dict, outputs: Sequence[str], n_items: int, shard_size: int,
+                      do_shard: Callable[[int, int, int], dict], finish: Callable[[list[dict]], dict],
+                      inputs: Iterable[str] = (), force: bool = False, job: Optional[str] = None) -> StageResult:
+        """A stage whose work splits into shards, written as they finish (see :mod:`.shards`)."""
+        from .shards import run_sharded
+
+        outputs, inputs = tuple(outputs), tuple(inputs)
+        ran, reason, stats = run_sharded(self, name, deps, outputs, n_items, shard_size, do_shard, finish,
+                                         inputs, force)
+        return self._result_factory(name, inputs, outputs, job, None)(ran, reason, stats)
+
+    @staticmethod
+    def _result_factory(name: str, inputs: tuple, outputs: tuple, job: Optional[str],
+                        lineage: Optional[Sequence[Step]]) -> Callable[[bool, str, dict], StageResult]:
+        steps = tuple(lineage) if lineage is not None else (Step(job or layout.stage_kind(name), inputs, outputs),)
+        return lambda ran, reason, stats: StageResult(name, ran, reason, stats, inputs, outputs, steps)
+
+    def depends_on(self, deps: dict, inputs: Iterable[str]) -> dict:
+        return {"deps": deps, "inputs": {rel: self.output_hash(rel) for rel in inputs},
+                "format_version": FORMAT_VERSION}
+
+    def start(self, name: str, key: str, **extra: Any) -> None:
+        self._set_stage(name, {"status": "running", "key": key, "started": _now(), **extra})
+
+    def finish(self, name: str, key: str, full: dict, outputs: Sequence[str], stats: dict, started: float) -> None:
+        self._set_stage(name, {
+            "status": "done",
+            "key": key,
+            "depends_on": full,
+            "outputs": {rel: hash_path(self.path(rel)) for rel in outputs},
+            "stats": stats,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "finished": _now(),
+            "seconds": round(time.time() - started, 3),
+            "worker": self.worker.index,
+        })
+
+    def finished_entry(self, name: str, key: str) -> Optional[dict]:
+        """The manifest entry of ``name`` if it is done with ``key`` (re-read from disk), else None."""
+        self.refresh()
+        entry = self.stage_entry(name)
+        return entry if entry and entry.get("status") == "done" and entry.get("key") == key else None
+
+    def _wait_for(self, name: str, key: str) -> dict:
+        """A non-main worker waits until the main one has finished this stage with this key."""
+        entry = wait_until(lambda: self.finished_entry(name, key),
+                           lambda: self.log(f"[{name}] waiting for worker 0"), self.poll_seconds)
+        return entry.get("stats", {})
+
+    def import_output(self, source: "RunStore", rel: str) -> str:
+        """Bring a finished output of another run into this one (hard links where possible), after
+        checking that it still has the content hash that run recorded. Returns the hash."""
+        recorded = source.output_hash(rel)
+        src = source.path(rel)
+        actual = hash_path(src) if src.exists() else None
+        if actual != recorded:
+            state = "is missing" if actual is None else "does not match the hash its manifest recorded"
+            raise StoreError(f"{src} {state}; it cannot be replayed")
+        if self.worker.is_main:
+            dst = self.path(rel)
+            if not dst.exists() or hash_path(dst) != recorded:
+                if dst.is_dir():
+                    shutil.rmtree(dst)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(src, dst, copy_function=_link_or_copy) if src.is_dir() else _link_or_copy(src, dst)
+            full = {"deps": {"source": str(source.root.resolve()), "path": rel}, "inputs": {},
+                    "format_version": FORMAT_VERSION}
+            self.finish(f"import/{rel}", hash_json({**full, "hash": recorded}), full, [rel],
+                        {"source": str(source.root.resolve()), "hash": recorded}, time.time())
+            self.refresh()
+        return recorded
+
+    def why_run(self, prev: dict | None, key: str, full: dict, outputs: Sequence[str], force: bool) -> str | None:
+        """Why a stage must run (forced, new, unfinished, changed, output missing), or None: skip it."""
+        if force:
+            return "forced"
+        if prev is None:
+            return "new"
+        if prev.get("status") != "done":
+            return "did not finish last time"
+        if prev.get("key") != key:
+            changed = _diff_keys(prev.get("depends_on", {}), full)
+            return "changed: " + ", ".join(changed) if changed else "changed"
+        for rel in outputs:
+            p = self.path(rel)
+            if not p.exists():
+                return f"output {rel} is missing"
+            if hash_path(p) != prev["outputs"].get(rel):
+                return f"output {rel} does not match its recorded hash"
+        return None
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the leaves that differ between two nested dicts."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [prefix.rstrip(".") or "value"] if old != new else []
+    out: list[str] = []
+    for k in sorted(set(old) | set(new), key=str):
+        if k in ("deps", "inputs"):
+            out += _diff_keys(old.get(k), new.get(k), prefix)
+        else:
+            out += _diff_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+    return out
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

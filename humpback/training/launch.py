@@ -1,0 +1,80 @@
+"""Where a training runs: in this process, or under ``accelerate launch`` (several GPUs, DeepSpeed)
+when ``train.accelerate_config`` is set. Either way the model is trained into a scratch folder and
+moved into place only when it is complete.
+
+Under ``accelerate launch`` every process runs :func:`main` of this module on a job spec written by
+:func:`train_model`; the Trainer distributes the work and the main process saves the model and
+writes the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import HumpbackError
+from .sft import TrainJob
+
+
+def train_model(job: TrainJob, rows: list[dict], rows_path: Optional[Path], model_dir: Path,
+                log: Callable[[str], None] = print) -> dict:
+    """Train ``job`` on ``rows`` (saved at ``rows_path``, which ``accelerate launch`` reads) into
+    ``model_dir``; returns the training summary (:meth:`TrainResult.summary`)."""
+    scratch = model_dir.with_name(model_dir.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    if job.cfg.accelerate_config:
+        if rows_path is None:
+            raise HumpbackError("training under accelerate launch needs the rows saved to a file")
+        result = _launched(job, rows_path, scratch, log)
+    else:
+        from .sft import train_sft
+
+        result = train_sft(job, rows, scratch).summary()
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(scratch, model_dir)
+    return result
+
+
+def _launched(job: TrainJob, rows_path: Path, scratch: Path, log: Callable[[str], None]) -> dict:
+    from ..store import write_json
+
+    spec_dir = scratch.parent / (scratch.name + ".spec")
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec, result_path = spec_dir / "job.json", spec_dir / "result.json"
+    write_json(spec, {"job": job.to_dict(), "rows": str(rows_path), "output": str(scratch),
+                      "result": str(result_path)})
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", job.cfg.accelerate_config]
+    if job.cfg.num_processes:
+        cmd += ["--num_processes", str(job.cfg.num_processes)]
+    cmd += ["-m", "humpback.training.launch", "--spec", str(spec)]
+    log("  launching: " + " ".join(cmd))
+    proc = subprocess.run(cmd)
+    if proc.returncode != 0 or not result_path.exists():
+        raise HumpbackError(f"training under accelerate launch failed (exit {proc.returncode}); its log is above")
+    result = json.loads(result_path.read_text())
+    shutil.rmtree(spec_dir, ignore_errors=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m humpback.training.launch")
+    p.add_argument("--spec", required=True, help="job spec JSON written by train_model")
+    args = p.parse_args(argv)
+
+    from ..store import read_table, write_json
+    from .sft import train_sft
+
+    spec = json.loads(Path(args.spec).read_text())
+    result = train_sft(TrainJob.from_dict(spec["job"]), read_table(Path(spec["rows"])), Path(spec["output"]))
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(Path(spec["result"]), result.summary())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The figures of one iteration, from the stage statistics the manifest holds: the one place that
+``iter_K/stats.json``, the summary, the report and the trackers' per-iteration rows read."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .. import layout
+from ..scoring import SCORES, describe_rule, short_rule
+
+
+def iteration_figures(stages: dict, k: int, candidates: Optional[int] = None) -> dict:
+    """Iteration K as flat figures (numbers, plus ``judge`` and ``selection`` in words), from the
+    finished stages in ``stages`` (the manifest's). ``candidates``: the pool size where no augment
+    stage of this run recorded it (a replay imports its pool)."""
+    it = layout.iteration(k)
+    done = lambda name: stages.get(name, {}).get("stats") if stages.get(name, {}).get("status") == "done" else None  # noqa: E731
+    funnel = (done("segments") or {}).get("funnel") or {}
+    augment = done("augment") or {}
+    score, select, train = done(it.stage("score")), done(it.stage("select")), done(it.stage("train"))
+    pool = augment.get("candidates", candidates)
+    f: dict = {"iteration": k}
+    if funnel:
+        f.update({"funnel/documents": funnel.get("documents"), "funnel/sections": funnel.get("sections"),
+                  "funnel/segments": funnel.get("kept")})
+    if augment:
+        f["segments"] = augment.get("segments")
+    if pool is not None:
+        f["candidates"] = f["funnel/candidates"] = pool
+    if score is not None:
+        f["judge"] = score.get("judge")
+        f["scored"] = score["scored"]
+        f["parse_failures"] = score["parse_failures"]
+        f["parse_failure_rate"] = score["parse_failure_rate"]
+        for s in SCORES:
+            f[f"score_count/{s}"] = score["histogram"][str(s)]
+        f["score_count/none"] = score["histogram"]["none"]
+        f["expected_score_mean"] = score.get("expected_score_mean")
+    if select is not None:
+        f["curated"] = f["funnel/curated"] = select["curated"]
+        f["acceptance_rate"] = select["acceptance_rate"]
+        f["threshold"] = select.get("threshold")
+        f["selection"] = short_rule(select["rule"])
+        f["selection_rule"] = describe_rule(select["rule"])
+        f["instruction_chars_median"] = select.get("instruction_chars_median")
+        f["output_chars_median"] = select.get("output_chars_median")
+    if train is not None:
+        f["train_examples"] = train.get("num_examples")
+        f["train_steps"] = train.get("steps")
+        f["train_loss"] = train.get("train_loss")
+    return f
+
+
+def iteration_stats(stages: dict, k: int) -> dict:
+    """``iter_K/stats.json``: the figures, plus the score histogram, the selection rule and the loss curve."""
+    it = layout.iteration(k)
+    stats = iteration_figures(stages, k)
+    score = stages.get(it.stage("score"), {}).get("stats", {})
+    select = stages.get(it.stage("select"), {}).get("stats", {})
+    train = stages.get(it.stage("train"), {}).get("stats", {})
+    stats.update(score_histogram=score.get("histogram"), rule=select.get("rule"), losses=train.get("losses"))
+    return stats
