@@ -155,47 +155,97 @@ class AugmentConfig:
 
 @dataclass
 class CurateConfig:
+    judge_kind: Literal["rating", "likelihood", "verifier"] = _f(
+        "rating",
+        "`rating`: the paper's 5-point prompt (see `curate.mode`); `likelihood`: the judging model's own "
+        "log-likelihood of the output given the instruction (see `curate.likelihood`); `verifier`: the Python "
+        "function `curate.verifier` names checks each pair.",
+    )
     mode: Literal["generate", "logits", "both"] = _f(
         "generate",
-        "`generate`: decode the reasoning and parse 'Score: N'; `logits`: read P('1'..'5') after 'Score:' in "
-        "one forward pass; `both`: record the two scores per pair and log their agreement.",
+        "rating judge: `generate`: decode the reasoning and parse 'Score: N'; `logits`: read P('1'..'5') after "
+        "'Score:' in one forward pass; `both`: record the two scores per pair and log their agreement.",
     )
+    likelihood: Literal["mean_logprob", "ifd"] = _f(
+        "mean_logprob",
+        "likelihood judge: `mean_logprob`: mean log-probability per token of the output given the instruction "
+        "(one forward pass per pair); `ifd`: the instruction-following difficulty ratio, loss with the "
+        "instruction over loss without (Cherry LLM), kept lowest first (two forward passes per pair).",
+    )
+    verifier: Optional[str] = _f(
+        None, "verifier judge: `package.module:function` called on each pair ({candidate_id, instruction, "
+              "output}) returning a number, higher is better. USER CODE THE RECIPE TRUSTS: it is imported and run.")
     select: Literal["threshold", "top_fraction", "top_k"] = _f(
         "threshold", "Keep pairs scoring >= threshold, or the best top_fraction / top_k of the pool.")
     threshold: float = _f(5, "select=threshold: keep pairs whose score is >= this (paper: 5, the A5 set).")
     top_fraction: float = _f(0.1, "select=top_fraction: keep this fraction of the pool, best first.")
     top_k: int = _f(1000, "select=top_k: keep this many pairs, best first.")
-    select_on: Literal["auto", "generated", "argmax", "expected"] = _f(
+    select_on: Literal["auto", "generated", "argmax", "expected", "value"] = _f(
         "auto", "The score selection uses: the generated 'Score: N', the most likely or the expected score "
-                "from P('1'..'5'). `auto`: generated in generate and both modes, argmax in logits mode.")
+                "from P('1'..'5'), or the judge's `value` column. `auto`: generated in generate and both modes, "
+                "argmax in logits mode; value for the likelihood and verifier judges.")
     max_new_tokens: int = _f(256, "generate mode: longest judge output, in tokens.")
     temperature: float = _f(0.0, "generate mode: judge sampling temperature (0 = greedy).")
     system_prompt: Optional[str] = _f(SEED_SYSTEM_PROMPT, "System prompt given to the judge (null: none).")
     judge: Optional[str] = _f(
         None, "An outside judge (hub id or local path) instead of the run's own model K-1 in every iteration."
     )
+    dev_set: Optional[str] = _f(
+        None, "A labelled file (JSON/JSONL/Parquet) of instruction, output, label rows (label good/bad, or a gold "
+              "score 1-5): every iteration's judge scores it and the selection's precision, recall and F1 on it "
+              "are reported.")
+    dev_positive_score: int = _f(5, "dev_set with gold 1-5 labels: a pair is a positive when its label is at least this.")
 
     def validate(self, where: str) -> None:
-        if not 1 <= self.threshold <= 5:
+        if self.judge_kind == "rating" and not 1 <= self.threshold <= 5:
             raise ConfigError(f"{where}: 'curate.threshold' must be between 1 and 5, got {self.threshold}")
+        if self.judge_kind == "likelihood" and self.select == "threshold" and self.threshold > 0:
+            raise ConfigError(f"{where}: 'curate.threshold' is compared with a mean log-probability (or -IFD) for "
+                              f"the likelihood judge, so it must be <= 0, got {self.threshold}; or use "
+                              f"curate.select top_fraction / top_k")
         if not 0 < self.top_fraction <= 1:
             raise ConfigError(f"{where}: 'curate.top_fraction' must be in (0, 1], got {self.top_fraction}")
         _positive(where, "curate.top_k", self.top_k)
-        if self.mode == "generate" and self.select_on in ("argmax", "expected"):
+        if self.judge_kind != "rating" and self.select_on in ("generated", "argmax", "expected"):
+            raise ConfigError(f"{where}: 'curate.select_on: {self.select_on}' is a rating-judge score; the "
+                              f"{self.judge_kind} judge selects on its value (curate.select_on auto or value)")
+        if self.judge_kind == "rating" and self.mode == "generate" and self.select_on in ("argmax", "expected"):
             raise ConfigError(f"{where}: 'curate.select_on: {self.select_on}' needs curate.mode logits or both")
-        if self.mode == "logits" and self.select_on == "generated":
+        if self.judge_kind == "rating" and self.mode == "logits" and self.select_on == "generated":
             raise ConfigError(f"{where}: 'curate.select_on: generated' needs curate.mode generate or both")
+        if self.judge_kind == "verifier":
+            if self.verifier is None:
+                raise ConfigError(f"{where}: curate.judge_kind 'verifier' needs 'curate.verifier' "
+                                  f"(package.module:function)")
+            if self.judge is not None:
+                raise ConfigError(f"{where}: 'curate.judge' names a model, but the verifier judge uses none")
+        if self.verifier is not None:
+            from .judges.verifier import check_path
+
+            try:
+                check_path(self.verifier)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
         _positive(where, "curate.max_new_tokens", self.max_new_tokens)
         if self.temperature < 0:
             raise ConfigError(f"{where}: 'curate.temperature' must be >= 0, got {self.temperature}")
-
+        if not 1 <= self.dev_positive_score <= 5:
+            raise ConfigError(f"{where}: 'curate.dev_positive_score' must be between 1 and 5, got {self.dev_positive_score}")
 
     def score_field(self) -> str:
         """The scores column that selection reads."""
         on = self.select_on
         if on == "auto":
+            if self.judge_kind != "rating":
+                return "value"
             on = "argmax" if self.mode == "logits" else "generated"
-        return {"generated": "score", "argmax": "logits_score", "expected": "expected_score"}[on]
+        return {"generated": "score", "argmax": "logits_score", "expected": "expected_score", "value": "value"}[on]
+
+    def scoring_settings(self) -> dict:
+        """What a judge's scores depend on (the score stage's key; replay re-scores when it changes)."""
+        keys = {"rating": ("mode", "max_new_tokens", "temperature", "system_prompt"),
+                "likelihood": ("likelihood", "system_prompt"), "verifier": ("verifier",)}[self.judge_kind]
+        return {"judge_kind": self.judge_kind, **{k: getattr(self, k) for k in keys}}
 
 
 @dataclass

@@ -20,6 +20,7 @@ TRACKING = "tracking.json"
 PROGRESS = ".progress"  # per-shard markers of the sharded stages
 WANDB = "wandb"
 TENSORBOARD = "tensorboard"
+REPLAY_AGREEMENT = "replay_agreement.json"  # a re-scoring replay: the new judge's scores vs the run's own
 
 SEED = "data/seed.parquet"
 SEGMENTS = "data/segments.parquet"
@@ -33,7 +34,7 @@ REJECTED = "augment/rejected"
 
 # Stages that run once per run, in loop order; each iteration adds ITERATION_STAGES.
 RUN_STAGES = ("seed", "segments", "backward", "m0", "augment")
-ITERATION_STAGES = ("score", "select", "train")
+ITERATION_STAGES = ("score", "dev", "select", "train")  # dev: only with curate.dev_set
 
 _ITER = re.compile(r"iter_(\d+)(?:/|$)")
 
@@ -53,6 +54,10 @@ class Iteration:
         return f"{self.dir}/scores"  # a folder of shards
 
     @property
+    def dev_scores(self) -> str:
+        return f"{self.dir}/dev_scores.parquet"  # curate.dev_set scored by this iteration's judge
+
+    @property
     def curated(self) -> str:
         return f"{self.dir}/curated.parquet"
 
@@ -69,7 +74,7 @@ class Iteration:
         return f"{self.dir}/stats.json"
 
     def stage(self, what: str) -> str:
-        """The manifest name of one of this iteration's stages (``score``, ``select``, ``train``)."""
+        """The manifest name of one of this iteration's stages (``score``, ``dev``, ``select``, ``train``)."""
         if what not in ITERATION_STAGES:
             raise ValueError(f"unknown iteration stage {what!r}")
         return f"{self.dir}/{what}"
@@ -115,7 +120,7 @@ def artifact(rel: str) -> tuple[str, str]:
     k = iteration_of(rel)
     if k is not None:
         it = iteration(k)
-        kinds = {it.scores: "scores", it.curated: "curated", it.mixture: "mixture", it.model: "model",
+        kinds = {it.scores: "scores", it.dev_scores: "dev-scores", it.curated: "curated", it.mixture: "mixture", it.model: "model",
                  it.stats: "stats"}
         if rel not in kinds:
             raise ValueError(f"{rel}: not an output of iteration {k}")

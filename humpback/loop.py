@@ -1,6 +1,6 @@
 """The Humpback loop as a short list of stage calls.
 
-    seed, segments -> backward model, M0 -> candidates -> for K in 1..N: scores -> A(K) -> M_K
+    seed, segments -> backward model, M0 -> candidates -> for K in 1..N: scores (+ dev scores) -> A(K) -> M_K
 
 The run store decides whether each stage must run (see :mod:`humpback.store`); each stage's result
 says what it read and wrote, which is the lineage the tracker records.
@@ -68,7 +68,7 @@ def _stages(rt: RunContext) -> list[dict]:
         scores = score_stage(rt, k)
         selected = select_stage(rt, k)
         model = next_model_stage(rt, k)
-        rt.tracker.log_steps(scores, selected)
+        rt.tracker.log_steps(*scores, selected)
         _track_model(rt, model, layout.iteration(k).model)
         stats = iteration_stats(rt.store.manifest["stages"], k)
         if rt.store.worker.is_main:

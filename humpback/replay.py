@@ -4,8 +4,10 @@
   model or with other training settings;
 - or a new selection from iteration K's saved scores (another ``curate.threshold``, e.g. A4), then
   training on seed + the new A(K);
-- or the saved candidate pool re-scored by another judge model (``curate.judge``), then selection and
-  training.
+- or the saved candidate pool re-scored by another judge model (``curate.judge``) or another kind of
+  judge (any change of the scoring keys: ``curate.judge_kind``, ``mode``, ``likelihood``,
+  ``verifier``, ...; the run's own model K-1 judges unless ``curate.judge`` is given), then selection
+  and training. The new scores' agreement with the run's own is recorded.
 
 The output folder is a run folder of its own: the imported files are registered in its manifest
 with their hashes, so a replay resumes like a run.
@@ -20,9 +22,10 @@ from . import layout
 from .config import load_config
 from .errors import HumpbackError
 from .loop import open_run
+from .scoring import judge_agreement, selection_rule
 from .stages.curate import score_stage, select_stage
 from .stages.finetune import mixture_model_stage, next_model_stage
-from .store import RunStore
+from .store import RunStore, write_json
 
 
 def replay(
@@ -53,21 +56,33 @@ def replay(
     if judge:
         extra.append(f"curate.judge={judge}")
     cfg = load_config(source / layout.CONFIG, extra)
+    before = load_config(source / layout.CONFIG).curate
+    rescore = judge is not None or cfg.curate.scoring_settings() != before.scoring_settings() \
+        or cfg.curate.dev_set != before.dev_set
+    reselect = rescore or threshold is not None or selection_rule(cfg.curate) != selection_rule(before)
     rt = open_run(cfg, output, log=log)
     try:
-        if judge is None and threshold is None:
+        if not reselect:
             mixture_hash = rt.store.import_output(src, it.mixture)
             log(f"[replay] iteration {iteration} mixture verified: sha256 {mixture_hash[:16]}")
             result = mixture_model_stage(rt, iteration)
         else:
             # A new A(K): from the saved scores, or from the saved candidates re-scored by the new judge.
-            for rel in (layout.SEED, layout.CANDIDATES) + (() if judge else (it.scores,)):
+            kept = () if rescore else (it.scores,) + ((it.dev_scores,) if cfg.curate.dev_set else ())
+            for rel in (layout.SEED, layout.CANDIDATES) + kept:
                 rt.store.import_output(src, rel)
-            if judge:
+            if rescore:
+                if not cfg.curate.judge and cfg.curate.judge_kind != "verifier":
+                    rt.store.import_output(src, it.judge)  # the run's own model K-1 judges again
                 score_stage(rt, iteration)
+                agreement = judge_agreement(src.read_rows(it.scores), rt.store.read_rows(it.scores))
+                log(f"[replay] the new judge's scores vs the run's own over {agreement['pairs']} pairs: "
+                    f"Spearman {agreement['spearman']}")
             select_stage(rt, iteration)
             result = next_model_stage(rt, iteration)
             mixture_hash = rt.store.output_hash(it.mixture)
+            if rescore:
+                write_json(rt.store.path(layout.REPLAY_AGREEMENT), agreement)
     finally:
         rt.tracker.finish()
     return {"iteration": iteration, "model": str(rt.store.path(it.model)),

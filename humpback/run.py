@@ -28,6 +28,7 @@ class Sources:
     seed: SeedConfig
     corpus: CorpusConfig
     judge: Optional[str]  # curate.judge: an outside judge, or None for the run's own models
+    dev_set: Optional[str] = None  # curate.dev_set: the labelled pairs every iteration's judge scores
 
     @classmethod
     def resolve(cls, cfg: RunConfig) -> "Sources":
@@ -39,6 +40,7 @@ class Sources:
                 seed=dataclasses.replace(cfg.seed, path=resolve(cfg.seed.path) if cfg.seed.path else None),
                 corpus=dataclasses.replace(cfg.corpus, path=resolve(cfg.corpus.path) if cfg.corpus.path else None),
                 judge=resolve(cfg.curate.judge) if cfg.curate.judge else None,
+                dev_set=resolve(cfg.curate.dev_set) if cfg.curate.dev_set else None,
             )
 
 

@@ -96,7 +96,22 @@ def select(candidates: list[dict], scores: list[dict], cfg: "CurateConfig") -> l
         chosen = {c["candidate_id"] for c, _ in ranked[:n]}
         kept = [(c, s) for c, s in scored if c["candidate_id"] in chosen]
     return [{"candidate_id": c["candidate_id"], "segment_id": c["segment_id"], "instruction": c["instruction"],
-             "output": c["output"], "score": s["score"], "expected_score": s["expected_score"]} for c, s in kept]
+             "output": c["output"], "score": s["score"], "expected_score": s["expected_score"],
+             "value": s.get("value")} for c, s in kept]
+
+
+def selection_cutoff(rule: dict, kept_scores: list) -> Optional[float]:
+    """The lowest score a pair needs to be selected by ``rule``: the threshold, or for a top fraction /
+    top k the lowest score among the pairs the pool kept (``kept_scores``); None when nothing was kept."""
+    if rule["select"] == "threshold":
+        return float(rule["threshold"])
+    kept = [s for s in kept_scores if s is not None]
+    return float(min(kept)) if kept else None
+
+
+def select_by_cutoff(scores: list[dict], field: str, cutoff: Optional[float]) -> list[bool]:
+    """Whether each score row would be selected at ``cutoff`` (a row without that score never is)."""
+    return [cutoff is not None and s[field] is not None and s[field] >= cutoff for s in scores]
 
 
 def spearman(x: list[float], y: list[float]) -> float | None:
@@ -136,22 +151,44 @@ def agreement(rows: list[dict]) -> dict:
             "confusion_generated_by_argmax": confusion}
 
 
-# What each score column is called in words (``CurateConfig.score_field`` names the column).
+def judge_agreement(a: list[dict], b: list[dict]) -> dict:
+    """How two judges' score rows of the same candidates agree, whatever the judges: Spearman of their
+    ``value`` over the pairs both scored, and (when both are rating judges) exact agreement of ``score``."""
+    by_id = {r["candidate_id"]: r for r in b}
+    both = [(r, by_id[r["candidate_id"]]) for r in a if r["candidate_id"] in by_id]
+    valued = [(x["value"], y["value"]) for x, y in both if x.get("value") is not None and y.get("value") is not None]
+    scored = [(x["score"], y["score"]) for x, y in both if x.get("score") is not None and y.get("score") is not None]
+    return {"pairs": len(valued), "spearman": spearman([x for x, _ in valued], [y for _, y in valued]),
+            "scored_pairs": len(scored),
+            "exact_score_agreement": sum(x == y for x, y in scored) / len(scored) if scored else None}
+
+
+# What each score column is called in words (``CurateConfig.score_field`` names the column); the
+# ``value`` column is named by its judge (VALUE_NAMES).
 SCORE_NAMES = {"score": "generated score", "logits_score": "argmax score", "expected_score": "expected score"}
+VALUE_NAMES = {"rating": "rating value", "likelihood/mean_logprob": "mean log-likelihood",
+               "likelihood/ifd": "negative IFD", "verifier": "verifier score"}
 
 
 def selection_rule(cfg: "CurateConfig") -> dict:
     """The rule ``select`` applies, as plain data: what the records (stats, card, report) state."""
     rule = {"select": cfg.select, "score_field": cfg.score_field()}
+    if rule["score_field"] == "value":
+        kind = cfg.judge_kind + (f"/{cfg.likelihood}" if cfg.judge_kind == "likelihood" else "")
+        rule["score_name"] = VALUE_NAMES[kind]
     rule.update({"threshold": {"threshold": cfg.threshold}, "top_fraction": {"top_fraction": cfg.top_fraction},
                  "top_k": {"top_k": cfg.top_k}}[cfg.select])
     return rule
 
 
+def _score_name(rule: dict) -> str:
+    return rule.get("score_name") or SCORE_NAMES.get(rule.get("score_field"), str(rule.get("score_field")))
+
+
 def describe_rule(rule: dict) -> str:
     """``selection_rule`` in words: "pairs whose expected score is >= 4.5 were kept", "the best 50%
     of the pool by expected score were kept"."""
-    score = SCORE_NAMES.get(rule.get("score_field"), str(rule.get("score_field")))
+    score = _score_name(rule)
     if rule.get("select") == "threshold":
         return f"pairs whose {score} is at least {rule['threshold']:g} were kept"
     if rule.get("select") == "top_fraction":
@@ -163,7 +200,7 @@ def describe_rule(rule: dict) -> str:
 
 def short_rule(rule: dict) -> str:
     """``selection_rule`` in a few words: "threshold 5", "top 50% by expected score", "top 1000 by argmax score"."""
-    score = SCORE_NAMES.get(rule.get("score_field"), str(rule.get("score_field")))
+    score = _score_name(rule)
     if rule.get("select") == "threshold":
         return f"threshold {rule['threshold']:g}"
     if rule.get("select") == "top_fraction":

@@ -306,7 +306,9 @@ def _key(name: str) -> str:
 def materialize(name: str, cache_dir: str | Path | None = None) -> Path:
     """Build (once) and return the path of the builtin asset ``name``."""
     if name not in BUILTINS:
-        raise ConfigError(f"unknown builtin {name!r}; known: {', '.join(BUILTINS)}")
+        from .worlds import BUILTINS as WORLD_BUILTINS
+
+        raise ConfigError(f"unknown builtin {name!r}; known: {', '.join(BUILTINS + WORLD_BUILTINS)}")
     root = cache_root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     key = _key(name)
@@ -345,7 +347,13 @@ def materialize(name: str, cache_dir: str | Path | None = None) -> Path:
 
 
 def resolve(ref: str) -> str:
-    """``builtin:<name>`` -> the built asset's path; anything else is returned unchanged."""
+    """``builtin:<name>`` -> the built asset's path (the tiny assets here, the controlled world's in
+    :mod:`humpback.worlds`); anything else is returned unchanged."""
     if isinstance(ref, str) and ref.startswith("builtin:"):
-        return str(materialize(ref[len("builtin:"):]))
+        name = ref[len("builtin:"):]
+        if name.startswith("world-"):
+            from .worlds import materialize as materialize_world
+
+            return str(materialize_world(name))
+        return str(materialize(name))
     return ref

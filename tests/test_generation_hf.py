@@ -294,3 +294,48 @@ def test_bos_is_not_doubled_and_survives_truncation(sharp_dir, hand):
         assert probs[0].probs == pytest.approx(_hand_probs(model, ids_short, choice_ids)[0], abs=1e-5)
         assert probs[1].probs == pytest.approx(_hand_probs(model, ids_long, choice_ids)[0], abs=1e-5)
     g.close()
+
+
+# --------------------------------------------------------------------------- log-likelihood
+
+
+def _hand_loglik(model, ids: list[int], start: int) -> float:
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    return float(sum(logprobs[t - 1, ids[t]] for t in range(start, len(ids))))
+
+
+CONTINUATIONS = [" used to wrap a block.", " y", " sequence.", " an object", " 5", "x = 1\n"]
+
+
+def test_loglik_matches_hand_computation_batched_or_not(gen, hand):
+    from humpback.generation import LogLik
+
+    model, tok = hand
+    got = gen.loglik(PROMPTS, CONTINUATIONS)  # batch 4, sorted: left padding is exercised
+    assert all(isinstance(g, LogLik) for g in got)
+    for prompt, cont, g in zip(PROMPTS, CONTINUATIONS, got):
+        ids, alone = tok(prompt + cont)["input_ids"], tok(prompt)["input_ids"]
+        start = next(i for i in range(len(ids)) if i >= len(alone) or ids[i] != alone[i])
+        assert g.tokens == len(ids) - start > 0
+        assert g.logprob == pytest.approx(_hand_loglik(model, ids, start), abs=1e-4)
+        assert g.mean == pytest.approx(g.logprob / g.tokens)
+    single = HFGenerator(gen.name, device="cpu", batch_size=1, sort_by_length=False)
+    for a, b in zip(single.loglik(PROMPTS, CONTINUATIONS), got):
+        assert (a.tokens, a.logprob) == (b.tokens, pytest.approx(b.logprob, abs=1e-4))
+    single.close()
+
+
+def test_loglik_truncates_the_prompt_never_the_continuation(sharp_dir, hand):
+    model, tok = hand
+    g = HFGenerator(str(sharp_dir), device="cpu", max_prompt_tokens=8)
+    prompt, cont = PROMPTS[2], " sequence of numbers."
+    [got] = g.loglik([prompt], [cont])
+    ids = tok(prompt + cont)["input_ids"]
+    n = len(ids) - len(tok(prompt)["input_ids"])
+    kept = ids[-8:]
+    assert got.tokens == n and len(kept) - n >= 1
+    assert got.logprob == pytest.approx(_hand_loglik(model, kept, len(kept) - n), abs=1e-4)
+    with pytest.raises(ValueError, match="2 prompts but 1 continuations"):
+        g.loglik(PROMPTS[:2], [cont])
+    g.close()

@@ -34,6 +34,17 @@ class ChoiceProbs:
     mass: float  # total probability the model put on the choices before renormalising
 
 
+@dataclass(frozen=True)
+class LogLik:
+    logprob: float  # sum of log P(token) over the continuation's tokens
+    tokens: int  # how many tokens the continuation is
+
+    @property
+    def mean(self) -> float:
+        """The length-normalised log-likelihood: the mean log-probability per continuation token."""
+        return self.logprob / self.tokens if self.tokens else 0.0
+
+
 @runtime_checkable
 class Generator(Protocol):
     name: str  # provenance: model id/path (+ "@revision") (+ "+adapter:<path>")
@@ -44,6 +55,12 @@ class Generator(Protocol):
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         """P(choice | prompt + " ") over single-token choices (e.g. "1".."5" after "Score:")."""
+        ...
+
+    def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[LogLik]:
+        """log P(continuation | prompt) per pair, summed over the continuation's tokens: the tokens of
+        ``prompt + continuation`` beyond those it shares with ``prompt`` alone, so a continuation is
+        tokenised as it follows its prompt (as training tokenises a completion)."""
         ...
 
     def close(self) -> None:
@@ -69,6 +86,38 @@ def prompt_seed(seed: int, prompt: str) -> int:
     h.update(b"\x00")
     h.update(prompt.encode("utf-8"))
     return int.from_bytes(h.digest(), "little") & (2**63 - 1)
+
+
+def split_continuation(prompt_ids: Sequence[int], full_ids: Sequence[int]) -> int:
+    """Where the continuation starts in ``full_ids`` (the ids of prompt + continuation): after the
+    tokens it shares with ``prompt_ids``, leaving the continuation at least one token."""
+    n = 0
+    limit = min(len(prompt_ids), len(full_ids) - 1)
+    while n < limit and prompt_ids[n] == full_ids[n]:
+        n += 1
+    return n
+
+
+def encode_pairs(tokenizer, prompts: Sequence[str], continuations: Sequence[str],
+                 max_tokens: int) -> list[tuple[list[int], int]]:
+    """(ids of prompt + continuation, index where the continuation starts) per pair, cut from the left
+    to ``max_tokens`` (never into the continuation; a BOS is kept, never doubled)."""
+    if len(prompts) != len(continuations):
+        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+    full = encode_prompts(tokenizer, [p + c for p, c in zip(prompts, continuations)], 10**9)
+    alone = encode_prompts(tokenizer, list(prompts), 10**9)
+    bos = tokenizer.bos_token_id
+    out = []
+    for ids, p in zip(full, alone):
+        start = split_continuation(p, ids)
+        if len(ids) > max_tokens:
+            keep_bos = bos is not None and ids[0] == bos
+            cut = min(len(ids) - max_tokens, start - keep_bos)
+            if cut > 0:
+                ids = ids[:keep_bos] + ids[keep_bos + cut:]
+                start -= cut
+        out.append((ids, start))
+    return out
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int, reserve: int = 0) -> list[list[int]]:

@@ -8,7 +8,7 @@ import gc
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
-from .base import ChoiceProbs, SamplingParams, encode_prompts, generator_name, prompt_seed
+from .base import ChoiceProbs, LogLik, SamplingParams, encode_pairs, encode_prompts, generator_name, prompt_seed
 from .decoding import Decoder
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
@@ -135,6 +135,31 @@ class HFGenerator:
             normed = (probs / mass.unsqueeze(-1)).tolist()
             for row, i in enumerate(batch):
                 out[i] = ChoiceProbs(probs=tuple(normed[row]), mass=float(mass[row]))
+        return out  # type: ignore[return-value]
+
+    def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[LogLik]:
+        """One forward pass per pair, batched: rows left-padded so that every continuation ends at the
+        right edge, and only the logits over the longest continuation are computed."""
+        import torch
+
+        pairs = encode_pairs(self.tokenizer, prompts, continuations, self.max_prompt_tokens)
+        out: list[LogLik | None] = [None] * len(pairs)
+        for batch, rows in self._batches([ids for ids, _ in pairs], "loglik"):
+            n_cont = [len(pairs[i][0]) - pairs[i][1] for i in batch]
+            width = max(len(r) for r in rows)
+            ids = torch.tensor([[self.tokenizer.pad_token_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            keep = max(n_cont) + 1  # the logits that predict the last max(n_cont) tokens
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                    position_ids=positions.to(self.device), logits_to_keep=keep).logits
+            logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+            targets = ids[:, width - keep + 1:].to(self.device)
+            picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [B, keep - 1]
+            for row, i in enumerate(batch):
+                n = n_cont[row]
+                out[i] = LogLik(logprob=float(picked[row, picked.shape[1] - n:].sum()), tokens=n)
         return out  # type: ignore[return-value]
 
     def close(self) -> None:

@@ -1,113 +1,98 @@
-"""Self-curation: the current model rates every candidate with the paper's 5-point prompt, and the
-pairs scoring at least the threshold become the curated set A(K).
+"""Self-curation: the current model (or a verifier, or an outside judge) scores every candidate, and the
+best pairs by the recipe's rule become the curated set A(K).
 
-Scoring and selection are separate stages, so a new threshold re-selects from the saved scores
-without asking the judge again.
+Which judge scores is ``curate.judge_kind`` (see :mod:`humpback.judges`); the stages never ask. Scoring
+and selection are separate stages, so a new threshold re-selects from the saved scores without asking
+the judge again. With ``curate.dev_set``, the same judge also scores the labelled dev pairs
+(``iter_K/dev``), and selection reports its precision, recall and F1 on them.
 """
 
 from __future__ import annotations
 
-import json
+import statistics
 
 from .. import layout
-from ..chat import messages_for, render_prompt
-from ..config import CurateConfig
+from ..judges import Judge, score_rows, score_schema
+from ..judges.health import health_counts, judge_health, merge_health_counts, selection_quality
 from ..layout import CANDIDATES
-from ..prompts import render_curation, template_hash
+from ..prompts import template_hash
 from ..run import RunContext
-from ..scoring import CHOICES, agreement, describe_rule, histogram, parse_score, score_from_probs, select, selection_rule
-from ..store import StageResult, model_identity, shard_file
-
-SCORE_PREFILL = "Score:"
+from ..scoring import agreement, describe_rule, histogram, select, select_by_cutoff, selection_cutoff, selection_rule
+from ..store import StageResult, model_identity, shard_file, source_identity
 
 
-def judge_prompts(tokenizer, candidates: list[dict], cfg: CurateConfig, prefill: str = "") -> list[str]:
-    """The rendered judge prompts; for logits scoring each ends at 'Score:' so the next token is the rating."""
-    return [
-        render_prompt(tokenizer, messages_for(render_curation(c["instruction"], c["output"]), system=cfg.system_prompt),
-                      prefill=prefill)
-        for c in candidates
-    ]
+def open_judge(rt: RunContext, k: int) -> tuple[Judge, list[str], dict | None]:
+    """(the judge of iteration K, the run-folder models it reads, what identifies an outside one)."""
+    cfg = rt.cfg.curate
+    it = layout.iteration(k)
+    if cfg.judge_kind == "verifier":
+        from ..judges.verifier import load_verifier, verifier_identity
+
+        load_verifier(cfg.verifier)  # a clear error now, before any work
+        return Judge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
+    if rt.sources.judge:  # an outside judge replaces the run's own model
+        model = rt.model(outside=rt.sources.judge)
+        return Judge(rt.sources.judge, cfg, model, rt.cfg.random_seed), [], model_identity(rt.sources.judge, None)
+    return Judge(rt.model_name(it.judge), cfg, rt.model(it.judge), rt.cfg.random_seed), [it.judge], None
 
 
-def score_rows_generate(candidates: list[dict], outputs: list[str], judge: str) -> list[dict]:
-    rows = []
-    for c, text in zip(candidates, outputs, strict=True):
-        parsed = parse_score(text)
-        rows.append({"candidate_id": c["candidate_id"], "mode": "generate", "score": parsed.score,
-                     "logits_score": None, "expected_score": None, "probs": None, "choice_mass": None,
-                     "raw": text, "parse_status": parsed.status, "judge": judge})
-    return rows
-
-
-def score_rows_logits(candidates: list[dict], choice_probs: list, judge: str) -> list[dict]:
-    rows = []
-    for c, cp in zip(candidates, choice_probs, strict=True):
-        ps = score_from_probs(cp.probs)
-        probs = [float(p) for p in cp.probs]
-        raw = json.dumps({k: round(p, 6) for k, p in zip(CHOICES, probs)})
-        rows.append({"candidate_id": c["candidate_id"], "mode": "logits", "score": ps.score, "logits_score": ps.score,
-                     "expected_score": ps.expected, "probs": probs, "choice_mass": float(cp.mass), "raw": raw,
-                     "parse_status": "ok", "judge": judge})
-    return rows
-
-
-def score_rows_both(candidates: list[dict], outputs: list[str], choice_probs: list, judge: str) -> list[dict]:
-    """Both scores per pair: ``score`` and ``raw`` from the generated judgement, the rest from P('1'..'5')."""
-    generated = score_rows_generate(candidates, outputs, judge)
-    logits = score_rows_logits(candidates, choice_probs, judge)
-    return [{**lg, "mode": "both", "score": g["score"], "raw": g["raw"], "parse_status": g["parse_status"]}
-            for g, lg in zip(generated, logits, strict=True)]
-
-
-def score_stage(rt: RunContext, k: int) -> StageResult:
-    """iter_K/scores: one row per candidate, judged by model K-1 (M0 for K = 1) or by the outside
-    judge ``curate.judge``, written in shards."""
+def score_stage(rt: RunContext, k: int) -> list[StageResult]:
+    """iter_K/scores: one row per candidate, judged by model K-1 (M0 for K = 1), the outside judge
+    ``curate.judge`` or the verifier, written in shards; then, with a dev set, iter_K/dev_scores by the
+    same judge (loaded once for both)."""
     cfg = rt.cfg.curate
     it = layout.iteration(k)
     candidates = rt.rows(CANDIDATES)
-    if rt.sources.judge:  # an outside judge replaces the run's own model
-        judge = rt.sources.judge
-        model = rt.model(outside=judge)
-        judge_inputs, judge_identity = [], model_identity(judge, None)
-    else:
-        judge = rt.model_name(it.judge)
-        model = rt.model(it.judge)
-        judge_inputs, judge_identity = [it.judge], None
+    dev = _dev_rows(rt)  # a bad dev set stops the stage before any model is loaded
+    judge, judge_inputs, judge_identity = open_judge(rt, k)
 
     def do_shard(shard: int, start: int, end: int) -> dict:
-        from ..generation.base import SamplingParams
-
-        part = candidates.rows[start:end]
-        params = SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
-                                seed=rt.cfg.random_seed)
-        if cfg.mode in ("logits", "both"):
-            probs = model.generator.choice_probs(judge_prompts(model.tokenizer, part, cfg, SCORE_PREFILL), CHOICES)
-        if cfg.mode in ("generate", "both"):
-            outputs = model.generator.generate(judge_prompts(model.tokenizer, part, cfg), params)
-        if cfg.mode == "logits":
-            rows = score_rows_logits(part, probs, judge)
-        elif cfg.mode == "generate":
-            rows = score_rows_generate(part, outputs, judge)
-        else:
-            rows = score_rows_both(part, outputs, probs, judge)
-        rt.store.write_rows(shard_file(it.scores, shard), rows, schema=_score_schema())
+        rows = score_rows(candidates.rows[start:end], judge)
+        rt.store.write_rows(shard_file(it.scores, shard), rows, schema=score_schema())
         return shard_score_stats(rows)
 
     def finish(shards: list[dict]) -> dict:
-        model.close()
-        return _score_stats(rt, k, {"judge": judge, **merge_score_stats(shards)})
+        return _score_stats(rt, k, {"judge": judge.name, "judge_kind": cfg.judge_kind, **merge_score_stats(shards)})
 
-    deps = {"mode": cfg.mode, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
-            "system_prompt": cfg.system_prompt, "template": template_hash("curate"), "base": rt.base_identity,
-            **rt.generation_key(), "judge": judge_identity}
+    deps = {**cfg.scoring_settings(), "template": template_hash("curate") if cfg.judge_kind == "rating" else None,
+            "base": rt.base_identity, **rt.generation_key(), "judge": judge_identity}
     name = it.stage("score")
     try:
-        return rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
-                                      do_shard, finish, inputs=[CANDIDATES, *judge_inputs], force=rt.forced(name),
-                                      job="curate")
+        results = [rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
+                                          do_shard, finish, inputs=[CANDIDATES, *judge_inputs],
+                                          force=rt.forced(name), job="curate")]
+        if dev is not None:
+            results.append(_dev_stage(rt, k, judge, dev, {**deps, "dev_set": source_identity(
+                rt.sources.dev_set, None, full=True), "positive_score": cfg.dev_positive_score}, judge_inputs))
+        return results
     finally:
-        model.close()
+        judge.close()
+
+
+def _dev_rows(rt: RunContext) -> list[dict] | None:
+    if not rt.sources.dev_set:
+        return None
+    from ..data.devset import load_dev_set
+
+    return load_dev_set(rt.sources.dev_set, rt.cfg.curate.dev_positive_score)
+
+
+def _dev_stage(rt: RunContext, k: int, judge: Judge, dev: list[dict], deps: dict, judge_inputs: list[str]) -> StageResult:
+    """iter_K/dev_scores: the dev pairs' score rows, with their label, by this iteration's judge."""
+    it = layout.iteration(k)
+
+    def work() -> dict:
+        rows = [{**s, "label": d["label"], "positive": d["positive"]} for s, d in zip(score_rows(dev, judge), dev)]
+        import pyarrow as pa
+
+        schema = score_schema().append(pa.field("label", pa.string())).append(pa.field("positive", pa.bool_()))
+        rt.store.write_rows(it.dev_scores, rows, schema=schema)
+        health = judge_health(health_counts(rows))
+        rt.log(f"  dev set: {len(rows)} labelled pairs scored ({sum(d['positive'] for d in dev)} positives)")
+        return {"pairs": len(rows), "positives": sum(d["positive"] for d in dev), "health": health}
+
+    name = it.stage("dev")
+    return rt.store.stage(name, deps, [it.dev_scores], work, inputs=judge_inputs, force=rt.forced(name), job="curate")
 
 
 def shard_score_stats(rows: list[dict]) -> dict:
@@ -116,8 +101,11 @@ def shard_score_stats(rows: list[dict]) -> dict:
         if r["parse_status"] != "ok":
             failures[r["parse_status"]] = failures.get(r["parse_status"], 0) + 1
     expected = [r["expected_score"] for r in rows if r["expected_score"] is not None]
+    values = [r["value"] for r in rows if r["value"] is not None]
     stats = {"scored": len(rows), "parse_failure_kinds": failures, "histogram": histogram([r["score"] for r in rows]),
-             "expected_sum": sum(expected), "expected_n": len(expected)}
+             "expected_sum": sum(expected), "expected_n": len(expected), "value_sum": sum(values),
+             "value_n": len(values), "value_min": min(values, default=None), "value_max": max(values, default=None),
+             "health_counts": health_counts(rows)}
     if rows and rows[0]["mode"] == "both":
         stats["logits_histogram"] = histogram([r["logits_score"] for r in rows])
         stats["pairs"] = [[r["score"], r["logits_score"], r["expected_score"]] for r in rows]
@@ -135,9 +123,15 @@ def merge_score_stats(shards: list[dict]) -> dict:
             hist[score] += count
     failures = sum(kinds.values())
     expected_n = sum(s["expected_n"] for s in shards)
+    value_n = sum(s["value_n"] for s in shards)
+    mins = [s["value_min"] for s in shards if s["value_min"] is not None]
+    maxs = [s["value_max"] for s in shards if s["value_max"] is not None]
     out = {"scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
            "parse_failure_rate": failures / n if n else 0.0, "histogram": hist,
-           "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None}
+           "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None,
+           "value_mean": sum(s["value_sum"] for s in shards) / value_n if value_n else None,
+           "value_min": min(mins, default=None), "value_max": max(maxs, default=None),
+           "health": judge_health(merge_health_counts([s["health_counts"] for s in shards]))}
     if any("pairs" in s for s in shards):
         out["logits_histogram"] = histogram([])
         for s in shards:
@@ -149,10 +143,12 @@ def merge_score_stats(shards: list[dict]) -> dict:
 
 
 def select_stage(rt: RunContext, k: int) -> StageResult:
-    """A(K) from the saved scores by the recipe's rule; the rule used is recorded in the stats."""
+    """A(K) from the saved scores by the recipe's rule; the rule used is recorded in the stats, and with
+    a dev set the rule's precision, recall and F1 on it."""
     cfg = rt.cfg.curate
     it = layout.iteration(k)
     rule = selection_rule(cfg)
+    dev = rt.sources.dev_set is not None
 
     def work() -> dict:
         candidates = rt.store.read_rows(CANDIDATES)
@@ -162,18 +158,39 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
         rt.log(f"  curate: {len(curated)} of {len(candidates)} candidates kept: {describe_rule(rule)}")
         rt.metric("select", "curated", len(curated), iteration=k)
         rt.metric("select", "acceptance_rate", rate, iteration=k)
-        return {"curated": len(curated), "acceptance_rate": rate, "rule": rule,
-                "threshold": cfg.threshold if cfg.select == "threshold" else None,
-                **_length_stats(curated)}
+        stats = {"curated": len(curated), "acceptance_rate": rate, "rule": rule,
+                 "threshold": cfg.threshold if cfg.select == "threshold" else None, **_length_stats(curated)}
+        if dev:
+            stats["dev"] = _dev_quality(rt, k, rule, curated)
+        return stats
 
     name = it.stage("select")
-    return rt.store.stage(name, dict(rule), [it.curated], work, inputs=[CANDIDATES, it.scores], force=rt.forced(name),
-                          job="curate")
+    inputs = [CANDIDATES, it.scores] + ([it.dev_scores] if dev else [])
+    return rt.store.stage(name, dict(rule), [it.curated], work, inputs=inputs, force=rt.forced(name), job="curate")
+
+
+def _dev_quality(rt: RunContext, k: int, rule: dict, curated: list[dict]) -> dict:
+    """The selection rule applied to the dev pairs (a top fraction / top k: the pool's cutoff score)."""
+    it = layout.iteration(k)
+    dev = rt.store.read_rows(it.dev_scores)
+    field = rule["score_field"]
+    cutoff = selection_cutoff(rule, [c[field] for c in curated])
+    quality = {**selection_quality([d["positive"] for d in dev], select_by_cutoff(dev, field, cutoff)),
+               "cutoff": cutoff}
+    p, r = quality["precision"], quality["recall"]
+    rt.log(f"  dev set: precision {_pct(p)}, recall {_pct(r)} over {quality['pairs']} labelled pairs "
+           f"({quality['positives']} positives, {quality['selected']} selected)")
+    for key in ("precision", "recall", "f1"):
+        if quality[key] is not None:
+            rt.metric("select", f"dev/{key}", quality[key], iteration=k)
+    return quality
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _length_stats(curated: list[dict]) -> dict:
-    import statistics
-
     out = {}
     for name, col in (("instruction_chars_median", "instruction"), ("output_chars_median", "output")):
         out[name] = statistics.median(len(c[col]) for c in curated) if curated else None
@@ -181,12 +198,21 @@ def _length_stats(curated: list[dict]) -> dict:
 
 
 def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
+    health = stats["health"]
     rt.log(f"  score: {stats['scored']} pairs, histogram {stats['histogram']}, "
-           f"parse failures {stats['parse_failures']}")
+           f"parse failures {stats['parse_failures']}" if stats["judge_kind"] == "rating" else
+           f"  score: {stats['scored']} pairs, {stats['judge_kind']} value mean {_pct(stats['value_mean'])} "
+           f"(min {_pct(stats['value_min'])}, max {_pct(stats['value_max'])}), failures {stats['parse_failures']}")
+    for warning in health["warnings"]:
+        rt.log(f"  WARNING (judge health): {warning}")
     rt.metric("score", "scored", stats["scored"], iteration=k)
     rt.metric("score", "parse_failure_rate", stats["parse_failure_rate"], iteration=k)
     for score, count in stats["histogram"].items():
         rt.metric("score", f"histogram/{score}", count, iteration=k)
+    for name in ("choice_mass_mean", "top_score_share"):
+        if health[name] is not None:
+            rt.metric("score", f"health/{name}", health[name], iteration=k)
+    rt.metric("score", "health/warnings", len(health["warnings"]), iteration=k)
     if "agreement" in stats:
         a = stats["agreement"]
         rt.log(f"  agreement of generated and logits scores over {a['pairs']} pairs: Spearman "
@@ -197,17 +223,9 @@ def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
     return stats
 
 
-def _score_schema():
-    import pyarrow as pa
-
-    return pa.schema([("candidate_id", pa.string()), ("mode", pa.string()), ("score", pa.int64()),
-                      ("logits_score", pa.int64()), ("expected_score", pa.float64()), ("probs", pa.list_(pa.float64())),
-                      ("choice_mass", pa.float64()), ("raw", pa.string()), ("parse_status", pa.string()),
-                      ("judge", pa.string())])
-
-
 def _curated_schema():
     import pyarrow as pa
 
     return pa.schema([("candidate_id", pa.string()), ("segment_id", pa.string()), ("instruction", pa.string()),
-                      ("output", pa.string()), ("score", pa.int64()), ("expected_score", pa.float64())])
+                      ("output", pa.string()), ("score", pa.int64()), ("expected_score", pa.float64()),
+                      ("value", pa.float64())])

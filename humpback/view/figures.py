@@ -29,6 +29,7 @@ def iteration_figures(stages: dict, k: int, candidates: Optional[int] = None) ->
         f["candidates"] = f["funnel/candidates"] = pool
     if score is not None:
         f["judge"] = score.get("judge")
+        f["judge_kind"] = score.get("judge_kind", "rating")
         f["scored"] = score["scored"]
         f["parse_failures"] = score["parse_failures"]
         f["parse_failure_rate"] = score["parse_failure_rate"]
@@ -36,6 +37,8 @@ def iteration_figures(stages: dict, k: int, candidates: Optional[int] = None) ->
             f[f"score_count/{s}"] = score["histogram"][str(s)]
         f["score_count/none"] = score["histogram"]["none"]
         f["expected_score_mean"] = score.get("expected_score_mean")
+        f["value_mean"] = score.get("value_mean")
+        f.update(health_figures(score.get("health")))
     if select is not None:
         f["curated"] = f["funnel/curated"] = select["curated"]
         f["acceptance_rate"] = select["acceptance_rate"]
@@ -44,10 +47,25 @@ def iteration_figures(stages: dict, k: int, candidates: Optional[int] = None) ->
         f["selection_rule"] = describe_rule(select["rule"])
         f["instruction_chars_median"] = select.get("instruction_chars_median")
         f["output_chars_median"] = select.get("output_chars_median")
+        dev = select.get("dev")
+        if dev:
+            f.update({f"dev/{name}": dev[name] for name in ("precision", "recall", "f1", "pairs", "positives")})
     if train is not None:
         f["train_examples"] = train.get("num_examples")
         f["train_steps"] = train.get("steps")
         f["train_loss"] = train.get("train_loss")
+    return f
+
+
+def health_figures(health: Optional[dict]) -> dict:
+    """A scoring's judge health as figures: ``judge_health/<figure>`` numbers (the trackers plot them),
+    ``judge_health/warnings`` their count, and ``judge_warnings`` the warning lines themselves."""
+    if not health:
+        return {}
+    f = {f"judge_health/{name}": health.get(name)
+         for name in ("choice_mass_mean", "top_score_share", "parse_failure_rate")}
+    f["judge_health/warnings"] = len(health.get("warnings") or [])
+    f["judge_warnings"] = list(health.get("warnings") or [])
     return f
 
 
@@ -58,5 +76,6 @@ def iteration_stats(stages: dict, k: int) -> dict:
     score = stages.get(it.stage("score"), {}).get("stats", {})
     select = stages.get(it.stage("select"), {}).get("stats", {})
     train = stages.get(it.stage("train"), {}).get("stats", {})
-    stats.update(score_histogram=score.get("histogram"), rule=select.get("rule"), losses=train.get("losses"))
+    stats.update(score_histogram=score.get("histogram"), rule=select.get("rule"), losses=train.get("losses"),
+                 judge_health=score.get("health"), dev=select.get("dev"))
     return stats

@@ -25,6 +25,7 @@ class IterationView:
     k: int
     figures: dict = field(default_factory=dict)  # flat numbers: the keys logged per iteration
     scores: list = field(default_factory=list)  # one per scored candidate (None: parse failure)
+    values: list = field(default_factory=list)  # the judge's value per scored candidate (None: failure)
     lengths: dict = field(default_factory=dict)  # instruction_chars / output_chars of the curated set
     losses: list = field(default_factory=list)  # [{"step", "loss"}] of model K
     pairs: list = field(default_factory=list)  # scored candidates joined with their score and verdict
@@ -93,6 +94,7 @@ def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None,
     it.figures = iteration_figures(stages, k, len(candidates) if candidates is not None else None)
     if scores is not None:
         it.scores = [s["score"] if s.get("parse_status") == "ok" else None for s in scores]
+        it.values = [s.get("value") if s.get("parse_status") == "ok" else None for s in scores]
     if curated is not None:
         it.lengths = {"instruction_chars": [len(c["instruction"]) for c in curated],
                       "output_chars": [len(c["output"]) for c in curated]}
@@ -105,6 +107,7 @@ def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None,
             c = by_id.get(s["candidate_id"], {})
             it.pairs.append({"candidate_id": s["candidate_id"], "accepted": s["candidate_id"] in kept,
                              "score": s.get("score"), "expected_score": s.get("expected_score"),
+                             "value": s.get("value"),
                              "parse_status": s.get("parse_status"), "instruction": c.get("instruction", ""),
                              "output": c.get("output", ""), "judge": s.get("raw", "")})
     return it

@@ -81,6 +81,9 @@ def score_histograms_plot(view: RunView) -> Optional[Plot]:
     data = {}
     labels = [str(s) for s in SCORES] + ["fail"]
     for ax, it in zip(axes, its):
+        if it.figures.get("judge_kind", "rating") != "rating":  # a likelihood or a verifier: its values
+            data[str(it.k)] = _value_histogram(ax, it)
+            continue
         counts = [it.figures[f"score_count/{s}"] for s in SCORES] + [it.figures["score_count/none"]]
         threshold = it.figures.get("threshold")  # None: selected by rank (top_k / top_fraction)
         colors = ["#4c72b0" if threshold is None else "#55a868" if i + 1 >= threshold else "#c44e52"
@@ -93,6 +96,19 @@ def score_histograms_plot(view: RunView) -> Optional[Plot]:
     return _finish(fig, "score_histograms", "Score histograms", data)
 
 
+def _value_histogram(ax, it) -> dict:
+    import numpy as np
+
+    values = [v for v in it.values if v is not None]
+    edges = np.histogram_bin_edges(values, bins=12) if values else np.arange(2)
+    counts, _ = np.histogram(values, bins=edges)
+    ax.stairs(counts, edges, fill=True, color="#4c72b0")
+    fails = sum(v is None for v in it.values)
+    ax.set_title(f"iteration {it.k}: {it.figures['scored']} scored" + (f", {fails} failed" if fails else ""))
+    ax.set_xlabel(f"{it.figures.get('judge_kind')} value")
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "failed": fails}
+
+
 def rates_plot(view: RunView) -> Optional[Plot]:
     its = [it for it in view.iterations if it.figures.get("scored") is not None]
     if not its:
@@ -101,15 +117,20 @@ def rates_plot(view: RunView) -> Optional[Plot]:
     ax = ax[0]
     ks = [it.k for it in its]
     series = {"acceptance_rate": [it.figures.get("acceptance_rate") for it in its],
-              "parse_failure_rate": [it.figures.get("parse_failure_rate") for it in its]}
+              "parse_failure_rate": [it.figures.get("parse_failure_rate") for it in its],
+              "judge choice mass": [it.figures.get("judge_health/choice_mass_mean") for it in its],
+              "most common score share": [it.figures.get("judge_health/top_score_share") for it in its],
+              "dev precision": [it.figures.get("dev/precision") for it in its],
+              "dev recall": [it.figures.get("dev/recall") for it in its]}
+    series = {n: v for n, v in series.items() if any(x is not None for x in v) or "rate" in n}
     for name, values in series.items():
         xs = [k for k, v in zip(ks, values) if v is not None]
         ax.plot(xs, [v for v in values if v is not None], marker="o", label=name.replace("_", " "))
     ax.set_xticks(ks)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("fraction of candidates")
-    ax.set_title("Acceptance and parse-failure rates")
+    ax.set_ylabel("fraction")
+    ax.set_title("Acceptance, parse failures, judge health, dev precision/recall")
     ax.legend()
     return _finish(fig, "rates", "Rates", {"iterations": ks, **series})
 
@@ -208,11 +229,14 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
     missing = view.missing + [m for it in view.iterations for m in it.missing]
     if missing:
         parts.append("<div class='missing'><b>Missing (run not finished?):</b> " + e("; ".join(missing)) + "</div>")
+    warnings = [f"iteration {it.k} judge: {w}" for it in view.iterations for w in it.figures.get("judge_warnings") or []]
+    if warnings:
+        parts.append("<div class='warning'>" + "".join(f"<p><b>WARNING</b> {e(w)}</p>" for w in warnings) + "</div>")
     parts.append("<h2>Per-iteration summary</h2>" + _summary_table(view))
     by_name = {p.name: p for p in figures}
     sections = [("funnel", "Filter funnel", _funnel_table(view)),
                 ("score_histograms", "Score histograms (each iteration's judge: " + _judges(view) + ")", ""),
-                ("rates", "Acceptance and parse-failure rates", ""),
+                ("rates", "Acceptance and parse-failure rates, judge health, dev-set precision and recall", ""),
                 ("lengths", "Instruction and output lengths (candidate pool and each curated set)", ""),
                 ("losses", "Training loss curves", "")]
     for name, title, extra in sections:
@@ -245,6 +269,9 @@ def _summary_table(view: RunView) -> str:
     cols = [("candidates", "candidates"), ("scored", "scored"), ("parse_failures", "parse failures"),
             ("parse_failure_rate", "parse-failure rate"), ("selection", "selection rule"), ("curated", "curated"),
             ("acceptance_rate", "acceptance rate"), ("expected_score_mean", "mean expected score"),
+            ("value_mean", "mean judge value"), ("judge_health/choice_mass_mean", "judge choice mass"),
+            ("judge_health/top_score_share", "most common score share"), ("judge_health/warnings", "health warnings"),
+            ("dev/precision", "dev precision"), ("dev/recall", "dev recall"), ("dev/f1", "dev F1"),
             ("instruction_chars_median", "median instruction chars"), ("output_chars_median", "median output chars"),
             ("train_examples", "train examples"), ("train_loss", "final loss")]
     rows = ["<tr><th>iteration</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in cols) + "</tr>"]
@@ -267,10 +294,10 @@ def _funnel_table(view: RunView) -> str:
 
 def _pairs_table(pairs: list[dict]) -> str:
     e = html.escape
-    rows = ["<tr><th>score</th><th>expected</th><th>instruction</th><th>output</th><th>judge</th></tr>"]
+    rows = ["<tr><th>score</th><th>expected</th><th>value</th><th>instruction</th><th>output</th><th>judge</th></tr>"]
     for p in pairs:
         score = p["score"] if p["parse_status"] == "ok" else f"{p['parse_status']}"
-        rows.append(f"<tr><td>{e(str(score))}</td><td>{_fmt(p['expected_score'])}</td>"
+        rows.append(f"<tr><td>{e(str(score))}</td><td>{_fmt(p['expected_score'])}</td><td>{_fmt(p.get('value'))}</td>"
                     f"<td class='text'>{e(p['instruction'])}</td><td class='text'>{_long(p['output'])}</td>"
                     f"<td class='text'>{_long(p['judge'] or '')}</td></tr>")
     return "<table class='pairs'>" + "".join(rows) + "</table>"
@@ -309,6 +336,7 @@ td.text { text-align: left; white-space: pre-wrap; max-width: 28em; }
 .pairs td { font-size: 0.85em; }
 img.plot { display: block; max-width: 100%; margin: 0.5em 0; }
 .missing { color: #a33; }
+.warning { background: #fff3cd; border: 1px solid #e0b84c; padding: 0.3em 0.8em; margin: 0.5em 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 """
 

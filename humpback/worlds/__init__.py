@@ -1,0 +1,128 @@
+"""A controlled world where the right answer is known: task families with checkable answers, a seed set,
+an unlabelled pool of which a set fraction is wrong, held-out eval prompts with exact answers, a labelled
+dev set, a verifier, and a small base model pretrained on the world's text. Nothing is downloaded.
+
+``builtin:<name>`` in a recipe resolves here (through :func:`humpback.tiny.resolve`):
+
+- ``world-base``: the base model folder (a small Llama + its tokenizer, pretrained on the world's text);
+- ``world-seed``: seed pairs, alpaca form (``instruction``, ``output``);
+- ``world-pool``: the unlabelled "web", one answer per document (``id``, ``text``);
+- ``world-eval``: held-out prompts with exact answers (``instruction``, ``reference``);
+- ``world-dev``: labelled pairs for ``curate.dev_set`` (``instruction``, ``output``, ``label``).
+
+The verifier is ``humpback.worlds.tasks:verify`` (``curate.verifier``). Builds are deterministic and cached
+under ``$HUMPBACK_CACHE`` in folders whose names carry a hash of everything they depend on; another
+:class:`~humpback.worlds.build.WorldSpec` (a test's smaller world) gets folders of its own through
+:func:`materialize_world`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from .build import WorldSpec
+
+WORLD_VERSION = 1
+BUILTINS = ("world-base", "world-seed", "world-pool", "world-eval", "world-dev")
+VERIFIER = "humpback.worlds.tasks:verify"
+_FILES = {"world-seed": "seed.jsonl", "world-pool": "pool.jsonl", "world-eval": "eval.jsonl", "world-dev": "dev.jsonl"}
+
+
+@dataclass(frozen=True)
+class WorldPaths:
+    base: Path
+    seed: Path
+    pool: Path
+    eval: Path
+    dev: Path
+
+
+def _key(kind: str, spec: WorldSpec) -> str:
+    from . import build, model, tasks
+
+    h = hashlib.blake2b(digest_size=6)
+    what = spec.pretrain_key() if kind == "base" else spec.to_dict()
+    h.update(json.dumps({"kind": kind, "version": WORLD_VERSION, "spec": what}, sort_keys=True).encode())
+    # The code that builds it: a change to the tasks, the sampling or the model rebuilds.
+    for module in (tasks, build) + ((model,) if kind == "base" else ()):
+        h.update(inspect.getsource(module).encode())
+    if kind == "base":
+        import tokenizers
+        import torch
+        import transformers
+
+        h.update(f"{torch.__version__}|{transformers.__version__}|{tokenizers.__version__}".encode())
+    return h.hexdigest()
+
+
+def materialize_world(spec: WorldSpec = WorldSpec(), cache_dir: str | Path | None = None,
+                      with_model: bool = True) -> WorldPaths:
+    """Build (once) the world of ``spec`` and return where its files are."""
+    from ..tiny import cache_root
+
+    root = cache_root(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / f"world-data-v{WORLD_VERSION}-{_key('data', spec)}"
+    if not (data / "dev.jsonl").is_file():
+        _atomic_dir(data, lambda tmp: _write_data(tmp, spec))
+    base = root / f"world-base-v{WORLD_VERSION}-{_key('base', spec)}"
+    if with_model and not (base / "config.json").is_file():
+        _atomic_dir(base, lambda tmp: _write_base(tmp, spec))
+    return WorldPaths(base, data / "seed.jsonl", data / "pool.jsonl", data / "eval.jsonl", data / "dev.jsonl")
+
+
+def materialize(name: str, cache_dir: str | Path | None = None) -> Path:
+    """The path of the builtin ``name`` of the default world."""
+    from ..errors import ConfigError
+
+    if name not in BUILTINS:
+        raise ConfigError(f"unknown builtin {name!r}; the world's: {', '.join(BUILTINS)}")
+    paths = materialize_world(cache_dir=cache_dir, with_model=name == "world-base")
+    return paths.base if name == "world-base" else getattr(paths, name.split("-", 1)[1])
+
+
+def _write_data(folder: Path, spec: WorldSpec) -> None:
+    from .build import build_world
+
+    world = build_world(spec)
+    _jsonl(folder / "seed.jsonl", [{"instruction": r["instruction"], "output": r["output"]} for r in world.seed])
+    _jsonl(folder / "pool.jsonl", [{"id": r["id"], "text": r["text"]} for r in world.pool])
+    _jsonl(folder / "eval.jsonl", [{"instruction": r["instruction"], "reference": r["reference"],
+                                    "family": r["family"]} for r in world.eval])
+    _jsonl(folder / "dev.jsonl", world.dev)
+    (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1) + "\n")
+
+
+def _write_base(folder: Path, spec: WorldSpec) -> None:
+    from .build import build_world, vocabulary_texts
+    from .model import build_base_model, build_tokenizer
+
+    info = build_base_model(folder, build_tokenizer(vocabulary_texts()), build_world(spec).pretrain)
+    (folder / "pretraining.json").write_text(json.dumps({"spec": spec.to_dict(), **info}, indent=1) + "\n")
+
+
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _atomic_dir(final: Path, fill) -> None:
+    """Fill a scratch folder, then move it to ``final`` (a concurrent build of the same key may win)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        fill(tmp)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not final.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
