@@ -92,7 +92,7 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
         else:
             rows = score_rows_both(part, outputs, probs, judge)
         rt.store.write_rows(shard_file(it.scores, shard), rows, schema=_score_schema())
-        return shard_score_stats(rows)
+        return {**shard_score_stats(rows), "served_by": model.served}
 
     def finish(shards: list[dict]) -> dict:
         model.close()
@@ -135,7 +135,8 @@ def merge_score_stats(shards: list[dict]) -> dict:
             hist[score] += count
     failures = sum(kinds.values())
     expected_n = sum(s["expected_n"] for s in shards)
-    out = {"scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
+    out = {"served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
+           "scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
            "parse_failure_rate": failures / n if n else 0.0, "histogram": hist,
            "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None}
     if any("pairs" in s for s in shards):
