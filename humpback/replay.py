@@ -37,6 +37,7 @@ def replay(
     judge: Optional[str] = None,
     overrides: list[str] = (),
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> dict:
     if not (source / layout.MANIFEST).exists():
         raise HumpbackError(f"{source}: not a humpback run folder (no {layout.MANIFEST})")
@@ -60,7 +61,7 @@ def replay(
     rescore = judge is not None or cfg.curate.scoring_settings() != before.scoring_settings() \
         or cfg.curate.dev_set != before.dev_set
     reselect = rescore or threshold is not None or selection_rule(cfg.curate) != selection_rule(before)
-    rt = open_run(cfg, output, log=log)
+    rt = open_run(cfg, output, log=log, overwrite=overwrite, command=f"replay {source} --iteration {iteration}")
     try:
         if not reselect:
             mixture_hash = rt.store.import_output(src, it.mixture)
@@ -84,6 +85,6 @@ def replay(
             if rescore:
                 write_json(rt.store.path(layout.REPLAY_AGREEMENT), agreement)
     finally:
-        rt.tracker.finish()
+        rt.close()
     return {"iteration": iteration, "model": str(rt.store.path(it.model)),
             "mixture_sha256": mixture_hash, "train": result.stats, "base_model": cfg.base_model}

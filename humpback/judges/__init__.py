@@ -41,6 +41,11 @@ class Judge:
     model: Any = None  # a lazy model with .tokenizer and .generator (run.LazyModel); None for a verifier
     seed: int = 0
 
+    @property
+    def served(self) -> Optional[str]:
+        """The name an openai-backend server serves the judging model under (None elsewhere)."""
+        return getattr(self.model, "served", None) if self.model is not None else None
+
     def close(self) -> None:
         if self.model is not None:
             self.model.close()

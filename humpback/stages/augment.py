@@ -97,7 +97,7 @@ def augment_stage(rt: RunContext) -> StageResult:
         return {"segments": len(part), "candidates": len(candidates),
                 "rejected": {r: sum(1 for x in rejected if x["reason"] == r) for r in REJECT_REASONS},
                 "generic_instructions": sum(is_generic(c["instruction"]) for c in candidates),
-                "instruction_chars": [len(c["instruction"]) for c in candidates]}
+                "instruction_chars": [len(c["instruction"]) for c in candidates], "served_by": model.served}
 
     def finish(shards: list[dict]) -> dict:
         model.close()
@@ -133,6 +133,7 @@ def merge_shard_stats(shards: list[dict]) -> dict:
         "rejected": {r: sum(s["rejected"][r] for s in shards) for r in REJECT_REASONS},
         "generic_instructions": sum(s["generic_instructions"] for s in shards),
         "instruction_chars_median": statistics.median(lengths) if lengths else 0,
+        "served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
     }
 
 

@@ -49,7 +49,7 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
     def do_shard(shard: int, start: int, end: int) -> dict:
         rows = score_rows(candidates.rows[start:end], judge)
         rt.store.write_rows(shard_file(it.scores, shard), rows, schema=score_schema())
-        return shard_score_stats(rows)
+        return {**shard_score_stats(rows), "served_by": judge.served}
 
     def finish(shards: list[dict]) -> dict:
         return _score_stats(rt, k, {"judge": judge.name, "judge_kind": cfg.judge_kind, **merge_score_stats(shards)})
@@ -126,7 +126,8 @@ def merge_score_stats(shards: list[dict]) -> dict:
     value_n = sum(s["value_n"] for s in shards)
     mins = [s["value_min"] for s in shards if s["value_min"] is not None]
     maxs = [s["value_max"] for s in shards if s["value_max"] is not None]
-    out = {"scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
+    out = {"served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
+           "scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
            "parse_failure_rate": failures / n if n else 0.0, "histogram": hist,
            "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None,
            "value_mean": sum(s["value_sum"] for s in shards) / value_n if value_n else None,
