@@ -245,6 +245,12 @@ class LazyRows:
         return self._rows
 
 
+def is_full_model(folder: Path) -> bool:
+    """A trained model folder that holds the whole model (``train.full_finetune``), not a LoRA adapter."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
+
+
 class LazyModel:
     """A model opened on first use: a worker with no shard left never loads it. Its chat tokenizer
     (the adapter's own, which carries the template used in training, wins) is loaded once and
@@ -268,10 +274,13 @@ class LazyModel:
             from .generation import load_generator
 
             rt = self.rt
+            model, adapter, revision = self.model, self.adapter, self.revision
+            if adapter is not None and is_full_model(adapter):  # train.full_finetune saved the whole model
+                model, adapter, revision = str(adapter), None, None
             with progress_bars(rt.progress):  # quiet: no "Loading weights" bars either
                 self._generator = load_generator(
-                    rt.cfg.generation, self.model, adapter=str(self.adapter) if self.adapter is not None else None,
-                    revision=self.revision, progress=rt.progress, seed=rt.cfg.random_seed, tokenizer=self.tokenizer,
+                    rt.cfg.generation, model, adapter=str(adapter) if adapter is not None else None,
+                    revision=revision, progress=rt.progress, seed=rt.cfg.random_seed, tokenizer=self.tokenizer,
                     served_name=rt.served_name(self.label, self.adapter, self.adapter_hash))
         return self._generator
 

@@ -273,6 +273,37 @@ def test_no_logprobs_is_a_clear_error(serve):
     assert server.url in str(e.value)
 
 
+# --------------------------------------------------------------------------- log-likelihood
+
+
+def _echo(text: str, pieces: list[tuple[str, float | None]]):
+    """A completions answer echoing ``text`` cut into ``pieces`` (token, logprob), plus one generated token."""
+    offsets, at = [], 0
+    for token, _ in pieces:
+        offsets.append(at)
+        at += len(token)
+    assert at == len(text)
+    lp = {"tokens": [t for t, _ in pieces] + ["!"], "token_logprobs": [v for _, v in pieces] + [-9.0],
+          "text_offset": offsets + [at], "top_logprobs": None}
+    return {"id": "x", "object": "text_completion", "choices": [{"index": 0, "text": text + "!", "logprobs": lp}]}
+
+
+def test_loglik_sums_the_echoed_continuation(serve):
+    pieces = {"Q: hi\nA:": [("Q", None), (":", -1.0), (" hi", -2.0), ("\n", -0.5), ("A", -0.1), (":", -0.2),
+                            (" yes", -0.7), ("</s>", -0.3)]}
+    server = serve(lambda body, n: (200, _echo(body["prompt"], pieces[body["prompt"][:8]]), None, 0))
+    [got] = _gen(server.url).loglik(["Q: hi\nA:"], [" yes</s>"])
+    assert (got.logprob, got.tokens) == (pytest.approx(-1.0), 2)  # " yes" and "</s>", not the generated "!"
+    body = server.requests[0]
+    assert (body["prompt"], body["echo"], body["logprobs"], body["max_tokens"]) == ("Q: hi\nA: yes</s>", True, 1, 1)
+
+
+def test_loglik_without_echoed_logprobs_is_a_clear_error(serve):
+    server = serve(lambda body, n: (200, _completion(text="x"), None, 0))
+    with pytest.raises(ConfigError, match="cannot score likelihoods"):
+        _gen(server.url).loglik(["a"], ["b"])
+
+
 # --------------------------------------------------------------------------- config and factory
 
 

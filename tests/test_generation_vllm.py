@@ -14,7 +14,7 @@ from humpback.config import GenerationConfig
 from humpback.errors import ConfigError
 from humpback.generation import ChoiceProbs, SamplingParams, load_generator
 from humpback.generation.logprobs import choice_probs_from_top, token_text, top_logprobs_from_completion
-from humpback.generation.vllm import lora_rank_for
+from humpback.generation.vllm import loglik_from_prompt_logprobs, lora_rank_for
 
 SCORES = ["1", "2", "3", "4", "5"]
 
@@ -176,3 +176,18 @@ def test_vllm_applies_a_lora_adapter(sharp_dir, tmp_path):
     out = g.generate(["The with statement is used to"], SamplingParams(max_new_tokens=8))
     g.close()
     assert len(out) == 1 and isinstance(out[0], str)
+
+
+def test_loglik_from_prompt_logprobs():
+    class Logprob:  # vLLM's Logprob has .logprob (and rank, decoded_token)
+        def __init__(self, v):
+            self.logprob = v
+
+    ids = [1, 7, 8, 9]
+    prompt_logprobs = [None, {7: Logprob(-1.0), 3: Logprob(-0.5)}, {8: Logprob(-2.0)}, {9: Logprob(-0.25), 4: Logprob(-1.0)}]
+    got = loglik_from_prompt_logprobs(prompt_logprobs, ids, 2)
+    assert (got.logprob, got.tokens) == (-2.25, 2)
+    with pytest.raises(ConfigError, match="lack the prompt's own token at position 3"):
+        loglik_from_prompt_logprobs(prompt_logprobs[:3] + [{4: Logprob(-1.0)}], ids, 2)
+    with pytest.raises(ConfigError, match="no prompt logprobs"):
+        loglik_from_prompt_logprobs(None, ids, 2)

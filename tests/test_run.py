@@ -11,6 +11,7 @@ from humpback import cli
 from humpback.config import load_config
 from humpback.loop import open_run, run
 from humpback.store import read_table
+from humpback.view.summary import format_summary
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
@@ -63,6 +64,10 @@ def test_run_folder_matches_the_contract(tiny_run):
         assert sum(stats["score_histogram"].values()) == len(candidates)
         assert stats["parse_failure_rate"] == 0 and stats["train_loss"] > 0 and stats["losses"]
     assert [s["iteration"] for s in summaries] == [1, 2]
+    # The tiny random judge is not judging, and the summary says so.
+    health = summaries[0]["judge_health"]
+    assert health["choice_mass_mean"] < 0.5 and health["warnings"]
+    assert "WARNING: iteration 1 judge: the judge put" in format_summary(summaries, run_dir)
     assert read_table(run_dir / "iter_1/scores")[0]["judge"].endswith("models/m0")
     assert read_table(run_dir / "iter_2/scores")[0]["judge"].endswith("iter_1/model")
     manifest = json.loads((run_dir / "manifest.json").read_text())

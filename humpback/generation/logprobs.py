@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from .base import ChoiceProbs
+from .base import ChoiceProbs, LogLik
 
 # Markers some servers leave in token strings for a leading space (byte-level BPE, SentencePiece).
 _SPACE_MARKERS = ("Ġ", "▁")
@@ -68,3 +68,21 @@ def top_logprobs_from_completion(choice: Mapping[str, Any]) -> list[tuple[str, f
             return [(str(e["token"]), float(e["logprob"])) for e in entries
                     if isinstance(e, Mapping) and "token" in e and e.get("logprob") is not None]
     return None
+
+
+def loglik_from_echo(choice: Mapping[str, Any], start: int, end: int) -> LogLik | None:
+    """The log-likelihood of the text between characters ``start`` and ``end`` of an echoed prompt, from
+    one ``choices[i]`` of a /v1/completions answer asked with ``echo=true`` and ``logprobs``: the sum of
+    ``token_logprobs`` over the tokens whose ``text_offset`` lies in ``[start, end)`` (the tokens the
+    server generated after the prompt start at ``end`` or later and are left out). None when the answer
+    has no such per-token logprobs, or a token in the range has none."""
+    lp = choice.get("logprobs") if isinstance(choice, Mapping) else None
+    if not isinstance(lp, Mapping):
+        return None
+    offsets, values = lp.get("text_offset"), lp.get("token_logprobs")
+    if not isinstance(offsets, list) or not isinstance(values, list) or len(offsets) != len(values):
+        return None
+    picked = [v for o, v in zip(offsets, values) if isinstance(o, int) and start <= o < end]
+    if not picked or any(v is None for v in picked):
+        return None
+    return LogLik(logprob=float(sum(picked)), tokens=len(picked))

@@ -28,7 +28,7 @@ from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
 from .base import ChoiceProbs, SamplingParams, prompt_seed
-from .logprobs import TOP_LOGPROBS, choice_probs_from_top, token_text, top_logprobs_from_completion
+from .logprobs import TOP_LOGPROBS, choice_probs_from_top, loglik_from_echo, token_text, top_logprobs_from_completion
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -142,6 +142,27 @@ class OpenAIGenerator:
             return probs
 
         return self._map(one, prompts, "score")
+
+    def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[LogLik]:
+        """One request per pair: the prompt and its continuation echoed back with the logprob of every
+        token (``echo=true``, ``logprobs=1``, ``max_tokens=1``; vLLM serves this). The server tokenises
+        the text itself; the continuation is the tokens that start at or after the prompt's end."""
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+
+        def one(pair: tuple[str, str]) -> LogLik:
+            prompt, continuation = pair
+            body = {"model": self.model, "prompt": prompt + continuation, "max_tokens": 1, "temperature": 0.0,
+                    "echo": True, "logprobs": 1, "n": 1, "stream": False}
+            got = loglik_from_echo(self._first_choice(self._post(body)), len(prompt), len(prompt) + len(continuation))
+            if got is None:
+                raise ConfigError(
+                    f"{self.url} did not echo the prompt with per-token logprobs (asked echo=true, logprobs=1): this "
+                    f"server cannot score likelihoods, so curate.judge_kind=likelihood cannot run on it; use a server "
+                    f"that does (vLLM), or generation.backend=hf")
+            return got
+
+        return self._map(one, list(zip(prompts, continuations)), "loglik")
 
     def close(self) -> None:
         self._stop.set()

@@ -4,7 +4,8 @@ adapters applied per request (``enable_lora`` + ``LoRARequest``), never merged.
 Prompts are tokenised here, exactly as the ``hf`` backend does (no doubled BOS, cut from the left to
 ``max_prompt_tokens``), and passed as token ids. Choice probabilities generate one token with its top
 ``TOP_LOGPROBS`` logprobs (``SamplingParams(max_tokens=1, logprobs=20)``) and read the choices' token
-ids from them; prompt logprobs are never asked for (they cost memory over the whole prompt).
+ids from them; prompt logprobs are asked for only by :meth:`VLLMGenerator.loglik` (the likelihood judge),
+which needs them.
 
 Install with ``pip install humpback[vllm]``; vLLM is imported only when a generator is made.
 """
@@ -17,7 +18,7 @@ from typing import Sequence
 
 from ..device import free_memory
 from ..errors import ConfigError
-from .base import ChoiceProbs, SamplingParams, encode_prompts, generator_name, prompt_seed
+from .base import ChoiceProbs, LogLik, SamplingParams, encode_pairs, encode_prompts, generator_name, prompt_seed
 from .hf import CHOICE_PROBE, choice_token_ids
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top
 
@@ -34,6 +35,21 @@ def lora_rank_for(adapter: str | None, default: int = 16) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         return default
     return next((k for k in LORA_RANKS if k >= r), r)
+
+
+def loglik_from_prompt_logprobs(prompt_logprobs, ids: list[int], start: int, name: str = "vllm") -> LogLik:
+    """Sum the logprobs of ``ids[start:]`` from vLLM's ``prompt_logprobs`` (one ``{token id: Logprob}``
+    per prompt position, None at the first)."""
+    if not prompt_logprobs or len(prompt_logprobs) != len(ids):
+        raise ConfigError(f"{name}: vLLM returned no prompt logprobs for a request with prompt_logprobs=0")
+    total = 0.0
+    for i in range(start, len(ids)):
+        entry = prompt_logprobs[i]
+        lp = entry.get(ids[i]) if entry is not None else None
+        if lp is None:
+            raise ConfigError(f"{name}: vLLM's prompt logprobs lack the prompt's own token at position {i}")
+        total += float(getattr(lp, "logprob", lp))
+    return LogLik(logprob=total, tokens=len(ids) - start)
 
 
 def _import_vllm():
@@ -124,6 +140,15 @@ class VLLMGenerator:
             top = [(by_id[tid], lp.logprob) for tid, lp in steps[0].items() if tid in by_id]
             out.append(choice_probs_from_top(top, choices))
         return out
+
+    def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[LogLik]:
+        """The pairs' ids (as the hf backend cuts them) with ``prompt_logprobs=0``: vLLM returns each prompt
+        token's own logprob, summed here over the continuation."""
+        pairs = encode_pairs(self.tokenizer, prompts, continuations, self.max_prompt_tokens)
+        sampling = self._vllm.SamplingParams(n=1, temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        outputs = self._run([{"prompt_token_ids": ids} for ids, _ in pairs], sampling)
+        return [loglik_from_prompt_logprobs(o.prompt_logprobs, ids, start, self.name)
+                for o, (ids, start) in zip(outputs, pairs)]
 
     def close(self) -> None:
         """Drop the engine and free what GPU memory vLLM lets go of."""

@@ -17,6 +17,8 @@ def format_summary(summaries: list[dict], run_dir: Path) -> str:
     for s in summaries:
         h = s.get("score_histogram") or {}
         hist = "/".join(str(h.get(str(i), 0)) for i in range(1, 6))
+        if s.get("judge_kind", "rating") != "rating":  # no 1-5 scores: the judge's mean value instead
+            hist = f"mean {s['value_mean']:.3f}" if s.get("value_mean") is not None else "-"
         loss = f"{s['train_loss']:.3f}" if s.get("train_loss") is not None else "-"
         row = (f"{s['iteration']:>4} {_n(s.get('segments')):>8} {_n(s.get('candidates')):>6} "
                f"{_n(s.get('parse_failures')):>10} {_n(s.get('curated')):>7} {loss:>7}  {hist:<18} "

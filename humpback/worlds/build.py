@@ -4,8 +4,10 @@ set and the text the base model is pretrained on, all drawn from one :class:`Wor
 Words never cross sets: the eval prompts' words appear nowhere else, so exact match on them measures
 what a model learned, not what it saw. The pool is the "web": one answer per document, of which
 ``bad_fraction`` is wrong (``off_task_share`` of those answers no task at all); nothing in it says which.
-The pretraining text is a separate sample of the same web (other words, the same share of bad
-answers), so the base model knows the world's language without having memorised the pool.
+The pretraining text is a separate sample of the same web with other words and a smaller share of bad
+answers (``pretrain_bad_fraction``: the web at large is mostly right, the crawl to curate is not), so
+the base model knows the world's language and can copy, as a pretrained LLM can, without having
+memorised the pool.
 """
 
 from __future__ import annotations
@@ -21,18 +23,19 @@ from . import tasks
 class WorldSpec:
     seed_pairs: int = 200
     pool_docs: int = 4000
-    bad_fraction: float = 0.5  # of the pool (and the dev set, and the pretraining text)
+    bad_fraction: float = 0.5  # of the pool and the dev set
     off_task_share: float = 0.25  # of the bad answers: text that answers no task
     eval_prompts: int = 200
     dev_pairs: int = 200
-    pretrain_docs: int = 4000
+    pretrain_docs: int = 16000
+    pretrain_bad_fraction: float = 0.2  # the web at large is mostly right; the pool to curate is not
     random_seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("seed_pairs", "pool_docs", "eval_prompts", "dev_pairs"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"WorldSpec.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("bad_fraction", "off_task_share"):
+        for name in ("bad_fraction", "off_task_share", "pretrain_bad_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"WorldSpec.{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -41,7 +44,7 @@ class WorldSpec:
 
     def pretrain_key(self) -> dict:
         """What the pretraining text depends on."""
-        return {k: getattr(self, k) for k in ("pretrain_docs", "bad_fraction", "off_task_share", "random_seed")}
+        return {k: getattr(self, k) for k in ("pretrain_docs", "pretrain_bad_fraction", "off_task_share", "random_seed")}
 
 
 @dataclass
@@ -79,9 +82,9 @@ def _answer(kind: str, family: str, word: str, rng: random.Random) -> str:
     return tasks.off_task_answer(word, rng)
 
 
-def _kinds(n: int, spec: WorldSpec, rng: random.Random) -> list[str]:
+def _kinds(n: int, spec: WorldSpec, rng: random.Random, bad_fraction: float | None = None) -> list[str]:
     """Exactly round(n * bad_fraction) bad answers, round(that * off_task_share) of them off task, shuffled."""
-    bad = round(n * spec.bad_fraction)
+    bad = round(n * (spec.bad_fraction if bad_fraction is None else bad_fraction))
     off = round(bad * spec.off_task_share)
     kinds = ["good"] * (n - bad) + ["wrong"] * (bad - off) + ["off_task"] * off
     rng.shuffle(kinds)
@@ -95,7 +98,7 @@ def build_world(spec: WorldSpec = WorldSpec()) -> World:
     rng = random.Random(f"humpback-world-{spec.random_seed}")
     words = _Words(rng)
     pretrain = []
-    for kind in _kinds(spec.pretrain_docs, spec, rng):
+    for kind in _kinds(spec.pretrain_docs, spec, rng, spec.pretrain_bad_fraction):
         fam, w = _family(rng.randrange(len(tasks.FAMILIES))), words.take()
         pretrain.append(_answer(kind, fam, w, rng))
     eval_rows = []

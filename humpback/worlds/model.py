@@ -23,9 +23,9 @@ VOCAB_SIZE = 1024
 # payload words "QLMY", "Q-L-M-Y"; "Answer" stays whole), and a space before a digit (so that "Score:"
 # is a token of its own and the score digit follows it, as logits judging needs).
 SPELLED = r"[0-9]| (?=[0-9])|-|[A-Z](?![a-z])"
-MODEL_SHAPE = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-                   intermediate_size=256, max_position_embeddings=1024, tie_word_embeddings=True)
-PRETRAIN = dict(steps=300, batch_size=32, block_tokens=64, learning_rate=2e-3, warmup_steps=20, seed=0)
+MODEL_SHAPE = dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
+                   intermediate_size=192, max_position_embeddings=1024, tie_word_embeddings=True)
+PRETRAIN = dict(steps=800, batch_size=32, block_tokens=64, learning_rate=3e-3, warmup_steps=30, seed=0)
 
 
 def build_tokenizer(texts: list[str]):
@@ -76,8 +76,8 @@ def build_base_model(out_dir: str | Path, tokenizer, documents: list[str], pretr
         model.train()
         losses = []
         for step in range(steps):
-            start = (step * pretrain["batch_size"]) % max(1, len(blocks) - pretrain["batch_size"] + 1)
-            batch = blocks[order[start:start + pretrain["batch_size"]]]
+            start = step * pretrain["batch_size"]
+            batch = blocks[order[torch.arange(start, start + pretrain["batch_size"]) % len(blocks)]]
             loss = model(input_ids=batch, labels=batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,124 @@
+"""Every judge in the real loop, on the tiny recipe: the likelihood judge's rows are the model's own
+log-likelihoods, a dev set gets precision and recall, a verifier that raises fails rows and not the
+stage, replay re-scores with another kind of judge and records the agreement, judge health reaches
+stats, summary and report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from humpback.config import load_config
+from humpback.judges.health import selection_quality
+from humpback.loop import open_run, run
+from humpback.replay import replay
+from humpback.scoring import select_by_cutoff, selection_cutoff
+from humpback.store import read_table
+from humpback.view.summary import format_summary
+
+ROOT = Path(__file__).parent.parent
+TINY = ROOT / "recipes" / "tiny-cpu.yaml"
+FAST = ["iterations=1", "corpus.max_segments=12", "train.max_steps=2", "train.logging_steps=1",
+        "train.max_length=256", "augment.max_new_tokens=12", "generation.batch_size=8", "tracking.progress=false"]
+
+VERIFIER = '''
+def check(row):
+    """Raises on a third of the pairs; else 1.0 for an instruction ending in '?'."""
+    if int(row["candidate_id"], 16) % 3 == 0:
+        raise RuntimeError("checker crashed on " + row["candidate_id"][:4])
+    return row["instruction"].strip().endswith("?")
+'''
+
+
+@pytest.fixture(scope="module")
+def dev_file(tmp_path_factory, docs_seed_path):
+    seed = [json.loads(line) for line in Path(docs_seed_path).read_text().splitlines()][:12]
+    rows = [{"instruction": s["instruction"], "output": s["output"], "label": "good"} for s in seed[:6]]
+    rows += [{"instruction": s["instruction"], "output": seed[(i + 3) % 12]["output"], "label": "bad"}
+             for i, s in enumerate(seed[6:])]
+    path = tmp_path_factory.mktemp("dev") / "dev.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def likelihood_run(tmp_path_factory, dev_file):
+    run_dir = tmp_path_factory.mktemp("run") / "lik"
+    lines: list[str] = []
+    cfg = load_config(TINY, FAST + ["curate.judge_kind=likelihood", "curate.select_on=auto",
+                                    f"curate.dev_set={dev_file}"])
+    summaries = run(open_run(cfg, run_dir, log=lines.append))
+    return run_dir, summaries, lines
+
+
+def test_likelihood_rows_are_the_models_own_loglik(likelihood_run):
+    from humpback.chat import load_chat_tokenizer
+    from humpback.generation.hf import HFGenerator
+    from humpback.judges.likelihood import pair_texts
+    from humpback.prompts import SEED_SYSTEM_PROMPT
+
+    run_dir, summaries, _ = likelihood_run
+    scores = read_table(run_dir / "iter_1" / "scores")
+    candidates = {c["candidate_id"]: c for c in read_table(run_dir / "augment" / "candidates")}
+    assert all(s["judge_kind"] == "likelihood" and s["mode"] == "mean_logprob" and s["parse_status"] == "ok"
+               and s["score"] is None and s["value"] < 0 for s in scores)
+    tok = load_chat_tokenizer(str(run_dir / "models" / "m0"))
+    base = json.loads((run_dir / "models" / "m0" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    gen = HFGenerator(base, adapter=str(run_dir / "models" / "m0"), tokenizer=tok, device="cpu", batch_size=1)
+    rows = [candidates[s["candidate_id"]] for s in scores[:3]]
+    prompts, continuations = pair_texts(tok, rows, SEED_SYSTEM_PROMPT)
+    assert all(c.endswith(tok.eos_token) for c in continuations)  # the end of turn is scored too
+    for s, ll in zip(scores[:3], gen.loglik(prompts, continuations)):
+        assert s["value"] == pytest.approx(ll.mean, abs=1e-5)
+        assert json.loads(s["raw"])["tokens"] == ll.tokens
+    gen.close()
+    assert summaries[0]["judge_kind"] == "likelihood" and summaries[0]["selection"] == "top 50% by mean log-likelihood"
+
+
+def test_dev_set_precision_and_recall_follow_the_selection_rule(likelihood_run):
+    run_dir, summaries, lines = likelihood_run
+    dev = read_table(run_dir / "iter_1" / "dev_scores.parquet")
+    assert len(dev) == 12 and sum(d["positive"] for d in dev) == 6 and all(d["value"] < 0 for d in dev)
+    curated = read_table(run_dir / "iter_1" / "curated.parquet")
+    stats = json.loads((run_dir / "iter_1" / "stats.json").read_text())
+    rule = stats["rule"]
+    cutoff = selection_cutoff(rule, [c["value"] for c in curated])
+    assert cutoff == min(c["value"] for c in curated)
+    expected = selection_quality([d["positive"] for d in dev], select_by_cutoff(dev, "value", cutoff))
+    assert stats["dev"] == {**expected, "cutoff": cutoff}
+    assert stats["dev/precision"] == expected["precision"] and stats["dev/recall"] == expected["recall"]
+    assert any(line.startswith("  dev set: precision") for line in lines)
+    assert "dev P/R" in format_summary(summaries, run_dir)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"dev/recall", "health/warnings"} <= {m["name"] for m in metrics}
+    report = (run_dir / "report.html").read_text()
+    assert "dev precision" in report and "mean judge value" in report
+
+
+def test_replay_rescores_with_a_verifier_that_raises(likelihood_run, tmp_path, monkeypatch):
+    run_dir, _, _ = likelihood_run
+    (tmp_path / "tiny_checks.py").write_text(VERIFIER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lines: list[str] = []
+    out = tmp_path / "verified"
+    result = replay(run_dir, out, 1, overrides=["curate.judge_kind=verifier", "curate.verifier=tiny_checks:check",
+                                                 "curate.select=threshold", "curate.threshold=1",
+                                                 "tracking.progress=false"], log=lines.append)
+    scores = read_table(out / "iter_1" / "scores")
+    failed = [s for s in scores if s["parse_status"] == "error"]
+    assert failed and all(s["raw"].startswith("RuntimeError: checker crashed on ") and s["value"] is None
+                          for s in failed)
+    assert {s["judge"] for s in scores} == {"tiny_checks:check"}
+    stats = json.loads((out / "manifest.json").read_text())["stages"]["iter_1/score"]["stats"]
+    assert stats["parse_failure_kinds"] == {"error": len(failed)}
+    assert stats["health"]["parse_failure_rate"] == len(failed) / len(scores)
+    curated = read_table(out / "iter_1" / "curated.parquet")
+    assert {c["candidate_id"] for c in curated} == {s["candidate_id"] for s in scores if s["value"] == 1.0}
+    agreement = json.loads((out / "replay_agreement.json").read_text())
+    assert agreement["pairs"] == len(scores) - len(failed)
+    assert result["train"]["num_examples"] == len(read_table(out / "iter_1" / "train.parquet"))
+    # The dev set is re-scored by the verifier too (its errors are the dev rows' statuses).
+    dev = read_table(out / "iter_1" / "dev_scores.parquet")
+    assert {d["judge_kind"] for d in dev} == {"verifier"}

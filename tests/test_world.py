@@ -1,0 +1,98 @@
+"""The controlled world: its tasks, answers and verifier (exact), its data sets (sizes, fractions,
+disjoint words), its tokenizer, and the builtin assets (cached by content)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from humpback.worlds import BUILTINS, VERIFIER, materialize_world, tasks
+from humpback.worlds.build import WorldSpec, build_world, vocabulary_texts
+
+SMALL = WorldSpec(seed_pairs=40, pool_docs=200, eval_prompts=20, dev_pairs=40, pretrain_docs=200)
+
+
+def test_answers_are_phrased_exactly():
+    assert [tasks.instruction_for(f.name, "KQZD") for f in tasks.FAMILIES] == [
+        "Reverse the word KQZD.", "Sort the letters of KQZD.", "How many letters are in KQZD?",
+        "Spell the word KQZD with dashes."]
+    assert [tasks.answer_for(f.name, "KQZD") for f in tasks.FAMILIES] == [
+        "The reverse of KQZD is DZQK.", "The letters of KQZD in order are DKQZ.", "KQZD has 4 letters.",
+        "KQZD with dashes is K-Q-Z-D."]
+
+
+def test_wrong_answers_are_wrong_and_the_verifier_knows():
+    rng = random.Random(0)
+    for _ in range(200):
+        w = tasks.random_word(rng)
+        for f in tasks.FAMILIES:
+            instruction = tasks.instruction_for(f.name, w)
+            assert tasks.parse_instruction(instruction) == (f.name, w)
+            assert tasks.verify({"instruction": instruction, "output": tasks.answer_for(f.name, w)}) == 1.0
+            assert tasks.verify({"instruction": instruction, "output": tasks.wrong_answer(f.name, w, rng)}) == 0.0
+            assert tasks.verify({"instruction": instruction, "output": tasks.off_task_answer(w, rng)}) == 0.0
+    assert tasks.wrong_answer("reverse", "AAA", rng) != tasks.answer_for("reverse", "AAA")
+    assert tasks.verify({"instruction": "Tell me a joke.", "output": "No."}) == 0.0
+    assert tasks.verify({"instruction": " Reverse the word AB. ", "output": "The reverse of AB is  BA. "}) == 1.0
+    assert VERIFIER == "humpback.worlds.tasks:verify"
+
+
+def test_world_sizes_fractions_and_disjoint_words():
+    world = build_world(SMALL)
+    assert (len(world.seed), len(world.pool), len(world.eval), len(world.dev), len(world.pretrain)) == (40, 200, 20, 40, 200)
+    kinds = [d["kind"] for d in world.pool]
+    assert kinds.count("good") == 100 and kinds.count("off_task") == 25 and kinds.count("wrong") == 75
+    assert sum(d["label"] == "bad" for d in world.dev) == 20
+    assert all(tasks.verify(s) == 1.0 for s in world.seed)
+    assert all(tasks.verify({"instruction": e["instruction"], "output": e["reference"]}) == 1.0 for e in world.eval)
+
+    def words(texts):
+        return {w for t in texts for w in t.replace(".", " ").replace("?", " ").split() if w.isupper() and len(w) > 2}
+
+    eval_words = words(e["instruction"] for e in world.eval)
+    others = words([s["instruction"] for s in world.seed] + [d["text"] for d in world.pool] + world.pretrain
+                   + [d["instruction"] for d in world.dev])
+    assert len(eval_words) == 20 and not eval_words & others
+    assert build_world(SMALL).pool == world.pool  # deterministic
+    # The pretraining text depends only on its own part of the spec.
+    assert build_world(WorldSpec(**{**SMALL.to_dict(), "pool_docs": 300})).pretrain == world.pretrain
+
+
+def test_tokenizer_spells_the_payload_and_reads_score_digits():
+    from humpback.generation.hf import choice_token_ids
+    from humpback.worlds.model import build_tokenizer
+
+    tok = build_tokenizer(vocabulary_texts())
+    pieces = tok.convert_ids_to_tokens(tok("The reverse of KQZD is DZQK.", add_special_tokens=False)["input_ids"])
+    assert pieces == ["TheĠreverseĠofĠ", "K", "Q", "Z", "D", "ĠisĠ", "D", "Z", "Q", "K", "."]
+    assert tok.convert_ids_to_tokens(tok("Q-L has 12", add_special_tokens=False)["input_ids"])[:3] == ["Q", "-", "L"]
+    encode = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prefix, ids = choice_token_ids(encode, list("12345"))
+    assert len(ids) == 5 and len(set(ids)) == 5
+
+
+def test_world_files_are_cached_by_content(tmp_path):
+    paths = materialize_world(SMALL, tmp_path, with_model=False)
+    assert paths.seed.parent.name.startswith("world-data-v1-")
+    seed = [json.loads(line) for line in paths.seed.read_text().splitlines()]
+    pool = [json.loads(line) for line in paths.pool.read_text().splitlines()]
+    assert set(seed[0]) == {"instruction", "output"} and set(pool[0]) == {"id", "text"}  # the pool carries no label
+    evals = [json.loads(line) for line in paths.eval.read_text().splitlines()]
+    assert {"instruction", "reference"} <= set(evals[0])
+    stamp = paths.seed.stat().st_mtime_ns
+    assert materialize_world(SMALL, tmp_path, with_model=False).seed.stat().st_mtime_ns == stamp
+    other = materialize_world(WorldSpec(**{**SMALL.to_dict(), "bad_fraction": 0.3}), tmp_path, with_model=False)
+    assert other.seed.parent != paths.seed.parent
+    assert set(BUILTINS) == {"world-base", "world-seed", "world-pool", "world-eval", "world-dev"}
+
+
+def test_builtin_names_resolve(monkeypatch, tmp_path):
+    from humpback.errors import ConfigError
+    from humpback.tiny import resolve
+
+    monkeypatch.setenv("HUMPBACK_CACHE", str(tmp_path))
+    assert resolve("builtin:world-eval").endswith("eval.jsonl")
+    with pytest.raises(ConfigError, match="world-base"):
+        resolve("builtin:world-nothing")
