@@ -15,12 +15,13 @@ SMALL = WorldSpec(seed_pairs=40, pool_docs=200, eval_prompts=20, dev_pairs=40, p
 
 
 def test_answers_are_phrased_exactly():
-    assert [tasks.instruction_for(f.name, "KQZD") for f in tasks.FAMILIES] == [
-        "Reverse the word KQZD.", "Sort the letters of KQZD.", "How many letters are in KQZD?",
-        "Spell the word KQZD with dashes."]
-    assert [tasks.answer_for(f.name, "KQZD") for f in tasks.FAMILIES] == [
-        "The reverse of KQZD is DZQK.", "The letters of KQZD in order are DKQZ.", "KQZD has 4 letters.",
-        "KQZD with dashes is K-Q-Z-D."]
+    assert [tasks.instruction_for(f.name, "CAGE") for f in tasks.FAMILIES] == [
+        "Reverse the word CAGE.", "Sort the letters of CAGE.", "How many letters are in CAGE?",
+        "Spell the word CAGE with dashes."]
+    assert [tasks.answer_for(f.name, "CAGE") for f in tasks.FAMILIES] == [
+        "The reverse of CAGE is EGAC.", "The letters of CAGE in order are ACEG.", "CAGE has 4 letters.",
+        "CAGE with dashes is C-A-G-E."]
+    assert set(tasks.random_word(random.Random(1))) <= set("ABCDEFGHIJ")
 
 
 def test_wrong_answers_are_wrong_and_the_verifier_knows():
@@ -65,8 +66,8 @@ def test_tokenizer_spells_the_payload_and_reads_score_digits():
     from humpback.worlds.model import build_tokenizer
 
     tok = build_tokenizer(vocabulary_texts())
-    pieces = tok.convert_ids_to_tokens(tok("The reverse of KQZD is DZQK.", add_special_tokens=False)["input_ids"])
-    assert pieces == ["TheĠreverseĠofĠ", "K", "Q", "Z", "D", "ĠisĠ", "D", "Z", "Q", "K", "."]
+    pieces = tok.convert_ids_to_tokens(tok("The reverse of CAGE is EGAC.", add_special_tokens=False)["input_ids"])
+    assert pieces == ["TheĠreverseĠofĠ", "C", "A", "G", "E", "ĠisĠ", "E", "G", "A", "C", "."]
     assert tok.convert_ids_to_tokens(tok("Q-L has 12", add_special_tokens=False)["input_ids"])[:3] == ["Q", "-", "L"]
     encode = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     prefix, ids = choice_token_ids(encode, list("12345"))

@@ -3,24 +3,25 @@ that their instruction can be read back from them, wrong and off-task answers, a
 
 Every function here is pure: a family renders an instruction and its correct answer from a word,
 corrupts an answer with a given random stream, and parses an instruction back into (family, word).
-The payload words are upper-case letters (the world's tokenizer keeps each capital and digit a token
+The payload words are upper-case letters (A-J) (the world's tokenizer keeps each capital and digit a token
 of its own, so a tiny model can copy, reverse and count them); the prose around them is fixed.
 
-- ``reverse``: "Reverse the word KQZD." -> "The reverse of KQZD is DZQK."
-- ``sort``: "Sort the letters of KQZD." -> "The letters of KQZD in order are DKQZ."
-- ``count``: "How many letters are in KQZD?" -> "KQZD has 4 letters."
-- ``spell``: "Spell the word KQZD with dashes." -> "KQZD with dashes is K-Q-Z-D."
+- ``reverse``: "Reverse the word CAGE." -> "The reverse of CAGE is EGAC."
+- ``sort``: "Sort the letters of CAGE." -> "The letters of CAGE in order are ACEG."
+- ``count``: "How many letters are in CAGE?" -> "CAGE has 4 letters."
+- ``spell``: "Spell the word CAGE with dashes." -> "CAGE with dashes is C-A-G-E."
 """
 
 from __future__ import annotations
 
 import random
 import re
-import string
 from dataclasses import dataclass
 from typing import Callable
 
-LETTERS = string.ascii_uppercase
+# Ten letters: a model this small learns to copy, reverse and sort them in a few hundred steps (with all
+# 26 it takes several times as long); ten letters still make over a million words of 3-6 letters.
+LETTERS = "ABCDEFGHIJ"
 MIN_WORD, MAX_WORD = 3, 6
 
 
@@ -76,25 +77,35 @@ def answer_for(family: str, word: str) -> str:
     return f.answer.format(w=word, a=f.solve(word))
 
 
+# The web's common mistakes, one per family: the word not reversed, sorted backwards, counted one too
+# many, spelled backwards. Systematic errors compete with the right answer (random ones only blur it).
+CONFUSIONS = {"reverse": lambda w: w, "sort": lambda w: "".join(sorted(w, reverse=True)),
+              "count": lambda w: str(len(w) + 1), "spell": lambda w: "-".join(w[::-1])}
+
+
 def wrong_answer(family: str, word: str, rng: random.Random) -> str:
-    """An answer of the right form with a wrong result: the letters shuffled, a count off by one or two."""
+    """An answer of the right form with a wrong result: half the time the family's common mistake
+    (:data:`CONFUSIONS`), else the letters shuffled or a count off by one or two. Never the right one."""
     f = BY_NAME[family]
     right = f.solve(word)
+    wrong = CONFUSIONS[family](word) if rng.random() < 0.5 else _shuffled(family, word, right, rng)
+    if wrong == right:
+        wrong = _shuffled(family, word, right, rng)
+    return f.answer.format(w=word, a=wrong)
+
+
+def _shuffled(family: str, word: str, right: str, rng: random.Random) -> str:
     if family == "count":
         wrong = str(max(1, len(word) + rng.choice((-2, -1, 1, 2))))
-        if wrong == right:
-            wrong = str(len(word) + 1)
-    else:
-        letters = list(word)
-        wrong = right
-        for _ in range(20):
-            rng.shuffle(letters)
-            wrong = f.solve("".join(letters)) if family == "spell" else "".join(letters)
-            if wrong != right:
-                break
-        if wrong == right:  # a word like "AAA": nothing to shuffle, change a letter
-            wrong = right.replace(right[0], "Z" if right[0] != "Z" else "Y", 1)
-    return f.answer.format(w=word, a=wrong)
+        return wrong if wrong != right else str(len(word) + 1)
+    letters = list(word)
+    for _ in range(20):
+        rng.shuffle(letters)
+        wrong = _dashes("".join(letters)) if family == "spell" else "".join(letters)
+        if wrong != right:
+            return wrong
+    other = next(c for c in LETTERS if c != right[0])  # a word like "AAA": nothing to shuffle
+    return right.replace(right[0], other, 1)
 
 
 def off_task_answer(word: str, rng: random.Random) -> str:
