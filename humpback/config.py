@@ -54,11 +54,21 @@ class SeedConfig:
 
 @dataclass
 class CorpusConfig:
-    path: Optional[str] = _f(None, "Local JSONL/JSON/Parquet/text file or folder of unlabelled documents.")
+    path: Optional[str] = _f(
+        None, "File, folder or URL (fsspec) of unlabelled documents: JSONL/JSON/Parquet, text, HTML pages, "
+              "WARC(.gz) web archives, or a .paths(.gz) list of them (Common Crawl's warc.paths.gz).")
     dataset: Optional[str] = _f(None, "A `datasets` hub id or local dataset folder, streamed.")
     dataset_config: Optional[str] = _f(None, "The dataset's configuration name, if it has several.")
     split: str = _f("train", "Split of `corpus.dataset` to stream.")
     text_field: str = _f("text", "Field that holds a document's text (JSON, Parquet, datasets).")
+    html_field: Optional[str] = _f(
+        None, "Field that holds a document's raw HTML instead (JSON, Parquet, datasets): pages are cut at "
+              "their <h1>-<h6> headers. null: records hold text (`corpus.text_field`).")
+    language: Optional[str] = _f(
+        None, "Keep only segments in this language (ISO 639-1, e.g. `en`; paper: English), identified with "
+              "py3langid, whose model ships with it. null keeps every language.")
+    require_header: bool = _f(
+        False, "Drop text that no header precedes (the paper's segments all follow an HTML header).")
     max_documents: Optional[int] = _f(None, "Read at most this many documents.")
     max_segments: Optional[int] = _f(None, "Keep at most this many segments (the first that survive).")
     min_chars: int = _f(600, "Drop segments shorter than this (paper: 600).")

@@ -39,24 +39,25 @@ def segments_stage(rt: RunContext) -> StageResult:
                         ("text", pa.string()), ("n_chars", pa.int32())])
 
     def work() -> dict:
-        from ..data.corpus import iter_documents
+        from ..data.corpus import ReadLog, iter_documents
         from ..data.segment import Segmenter, check_not_empty, describe_funnel
 
         seed_outputs = [r["output"] for r in rt.store.read_rows(SEED)]
         segmenter = Segmenter(cfg, seed_outputs)
         skipped: list = []
+        read = ReadLog()
+        documents = iter_documents(cfg, skipped if cfg.skip_invalid else None, read)
         rows = (
             {"id": s.id, "doc_id": s.doc_id, "header": s.header, "text": s.text, "n_chars": len(s.text)}
-            for s in segmenter.segments(_progress(iter_documents(cfg, skipped if cfg.skip_invalid else None),
-                                                  rt.progress, "segmenting"))
+            for s in segmenter.segments(_progress(documents, rt.progress, "segmenting"))
         )
         write_table_stream(rt.store.path(SEGMENTS), rows, schema)
-        funnel = dict(segmenter.funnel)
+        funnel = {**read.funnel(), **segmenter.funnel}
         if skipped:
             funnel = {"skipped_records": len(skipped), **funnel}
         write_json(rt.store.path(FUNNEL), funnel)
         rt.log(describe_funnel(funnel))
-        check_not_empty(funnel)
+        check_not_empty(funnel, read.files)
         for name, value in funnel.items():
             rt.metric("segments", f"funnel/{name}", value)
         return {"funnel": funnel, "skipped_examples": [list(x) for x in skipped[:5]]}
