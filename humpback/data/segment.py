@@ -361,11 +361,12 @@ _HINTS = {
 
 def describe_funnel(funnel: dict[str, int]) -> str:
     sections = funnel.get("sections", 0)
+    labels = {name: f"  - {name}" if name in FILTERS or name.startswith("skipped_") else name for name in funnel}
+    width = max([20, *map(len, labels.values())])
     rows = []
     for name, n in funnel.items():
-        label = f"  - {name}" if name in FILTERS or name.startswith("skipped_") else name
         share = f"  ({100 * n / sections:.1f}% of sections)" if name in FILTERS + ("kept",) and sections else ""
-        rows.append(f"{label:<20} {n:>9,}{share}")
+        rows.append(f"{labels[name]:<{width}} {n:>9,}{share}")
     return "\n".join(rows)
 
 

@@ -60,13 +60,13 @@ def iter_warc_pages(name: str, stream: BinaryIO, counts: Counter,
         if not is_html_type(content_type):
             counts["skipped_not_html"] += 1
             continue
-        offset = records.get_record_offset()
         try:
             raw = record.content_stream().read()
-        except Exception as e:  # a broken chunked or compressed payload
+        except Exception:  # a broken chunked or compressed payload
+            raw = None
+        offset = records.get_record_offset()  # (warcio reads the rest of the record to know it)
+        if raw is None:
             counts["skipped_bad_encoding"] += 1
-            if skipped is not None:
-                skipped.append((f"{name}@{offset}", f"unreadable payload: {type(e).__name__}: {e}"))
             continue
         try:
             html = decode_page(raw, declared_charset(content_type))
