@@ -35,21 +35,30 @@ def _section(cls: type, help: str) -> Any:
 
 @dataclass
 class SeedConfig:
-    path: Optional[str] = _f(None, "Local JSON/JSONL/Parquet file or folder of seed pairs.")
+    path: Optional[str] = _f(None, "JSON/JSONL/Parquet file, folder or URL of seed pairs (oasst: message rows "
+                                   "or the official *.trees.jsonl export).")
     dataset: Optional[str] = _f(None, "A `datasets` hub id or local dataset folder, read with load_dataset.")
     dataset_config: Optional[str] = _f(None, "The dataset's configuration name, if it has several.")
     split: str = _f("train", "Split of `seed.dataset` to read.")
     format: Literal["auto", "messages", "alpaca", "oasst", "self_instruct"] = _f(
         "auto", "Seed record format; `auto` detects it from the first record's keys."
     )
-    language: Optional[str] = _f("en", "oasst only: keep trees in this language (null keeps all).")
+    language: Optional[str] = _f(
+        "en", "oasst only: keep trees whose prompt and reply are in this language (null keeps all).")
     max_examples: Optional[int] = _f(None, "Keep at most this many seed pairs (the first ones).")
+    sample: Optional[int] = _f(
+        None, "Keep this many seed pairs drawn at random (seeded by `random_seed`) from all that were "
+              "selected (paper: 3,200 from oasst1).")
     skip_invalid: bool = _f(False, "Skip (and count) invalid records instead of stopping with an error.")
 
     def validate(self, where: str) -> None:
         if (self.path is None) == (self.dataset is None):
             raise ConfigError(f"{where}: set exactly one of 'seed.path' and 'seed.dataset'")
         _positive(where, "seed.max_examples", self.max_examples, allow_none=True)
+        _positive(where, "seed.sample", self.sample, allow_none=True)
+        if self.sample is not None and self.max_examples is not None:
+            raise ConfigError(f"{where}: set at most one of 'seed.sample' (drawn at random) and "
+                              f"'seed.max_examples' (the first ones)")
 
 
 @dataclass

@@ -17,7 +17,7 @@ def seed_stage(rt: RunContext) -> StageResult:
     def work() -> dict:
         from ..data.seed import load_seed
 
-        result = load_seed(cfg)
+        result = load_seed(cfg, rt.cfg.random_seed)
         rows = [
             {"id": _pair_id(p.instruction, p.output), "instruction": p.instruction, "output": p.output, "source": p.source}
             for p in result.pairs
@@ -27,6 +27,8 @@ def seed_stage(rt: RunContext) -> StageResult:
         return {"format": result.format, **result.stats}
 
     deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
+    if cfg.sample is not None:  # the draw depends on the run's seed
+        deps["random_seed"] = rt.cfg.random_seed
     return rt.store.stage("seed", deps, [SEED], work, force=rt.forced("seed"), job="prepare")
 
 
