@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import re
 import types
 import typing
@@ -19,6 +20,11 @@ import yaml
 
 from .errors import ConfigError
 from .prompts import SEED_SYSTEM_PROMPT
+
+log = logging.getLogger(__name__)
+# A threshold above this on the expected score (a mean over P("1".."5")) keeps almost nothing:
+# expected >= t needs P("5") >= t - 4 even with all the rest on "4".
+EXPECTED_THRESHOLD_WARN = 4.5
 
 
 def _f(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
@@ -221,6 +227,9 @@ class CurateConfig:
 class TrainConfig:
     learning_rate: float = _f(2e-4, "Peak learning rate (LoRA: ~10x the paper's full-finetuning 1e-5/2e-5).")
     lr_scheduler_type: str = _f("linear", "Any transformers scheduler name.")
+    min_lr_ratio: Optional[float] = _f(
+        None, "With lr_scheduler_type linear or cosine: decay to this fraction of the peak instead of 0 "
+              "(paper: 1e-5 to 9e-6, 0.9). null: decay to 0.")
     warmup_ratio: float = _f(0.03, "Fraction of steps used for warmup.")
     weight_decay: float = _f(0.1, "Weight decay (paper: 0.1).")
     num_train_epochs: float = _f(3.0, "Epochs, when `train.steps` is `epochs`.")
@@ -235,6 +244,9 @@ class TrainConfig:
     gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
     bf16: Optional[bool] = _f(None, "Mixed precision in bfloat16; null: on when a GPU supports it.")
     full_finetune: bool = _f(False, "Train every weight instead of a LoRA adapter.")
+    dropout: Optional[float] = _f(
+        0.1, "Full finetuning: every dropout probability of the model's config (attention_dropout, ...) "
+             "is set to this (paper: 0.1). null keeps the model's own. LoRA uses lora_dropout.")
     lora_r: int = _f(16, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA alpha.")
     lora_dropout: float = _f(0.1, "LoRA dropout (paper: dropout 0.1).")
@@ -251,6 +263,14 @@ class TrainConfig:
                     "max_length", "lora_r", "lora_alpha", "logging_steps", "num_train_epochs"):
             _positive(where, f"train.{key}", getattr(self, key))
         _fraction(where, "train.warmup_ratio", self.warmup_ratio)
+        if self.min_lr_ratio is not None:
+            if not 0 <= self.min_lr_ratio < 1:
+                raise ConfigError(f"{where}: 'train.min_lr_ratio' must be in [0, 1), got {self.min_lr_ratio!r}")
+            if self.lr_scheduler_type not in ("linear", "cosine"):
+                raise ConfigError(f"{where}: 'train.min_lr_ratio' needs train.lr_scheduler_type linear or cosine, "
+                                  f"got {self.lr_scheduler_type!r}")
+        if self.dropout is not None:
+            _fraction(where, "train.dropout", self.dropout)
         _fraction(where, "train.lora_dropout", self.lora_dropout)
         for key in ("deepspeed", "accelerate_config"):
             value = getattr(self, key)
@@ -338,7 +358,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), data:
         src.overridden.add(_apply_override(data, item))
     cfg = _build(RunConfig, data, "", src)
     cfg.validate(where)
+    for warning in config_warnings(cfg, data, src):
+        log.warning("%s", warning)
     return cfg
+
+
+def config_warnings(cfg: RunConfig, data: dict, src: "_Source | None" = None) -> list[str]:
+    """What is valid but surely not meant: a selection setting the chosen ``curate.select`` ignores, and a
+    threshold on the expected score that keeps almost nothing. ``data`` is the recipe as given (with
+    the overrides), to tell a key that was set from a default."""
+    src = src or _Source("config", set())
+    curate = data.get("curate") if isinstance(data.get("curate"), dict) else {}
+    c = cfg.curate
+    out = []
+    for key in ("threshold", "top_fraction", "top_k"):
+        if key in curate and c.select != key:
+            out.append(f"{src.of('curate.' + key)}: 'curate.{key}' is ignored: curate.select is {c.select!r}")
+    if c.select == "threshold" and c.score_field() == "expected_score" and c.threshold > EXPECTED_THRESHOLD_WARN:
+        out.append(f"{src.of('curate.threshold')}: 'curate.threshold: {c.threshold:g}' on the expected score keeps "
+                   f"almost nothing: an expected score of {c.threshold:g} needs P('5') >= {c.threshold - 4:.0%} "
+                   f"(all of it, at 5). The paper's A5 is a threshold of 5 on the generated or argmax score "
+                   f"(curate.select_on); on the expected score use at most {EXPECTED_THRESHOLD_WARN:g}, or "
+                   f"curate.select top_fraction")
+    return out
 
 
 @dataclass
