@@ -1,7 +1,8 @@
 """Self-augmentation: the backward model writes one instruction for each segment.
 
 Every generation is kept: usable ones become candidates, the rest go to ``rejected`` with the
-reason (empty, echoed prompt, degenerate), so nothing is lost silently.
+reason (empty, echoed prompt, degenerate, or truncated: it ran out of ``augment.max_new_tokens``
+before it ended), so nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ _GENERIC = re.compile(
 )
 
 
-def clean_instruction(raw: str, segment: str, cfg: AugmentConfig) -> tuple[str, str]:
-    """(instruction, status) for one generation; status is ok, empty, echo or degenerate."""
+def clean_instruction(raw: str, segment: str, cfg: AugmentConfig, truncated: bool = False) -> tuple[str, str]:
+    """(instruction, status) for one generation; status is ok, empty, echo, degenerate or truncated
+    (``truncated``: the generation stopped at max_new_tokens, so the instruction may be cut short)."""
     text = _LABEL.sub("", raw.strip(), count=1).strip()
     if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
@@ -37,6 +39,8 @@ def clean_instruction(raw: str, segment: str, cfg: AugmentConfig) -> tuple[str, 
         return text, "echo"
     if len(text) > cfg.max_instruction_chars or _repeated_fraction(text) > cfg.max_repeated_ngram_fraction:
         return text, "degenerate"
+    if truncated:
+        return text, "truncated"
     return text, "ok"
 
 
@@ -83,7 +87,8 @@ def augment_stage(rt: RunContext) -> StageResult:
         outputs = model.generator.generate(prompts, params)
         candidates, rejected = [], []
         for seg, raw in zip(part, outputs, strict=True):
-            instruction, status = clean_instruction(raw, seg["text"], cfg)
+            instruction, status = clean_instruction(raw, seg["text"], cfg,
+                                                    truncated=getattr(raw, "finish_reason", None) == "length")
             row = {"candidate_id": seg["id"], "segment_id": seg["id"], "instruction": instruction,
                    "output": seg["text"], "raw_generation": raw, "generator": generator,
                    "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
@@ -121,7 +126,7 @@ def augment_stage(rt: RunContext) -> StageResult:
         model.close()
 
 
-REJECT_REASONS = ("empty", "echo", "degenerate")
+REJECT_REASONS = ("empty", "echo", "degenerate", "truncated")
 
 
 def merge_shard_stats(shards: list[dict]) -> dict:
@@ -130,7 +135,7 @@ def merge_shard_stats(shards: list[dict]) -> dict:
     return {
         "segments": sum(s["segments"] for s in shards),
         "candidates": sum(s["candidates"] for s in shards),
-        "rejected": {r: sum(s["rejected"][r] for s in shards) for r in REJECT_REASONS},
+        "rejected": {r: sum(s["rejected"].get(r, 0) for s in shards) for r in REJECT_REASONS},
         "generic_instructions": sum(s["generic_instructions"] for s in shards),
         "instruction_chars_median": statistics.median(lengths) if lengths else 0,
     }
