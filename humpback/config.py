@@ -168,6 +168,9 @@ class AugmentConfig:
     max_repeated_ngram_fraction: float = _f(
         0.5, "Drop instructions whose word 3-grams are repeated more than this fraction (degenerate)."
     )
+    keep_truncated: bool = _f(
+        False, "Keep instructions that ran out of max_new_tokens as candidates (they are flagged, `truncated`, "
+               "and counted either way); false rejects them as `truncated`.")
 
     def validate(self, where: str) -> None:
         if self.temperature < 0:

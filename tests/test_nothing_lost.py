@@ -103,10 +103,12 @@ def test_an_instruction_that_ran_out_of_tokens_is_rejected_as_truncated():
     assert clean_instruction("How does it work?", "x", cfg, truncated=False) == ("How does it work?", "ok")
     assert clean_instruction("", "x", cfg, truncated=True) == ("", "empty")  # the first reason wins
     shards = [{"segments": 2, "candidates": 1, "rejected": {"empty": 0, "echo": 0, "degenerate": 0, "truncated": 1},
-               "generic_instructions": 0, "instruction_chars": [10]},
+               "generic_instructions": 0, "truncated": 1, "instruction_chars": [10]},
               {"segments": 1, "candidates": 1, "rejected": {"empty": 0, "echo": 0, "degenerate": 0},
                "generic_instructions": 0, "instruction_chars": [12]}]
-    assert merge_shard_stats(shards)["rejected"] == {"empty": 0, "echo": 0, "degenerate": 0, "truncated": 1}
+    merged = merge_shard_stats(shards)
+    assert merged["rejected"] == {"empty": 0, "echo": 0, "degenerate": 0, "truncated": 1}
+    assert merged["truncated"] == 1  # a shard written before the count existed adds nothing
 
 
 def test_completion_is_a_string_that_keeps_its_finish_reason():

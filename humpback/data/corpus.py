@@ -83,14 +83,11 @@ class _LoggedSkips(list):
 
 
 def corpus_files(path: str) -> list[str | Path]:
-    """The files ``corpus.path`` names: a file, a folder's files, a URL, or what a ``.paths`` list holds."""
-    files: list[str | Path] = []
-    for f in expand_files(path, CORPUS_SUFFIXES):
-        if has_suffix(f, LIST_SUFFIXES):
-            files.extend(_listed(f))
-        else:
-            files.append(f)
-    return files
+    """The files ``corpus.path`` names: a file, a folder's files, a URL, or what a ``.paths`` list holds
+    (a list is read when it is ``corpus.path`` itself, not when a folder holds one)."""
+    if has_suffix(path, LIST_SUFFIXES) and (is_url(path) or Path(path).is_file()):
+        return _listed(path)
+    return expand_files(path, tuple(s for s in CORPUS_SUFFIXES if s not in LIST_SUFFIXES))
 
 
 def _listed(listing: str | Path) -> list[str | Path]:
@@ -111,7 +108,7 @@ def _listed(listing: str | Path) -> list[str | Path]:
             target = root + line.lstrip("/")
         else:
             target = Path(listing).parent / line
-        if has_suffix(target, LIST_SUFFIXES) or not has_suffix(target, CORPUS_SUFFIXES):
+        if has_suffix(target, LIST_SUFFIXES) or not has_suffix(target, CORPUS_SUFFIXES):  # lists do not nest
             raise DataError(f"{listing}:{i}: {line!r} is not a corpus file (expected one of "
                             f"{', '.join(s for s in CORPUS_SUFFIXES if s not in LIST_SUFFIXES)})")
         out.append(target)

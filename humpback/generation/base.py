@@ -95,6 +95,8 @@ def prompt_seed(seed: int, prompt: str) -> int:
 def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int, reserve: int = 0) -> list[list[int]]:
     """Token ids per prompt, cut from the left to ``max_tokens - reserve`` (a BOS is kept, never doubled).
     The stages fit their prompts first (:mod:`humpback.generation.budget`); a cut here is logged."""
+    if not prompts:
+        return []
     bos = tokenizer.bos_token_id
     limit = max(1, max_tokens - reserve)
     out = []

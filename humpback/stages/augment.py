@@ -87,12 +87,13 @@ def augment_stage(rt: RunContext) -> StageResult:
         outputs = model.generator.generate(prompts, params)
         candidates, rejected = [], []
         for seg, raw in zip(part, outputs, strict=True):
+            truncated = getattr(raw, "finish_reason", None) == "length"
             instruction, status = clean_instruction(raw, seg["text"], cfg,
-                                                    truncated=getattr(raw, "finish_reason", None) == "length")
+                                                    truncated=truncated and not cfg.keep_truncated)
             row = {"candidate_id": seg["id"], "segment_id": seg["id"], "instruction": instruction,
-                   "output": seg["text"], "raw_generation": raw, "generator": generator,
+                   "output": seg["text"], "raw_generation": str(raw), "generator": generator,
                    "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
-                   "seed": rt.cfg.random_seed}
+                   "seed": rt.cfg.random_seed, "truncated": truncated}
             if status == "ok":
                 candidates.append(row)
             else:
@@ -102,6 +103,7 @@ def augment_stage(rt: RunContext) -> StageResult:
         return {"segments": len(part), "candidates": len(candidates),
                 "rejected": {r: sum(1 for x in rejected if x["reason"] == r) for r in REJECT_REASONS},
                 "generic_instructions": sum(is_generic(c["instruction"]) for c in candidates),
+                "truncated": sum(r["truncated"] for r in candidates + rejected),
                 "instruction_chars": [len(c["instruction"]) for c in candidates]}
 
     def finish(shards: list[dict]) -> dict:
@@ -110,7 +112,11 @@ def augment_stage(rt: RunContext) -> StageResult:
         stats["generator"] = generator
         rt.log(f"  augment: {stats['segments']} segments -> {stats['candidates']} candidates; "
                f"rejected {stats['rejected']}")
-        for name in ("segments", "candidates", "generic_instructions", "instruction_chars_median"):
+        if stats["truncated"]:
+            rt.log(f"  augment: {stats['truncated']} generations ran out of augment.max_new_tokens "
+                   f"({cfg.max_new_tokens}): " + ("kept, flagged truncated" if cfg.keep_truncated
+                                                  else "rejected as truncated"))
+        for name in ("segments", "candidates", "generic_instructions", "truncated", "instruction_chars_median"):
             rt.metric("augment", name, stats[name])
         for reason, n in stats["rejected"].items():
             rt.metric("augment", f"rejected/{reason}", n)
@@ -137,6 +143,7 @@ def merge_shard_stats(shards: list[dict]) -> dict:
         "candidates": sum(s["candidates"] for s in shards),
         "rejected": {r: sum(s["rejected"].get(r, 0) for s in shards) for r in REJECT_REASONS},
         "generic_instructions": sum(s["generic_instructions"] for s in shards),
+        "truncated": sum(s.get("truncated", 0) for s in shards),
         "instruction_chars_median": statistics.median(lengths) if lengths else 0,
     }
 
@@ -147,7 +154,7 @@ def _schema(with_reason: bool):
     fields = [("candidate_id", pa.string()), ("segment_id", pa.string()), ("instruction", pa.string()),
               ("output", pa.string()), ("raw_generation", pa.string()), ("generator", pa.string()),
               ("temperature", pa.float64()), ("top_p", pa.float64()), ("max_new_tokens", pa.int64()),
-              ("seed", pa.int64())]
+              ("seed", pa.int64()), ("truncated", pa.bool_())]
     if with_reason:
         fields.append(("reason", pa.string()))
     return pa.schema(fields)
