@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,9 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted recipe keys to override")
     p.add_argument("--run-dir", help="run folder (default: runs/<name>); an existing one is resumed")
     p.add_argument("--quiet", action="store_true", help="no progress bars (for CI logs)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the run folder holds another recipe's run (other base model, seed or corpus): delete it "
+                        "and start afresh")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", help="re-score the saved candidates with this model (hub id or local path), "
                                    "then select and train")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--output holds another replay (other base model, seed or corpus): delete it first")
     p = sub.add_parser("export", help="export an iteration's curated corpus with a provenance dataset card")
     p.add_argument("run_dir")
     p.add_argument("--iteration", type=int, required=True)
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown or rest)}")
     if rest:
         args.overrides = list(args.overrides) + rest
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _dispatch(args)
     except HumpbackError as e:
@@ -121,7 +128,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .replay import replay
 
         result = replay(Path(args.run_dir), Path(args.output), args.iteration, base_model=args.base_model,
-                        threshold=args.threshold, judge=args.judge, overrides=overrides)
+                        threshold=args.threshold, judge=args.judge, overrides=overrides, overwrite=args.overwrite)
         print(f"\nReplayed iteration {result['iteration']} (mixture sha256 {result['mixture_sha256'][:16]}) "
               f"on {result['base_model']}: {result['model']}")
         return 0
@@ -145,10 +152,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     started = time.time()
     worker = Worker.from_env(getattr(args, "worker_index", None), getattr(args, "num_workers", None))
-    rt = loop.open_run(cfg, run_dir, force=getattr(args, "force", ()), worker=worker)
+    rt = loop.open_run(cfg, run_dir, force=getattr(args, "force", ()), worker=worker, overwrite=args.overwrite,
+                       command=shlex.join(["humpback", *args.argv]))
     if args.command == "prepare":
         loop.prepare(rt)
-        rt.tracker.finish()
+        rt.close()
         print(f"\nData prepared in {time.time() - started:.1f}s; run folder: {run_dir}")
         return 0
     summaries = loop.run(rt)

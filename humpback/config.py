@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Iterable, Literal, Optional, Union
 
 import yaml
 
@@ -55,16 +55,19 @@ class SeedConfig:
     sample: Optional[int] = _f(
         None, "Keep this many seed pairs drawn at random (seeded by `random_seed`) from all that were "
               "selected (paper: 3,200 from oasst1).")
+    keep_duplicates: bool = _f(
+        False, "Keep pairs that repeat an earlier pair's instruction and output (ids numbered #2, #3...); "
+               "by default each is kept once and the duplicates are counted.")
     skip_invalid: bool = _f(False, "Skip (and count) invalid records instead of stopping with an error.")
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: "Source") -> None:
         if (self.path is None) == (self.dataset is None):
-            raise ConfigError(f"{where}: set exactly one of 'seed.path' and 'seed.dataset'")
+            raise ConfigError(f"{where.of('seed.path', 'seed.dataset')}: set exactly one of 'seed.path' and 'seed.dataset'")
         _positive(where, "seed.max_examples", self.max_examples, allow_none=True)
         _positive(where, "seed.sample", self.sample, allow_none=True)
         if self.sample is not None and self.max_examples is not None:
-            raise ConfigError(f"{where}: set at most one of 'seed.sample' (drawn at random) and "
-                              f"'seed.max_examples' (the first ones)")
+            raise ConfigError(f"{where.of('seed.sample', 'seed.max_examples')}: set at most one of 'seed.sample' "
+                              f"(drawn at random) and 'seed.max_examples' (the first ones)")
 
 
 @dataclass
@@ -96,14 +99,14 @@ class CorpusConfig:
     drop_seed_overlap: bool = _f(True, "Drop segments that duplicate (or nearly) a seed output.")
     skip_invalid: bool = _f(False, "Skip (and count) invalid records instead of stopping with an error.")
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: "Source") -> None:
         if (self.path is None) == (self.dataset is None):
-            raise ConfigError(f"{where}: set exactly one of 'corpus.path' and 'corpus.dataset'")
+            raise ConfigError(f"{where.of('corpus.path', 'corpus.dataset')}: set exactly one of 'corpus.path' and 'corpus.dataset'")
         _positive(where, "corpus.max_documents", self.max_documents, allow_none=True)
         _positive(where, "corpus.max_segments", self.max_segments, allow_none=True)
         _positive(where, "corpus.min_chars", self.min_chars)
         if self.max_chars < self.min_chars:
-            raise ConfigError(f"{where}: 'corpus.max_chars' ({self.max_chars}) is below 'corpus.min_chars' ({self.min_chars})")
+            raise ConfigError(f"{where.of('corpus.max_chars')}: 'corpus.max_chars' ({self.max_chars}) is below 'corpus.min_chars' ({self.min_chars})")
         _positive(where, "corpus.repetition_ngram", self.repetition_ngram)
         for key in ("repetition_threshold", "boilerplate_threshold", "near_dedup_threshold"):
             _fraction(where, f"corpus.{key}", getattr(self, key))
@@ -129,7 +132,23 @@ class GenerationConfig:
         None, "openai: the server's base URL, up to and including /v1 (e.g. http://127.0.0.1:8000/v1)."
     )
     served_model_name: Optional[str] = _f(
-        None, "openai: the model name sent in requests; null: the stage's adapter path, else the base model."
+        None, "openai: one model name sent in every request. The loop needs a model per stage (backward, M0, "
+              "M_K), so a run that would send several to this one name is refused unless "
+              "generation.share_served_model is true; prefer generation.served_models."
+    )
+    served_models: dict[str, str] = _f(
+        {}, "openai: the name the server serves each model of the run under, by label: base, backward, m0, "
+            "iter_1, ..., judge (curate.judge); e.g. vLLM --enable-lora --lora-modules backward=RUN/models/backward. "
+            "A model without a name goes by its adapter's path (--lora-modules PATH=PATH), the base by its id."
+    )
+    load_adapters: bool = _f(
+        False, "openai: register each adapter with the server when a stage first needs it (vLLM's "
+               "/v1/load_lora_adapter; start the server with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora), "
+               "under <label>-<adapter hash>; the server must see the run folder's path."
+    )
+    share_served_model: bool = _f(
+        False, "openai: allow generation.served_model_name to stand in for several models of the run (loudly "
+               "warned: backtranslation then runs without each stage's own adapter)."
     )
     api_key_env: str = _f(
         "OPENAI_API_KEY", "openai: environment variable holding the API key (sent if set; never stored)."
@@ -140,22 +159,22 @@ class GenerationConfig:
         5, "openai: retries of a request on 429, 5xx, timeouts and connection errors (exponential backoff)."
     )
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: "Source") -> None:
         _positive(where, "generation.batch_size", self.batch_size)
         _positive(where, "generation.max_prompt_tokens", self.max_prompt_tokens)
         _positive(where, "generation.tensor_parallel_size", self.tensor_parallel_size)
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise ConfigError(f"{where}: 'generation.gpu_memory_utilization' must be in (0, 1], "
+            raise ConfigError(f"{where.of('generation.gpu_memory_utilization')}: 'generation.gpu_memory_utilization' must be in (0, 1], "
                               f"got {self.gpu_memory_utilization!r}")
         _positive(where, "generation.concurrency", self.concurrency)
         _positive(where, "generation.timeout_s", self.timeout_s)
         if self.max_retries < 0:
-            raise ConfigError(f"{where}: 'generation.max_retries' must be >= 0, got {self.max_retries!r}")
+            raise ConfigError(f"{where.of('generation.max_retries')}: 'generation.max_retries' must be >= 0, got {self.max_retries!r}")
         if self.backend == "openai" and not self.api_base:
-            raise ConfigError(f"{where}: generation.backend 'openai' needs 'generation.api_base' "
+            raise ConfigError(f"{where.of('generation.backend', 'generation.api_base')}: generation.backend 'openai' needs 'generation.api_base' "
                               f"(e.g. http://127.0.0.1:8000/v1)")
         if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}: 'generation.api_base' must start with http:// or https://, got {self.api_base!r}")
+            raise ConfigError(f"{where.of('generation.api_base')}: 'generation.api_base' must start with http:// or https://, got {self.api_base!r}")
 
 
 @dataclass
@@ -172,11 +191,11 @@ class AugmentConfig:
         False, "Keep instructions that ran out of max_new_tokens as candidates (they are flagged, `truncated`, "
                "and counted either way); false rejects them as `truncated`.")
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: "Source") -> None:
         if self.temperature < 0:
-            raise ConfigError(f"{where}: 'augment.temperature' must be >= 0, got {self.temperature}")
+            raise ConfigError(f"{where.of('augment.temperature')}: 'augment.temperature' must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ConfigError(f"{where}: 'augment.top_p' must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"{where.of('augment.top_p')}: 'augment.top_p' must be in (0, 1], got {self.top_p}")
         _positive(where, "augment.max_new_tokens", self.max_new_tokens)
         _fraction(where, "augment.max_repeated_ngram_fraction", self.max_repeated_ngram_fraction)
 
@@ -203,19 +222,19 @@ class CurateConfig:
         None, "An outside judge (hub id or local path) instead of the run's own model K-1 in every iteration."
     )
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: "Source") -> None:
         if not 1 <= self.threshold <= 5:
-            raise ConfigError(f"{where}: 'curate.threshold' must be between 1 and 5, got {self.threshold}")
+            raise ConfigError(f"{where.of('curate.threshold')}: 'curate.threshold' must be between 1 and 5, got {self.threshold}")
         if not 0 < self.top_fraction <= 1:
-            raise ConfigError(f"{where}: 'curate.top_fraction' must be in (0, 1], got {self.top_fraction}")
+            raise ConfigError(f"{where.of('curate.top_fraction')}: 'curate.top_fraction' must be in (0, 1], got {self.top_fraction}")
         _positive(where, "curate.top_k", self.top_k)
         if self.mode == "generate" and self.select_on in ("argmax", "expected"):
-            raise ConfigError(f"{where}: 'curate.select_on: {self.select_on}' needs curate.mode logits or both")
+            raise ConfigError(f"{where.of('curate.select_on', 'curate.mode')}: 'curate.select_on: {self.select_on}' needs curate.mode logits or both")
         if self.mode == "logits" and self.select_on == "generated":
-            raise ConfigError(f"{where}: 'curate.select_on: generated' needs curate.mode generate or both")
+            raise ConfigError(f"{where.of('curate.select_on', 'curate.mode')}: 'curate.select_on: generated' needs curate.mode generate or both")
         _positive(where, "curate.max_new_tokens", self.max_new_tokens)
         if self.temperature < 0:
-            raise ConfigError(f"{where}: 'curate.temperature' must be >= 0, got {self.temperature}")
+            raise ConfigError(f"{where.of('curate.temperature')}: 'curate.temperature' must be >= 0, got {self.temperature}")
 
 
     def score_field(self) -> str:
@@ -261,24 +280,25 @@ class TrainConfig:
     )
     num_processes: Optional[int] = _f(None, "With accelerate_config: processes (GPUs) to launch, overriding the file.")
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: "Source") -> None:
         for key in ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                     "max_length", "lora_r", "lora_alpha", "logging_steps", "num_train_epochs"):
             _positive(where, f"train.{key}", getattr(self, key))
         _fraction(where, "train.warmup_ratio", self.warmup_ratio)
         if self.min_lr_ratio is not None:
             if not 0 <= self.min_lr_ratio < 1:
-                raise ConfigError(f"{where}: 'train.min_lr_ratio' must be in [0, 1), got {self.min_lr_ratio!r}")
+                raise ConfigError(f"{where.of('train.min_lr_ratio')}: 'train.min_lr_ratio' must be in [0, 1), "
+                                  f"got {self.min_lr_ratio!r}")
             if self.lr_scheduler_type not in ("linear", "cosine"):
-                raise ConfigError(f"{where}: 'train.min_lr_ratio' needs train.lr_scheduler_type linear or cosine, "
-                                  f"got {self.lr_scheduler_type!r}")
+                raise ConfigError(f"{where.of('train.min_lr_ratio', 'train.lr_scheduler_type')}: 'train.min_lr_ratio' "
+                                  f"needs train.lr_scheduler_type linear or cosine, got {self.lr_scheduler_type!r}")
         if self.dropout is not None:
             _fraction(where, "train.dropout", self.dropout)
         _fraction(where, "train.lora_dropout", self.lora_dropout)
         for key in ("deepspeed", "accelerate_config"):
             value = getattr(self, key)
             if value is not None and not Path(value).is_file():
-                raise ConfigError(f"{where}: 'train.{key}': no such file {value!r}")
+                raise ConfigError(f"{where.of('train.' + key)}: 'train.{key}': no such file {value!r}")
 
 
 @dataclass
@@ -294,7 +314,7 @@ class TrackingConfig:
                      "(lineage and digests, no copy), `upload` copies them into wandb, `none` logs none.")
     sample_pairs: int = _f(64, "Scored pairs per iteration in the wandb Table (half accepted, half rejected).")
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: "Source") -> None:
         _positive(where, "tracking.sample_pairs", self.sample_pairs)
 
 
@@ -316,7 +336,7 @@ class RunConfig:
     train: TrainConfig = _section(TrainConfig, "Finetuning of the backward, seed and next models.")
     tracking: TrackingConfig = _section(TrackingConfig, "Metrics and logging.")
 
-    def validate(self, where: str) -> None:
+    def validate(self, where: "Source") -> None:
         _positive(where, "iterations", self.iterations)
         _positive(where, "shard_size", self.shard_size)
         for f in dataclasses.fields(self):
@@ -325,16 +345,16 @@ class RunConfig:
                 value.validate(where)
 
 
-def _positive(where: str, key: str, value: Any, allow_none: bool = False) -> None:
+def _positive(where: "Source", key: str, value: Any, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if value is None or value <= 0:
-        raise ConfigError(f"{where}: '{key}' must be > 0, got {value!r}")
+        raise ConfigError(f"{where.of(key)}: '{key}' must be > 0, got {value!r}")
 
 
-def _fraction(where: str, key: str, value: float) -> None:
+def _fraction(where: "Source", key: str, value: float) -> None:
     if not 0 <= value <= 1:
-        raise ConfigError(f"{where}: '{key}' must be between 0 and 1, got {value!r}")
+        raise ConfigError(f"{where.of(key)}: '{key}' must be between 0 and 1, got {value!r}")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -356,21 +376,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), data:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a recipe must be a mapping of keys, got {type(data).__name__}")
     data = _deep_copy(data)
-    src = _Source(where, set())
+    src = Source(where)
     for item in overrides:
         src.overridden.add(_apply_override(data, item))
     cfg = _build(RunConfig, data, "", src)
-    cfg.validate(where)
+    cfg.validate(src)
+    cfg._where = src  # who set each key, for errors raised later (see who_set)
     for warning in config_warnings(cfg, data, src):
         log.warning("%s", warning)
     return cfg
 
 
-def config_warnings(cfg: RunConfig, data: dict, src: "_Source | None" = None) -> list[str]:
+def config_warnings(cfg: "RunConfig", data: dict, src: "Source | None" = None) -> list[str]:
     """What is valid but surely not meant: a selection setting the chosen ``curate.select`` ignores, and a
     threshold on the expected score that keeps almost nothing. ``data`` is the recipe as given (with
     the overrides), to tell a key that was set from a default."""
-    src = src or _Source("config", set())
+    src = src or Source("config")
     curate = data.get("curate") if isinstance(data.get("curate"), dict) else {}
     c = cfg.curate
     out = []
@@ -386,15 +407,39 @@ def config_warnings(cfg: RunConfig, data: dict, src: "_Source | None" = None) ->
     return out
 
 
-@dataclass
-class _Source:
-    """Where values came from: the recipe file, or the command line for overridden keys."""
+def who_set(cfg: "RunConfig", key: str) -> str:
+    """``command line``, the recipe file, or ``the default`` for a dotted key of a loaded config."""
+    where = getattr(cfg, "_where", None)
+    if where is None:
+        return "the config"
+    if where.of(key) == "command line":
+        return "command line"
+    section, _, leaf = key.rpartition(".")
+    data = getattr(cfg, section) if section else cfg
+    default = next(f for f in dataclasses.fields(data) if f.name == leaf).default
+    return where.file if getattr(data, leaf) != default else "the default"
 
-    file: str
-    overridden: set[str]
 
-    def of(self, key: str) -> str:
-        return "command line" if key in self.overridden else self.file
+class Source(str):
+    """Where values came from: the recipe file (the string itself), or the command line for
+    overridden keys. Every ``validate(where)`` gets one, so an error blames who set the value."""
+
+    def __new__(cls, file: str, overridden: Iterable[str] = ()) -> "Source":
+        obj = super().__new__(cls, file)
+        obj.overridden = set(overridden)
+        return obj
+
+    @property
+    def file(self) -> str:
+        return str.__str__(self)
+
+    def of(self, *keys: str) -> str:
+        """``command line`` if any of ``keys`` (or a section above one) was overridden there, else the file."""
+        for key in keys:
+            parts = key.split(".")
+            if any(".".join(parts[:i]) in self.overridden for i in range(1, len(parts) + 1)):
+                return "command line"
+        return self.file
 
 
 def _deep_copy(d: Any) -> Any:
@@ -427,7 +472,7 @@ def _apply_override(data: dict, item: str) -> str:
     return key
 
 
-def _build(cls: type, data: Any, prefix: str, src: _Source) -> Any:
+def _build(cls: type, data: Any, prefix: str, src: Source) -> Any:
     if not isinstance(data, dict):
         key = prefix.rstrip(".") or "recipe"
         raise ConfigError(f"{src.of(key)}: '{key}' must be a mapping, got {data!r}")
@@ -450,7 +495,7 @@ def _build(cls: type, data: Any, prefix: str, src: _Source) -> Any:
     return cls(**kwargs)
 
 
-def _coerce(tp: Any, value: Any, key: str, src: _Source) -> Any:
+def _coerce(tp: Any, value: Any, key: str, src: Source) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     loc = src.of(key)
@@ -472,6 +517,10 @@ def _coerce(tp: Any, value: Any, key: str, src: _Source) -> Any:
             choices = ", ".join(repr(a) for a in args)
             raise ConfigError(f"{loc}: '{key}' must be one of {choices}, got {value!r}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{loc}: '{key}' must be a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, f"{key}.{k}", src) for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{loc}: '{key}' must be a list, got {value!r}")

@@ -14,6 +14,7 @@ from typing import Optional
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"
 MANIFEST_LOCK = ".manifest.lock"
+RUN_LOCK = ".run.lock"  # held by the run's main process (see humpback.store.lock)
 METRICS = "metrics.jsonl"
 REPORT = "report.html"
 TRACKING = "tracking.json"

@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import layout
-from .config import RunConfig, dump_yaml, to_dict
-from .run import RunContext, Sources
+from .config import RunConfig, to_dict
+from .run import RunContext, Sources, config_text, guard_recipe
 from .stages.augment import augment_stage
 from .stages.curate import score_stage, select_stage
 from .stages.finetune import backward_stage, m0_stage, next_model_stage
 from .stages.prepare import segments_stage, seed_stage
 from .store import RunStore, StageResult, Worker, write_json, write_text
+from .store.lock import RunLock, describe as describe_holder
+from .store.manifest import unfinished_reason
 from .tracking import Tracker, open_tracker
 from .view.figures import iteration_stats
 from .view.read import read_iteration, tracker_payload
@@ -27,14 +29,34 @@ from .view.report import write_report
 
 
 def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Callable[[str], None] = print,
-             worker: Worker = Worker()) -> RunContext:
-    store = RunStore(run_dir, log=log, worker=worker)
-    sources = Sources.resolve(cfg)
-    if worker.is_main:
-        write_text(store.path(layout.CONFIG), dump_yaml(cfg))
-    # One mirror per run: the main worker's (the others' figures still reach metrics.jsonl).
-    tracker = open_tracker(cfg.tracking, store, cfg.name, to_dict(cfg)) if worker.is_main else Tracker()
-    return RunContext(cfg=cfg, store=store, sources=sources, force=frozenset(force), log=log, tracker=tracker)
+             worker: Worker = Worker(), overwrite: bool = False, command: str = "") -> RunContext:
+    """Open (or create) the run folder for ``cfg``: the main worker takes the run lock, refuses a
+    folder holding another recipe's run unless ``overwrite``, reports stages a previous attempt left
+    unfinished, and records this attempt."""
+    lock = RunLock(run_dir).acquire() if worker.is_main else None
+    try:
+        if worker.is_main:
+            if lock.stale:
+                log(f"[run] taking over the lock a killed run left ({describe_holder(lock.stale)})")
+            guard_recipe(Path(run_dir), cfg, overwrite, log)
+        store = RunStore(run_dir, log=log, worker=worker)
+        sources = Sources.resolve(cfg)
+        if worker.is_main:
+            for name, entry in store.unfinished():
+                log(f"[{name}] {unfinished_reason(entry)} (attempt {entry.get('attempt', '?')}, started "
+                    f"{entry.get('started')}); it runs again")
+            store.begin_attempt(command)
+            write_text(store.path(layout.CONFIG), config_text(cfg, sources))
+        else:
+            store.attempt = store.latest_attempt()
+        # One mirror per run: the main worker's (the others' figures still reach metrics.jsonl).
+        tracker = open_tracker(cfg.tracking, store, cfg.name, to_dict(cfg)) if worker.is_main else Tracker()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return RunContext(cfg=cfg, store=store, sources=sources, force=frozenset(force), log=log, tracker=tracker,
+                      lock=lock)
 
 
 def prepare(rt: RunContext) -> dict:
@@ -52,9 +74,9 @@ def run(rt: RunContext) -> list[dict]:
         if rt.store.worker.is_main:
             rt.tracker.log_report(write_report(rt.store.root))
     except BaseException:
-        rt.tracker.finish(failed=True)
+        rt.close(failed=True)
         raise
-    rt.tracker.finish()
+    rt.close()
     return summaries
 
 

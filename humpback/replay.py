@@ -34,6 +34,7 @@ def replay(
     judge: Optional[str] = None,
     overrides: list[str] = (),
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> dict:
     if not (source / layout.MANIFEST).exists():
         raise HumpbackError(f"{source}: not a humpback run folder (no {layout.MANIFEST})")
@@ -53,7 +54,7 @@ def replay(
     if judge:
         extra.append(f"curate.judge={judge}")
     cfg = load_config(source / layout.CONFIG, extra)
-    rt = open_run(cfg, output, log=log)
+    rt = open_run(cfg, output, log=log, overwrite=overwrite, command=f"replay {source} --iteration {iteration}")
     try:
         if judge is None and threshold is None:
             mixture_hash = rt.store.import_output(src, it.mixture)
@@ -69,6 +70,6 @@ def replay(
             result = next_model_stage(rt, iteration)
             mixture_hash = rt.store.output_hash(it.mixture)
     finally:
-        rt.tracker.finish()
+        rt.close()
     return {"iteration": iteration, "model": str(rt.store.path(it.model)),
             "mixture_sha256": mixture_hash, "train": result.stats, "base_model": cfg.base_model}

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from . import layout
-from .config import CorpusConfig, RunConfig, SeedConfig
+from .config import CorpusConfig, RunConfig, SeedConfig, dump_yaml, to_dict
 from .errors import ConfigError
 from .progress import progress_bars
 from .store import RunStore, model_identity
+from .store.lock import RunLock
 from .tracking import Tracker
 
 
@@ -50,9 +51,12 @@ class RunContext:
     force: frozenset[str] = frozenset()
     log: Callable[[str], None] = print
     tracker: Tracker = field(default_factory=Tracker)  # wandb/TensorBoard mirror (see humpback.tracking)
+    lock: Optional[RunLock] = None  # the run lock the main worker holds (humpback.store.lock)
 
     def __post_init__(self) -> None:
         check_force(self.force, self.cfg.iterations)
+        for warning in check_served_models(self.cfg):
+            self.log(f"WARNING: {warning}")
 
     @property
     def base_model(self) -> str:
@@ -78,11 +82,20 @@ class RunContext:
                 "random_seed": self.cfg.random_seed}
 
     def metric(self, stage: str, name: str, value: Any, iteration: Optional[int] = None) -> None:
-        """Append one figure to RUN_DIR/metrics.jsonl, the source of truth, and mirror it to the tracker."""
-        row = {"iteration": iteration, "stage": stage, "name": name, "value": value, "time": time.time()}
+        """Append one figure to RUN_DIR/metrics.jsonl, the source of truth, and mirror it to the tracker.
+        Each row carries this attempt's id, so a resumed run's figures are never taken for an earlier one's."""
+        row = {"iteration": iteration, "stage": stage, "name": name, "value": value, "time": time.time(),
+               "attempt": self.store.attempt}
         with open(self.store.path(layout.METRICS), "a") as f:
             f.write(json.dumps(row, default=float) + "\n")
         self.tracker.metric(stage, name, value, iteration)
+
+    def close(self, failed: bool = False) -> None:
+        """Finish the tracker and release the run lock (idempotent)."""
+        self.tracker.finish(failed=failed)
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def model_name(self, adapter_rel: Optional[str]) -> str:
         """Provenance name of a model of this run: the base model plus the adapter's run-folder path."""
@@ -92,7 +105,19 @@ class RunContext:
         """The base model with an adapter of this run (None: the base model alone), or an ``outside``
         model altogether, opened on first use."""
         adapter = self.store.path(adapter_rel) if adapter_rel is not None and outside is None else None
-        return LazyModel(self, outside or self.base_model, adapter, None if outside else self.cfg.base_model_revision)
+        label = "judge" if outside else layout.model_label(adapter_rel) if adapter_rel else "base"
+        return LazyModel(self, outside or self.base_model, adapter, None if outside else self.cfg.base_model_revision,
+                         label, self.store.output_hash(adapter_rel) if adapter is not None else None)
+
+    def served_name(self, label: str, adapter: Optional[Path], adapter_hash: Optional[str]) -> Optional[str]:
+        """openai backend: the model name requests for this model of the run go to (None: the default
+        rule of the backend, the adapter's path or the model id)."""
+        g = self.cfg.generation
+        if label in g.served_models:
+            return g.served_models[label]
+        if g.load_adapters and adapter is not None:
+            return f"{self.cfg.name}-{label}-{adapter_hash[:12]}"
+        return g.served_model_name
 
     def rows(self, rel: str) -> "LazyRows":
         return LazyRows(self.store, rel)
@@ -103,6 +128,95 @@ class RunContext:
 
         return TrainJob(self.base_model, self.cfg.train, seed=self.cfg.random_seed,
                         revision=self.cfg.base_model_revision, progress=self.progress, **reporting)
+
+
+# The keys that make a run folder another recipe's run: another base model, seed set or corpus.
+IDENTITY_KEYS = ("base_model", "base_model_revision", "seed", "corpus")
+
+
+def recipe_differences(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every identity key (or key of an identity section) that differs. A key the
+    old config does not have (added by a later humpback) is not a difference."""
+    out = []
+    for key in IDENTITY_KEYS:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{k}: {a[k]!r} -> {b.get(k)!r}" for k in sorted(a) if a[k] != b.get(k)]
+        elif key in old and a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out
+
+
+def guard_recipe(run_dir: Path, cfg: RunConfig, overwrite: bool, log: Callable[[str], None]) -> None:
+    """Refuse a run folder that holds another recipe's run (another base model, seed or corpus);
+    with ``overwrite``, delete that run's files first. Changed downstream keys are fine: the stages
+    that depend on them re-run."""
+    import shutil
+
+    import yaml
+
+    config = Path(run_dir) / layout.CONFIG
+    if not (Path(run_dir) / layout.MANIFEST).exists() or not config.exists():
+        return
+    try:
+        old = yaml.safe_load(config.read_text()) or {}
+    except yaml.YAMLError:
+        old = {}
+    diffs = recipe_differences(old, to_dict(cfg))
+    if not diffs:
+        return
+    if not overwrite:
+        raise ConfigError(f"{run_dir} holds the run of another recipe ({'; '.join(diffs)}); use another --run-dir, "
+                          f"or give --overwrite to delete that run and start afresh")
+    log(f"[run] --overwrite: deleting the run of another recipe in {run_dir} ({'; '.join(diffs)})")
+    for p in Path(run_dir).iterdir():
+        if p.name != layout.RUN_LOCK:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def config_text(cfg: RunConfig, sources: Sources) -> str:
+    """``RUN_DIR/config.yaml``: the resolved recipe, headed by where its ``builtin:`` assets were built."""
+    from .tiny import cache_root
+
+    built = [(ref, path) for ref, path in ((cfg.base_model, sources.base_model), (cfg.seed.path, sources.seed.path),
+                                           (cfg.corpus.path, sources.corpus.path),
+                                           (cfg.curate.judge, sources.judge)) if ref and ref.startswith("builtin:")]
+    head = "".join(f"# {ref} was built in {path}\n" for ref, path in built)
+    if built:
+        head += f"# (builtin: assets are cached under {cache_root()}; HUMPBACK_CACHE moves them)\n"
+    return head + dump_yaml(cfg)
+
+
+def served_labels(cfg: RunConfig) -> list[str]:
+    """The models of a run that go through the generation backend, by label: the backward model
+    (augmentation) and each iteration's judge (M0 .. M_{N-1}, or the outside judge)."""
+    judges = ["judge"] if cfg.curate.judge else [layout.model_label(layout.iteration(k).judge)
+                                                 for k in range(1, cfg.iterations + 1)]
+    return ["backward", *judges]
+
+
+def check_served_models(cfg: RunConfig) -> list[str]:
+    """openai backend: refuse a configuration that sends several models of the run to one served name
+    (backtranslation needs each stage's own adapter), or return the loud warning when
+    ``generation.share_served_model`` allows it."""
+    g = cfg.generation
+    if g.backend != "openai":
+        return []
+    by_name: dict[str, list[str]] = {}
+    for label in served_labels(cfg):
+        name = g.served_models.get(label) or (None if g.load_adapters and label != "judge" else g.served_model_name)
+        if name is not None:
+            by_name.setdefault(name, []).append(label)
+    shared = {n: labels for n, labels in by_name.items() if len(labels) > 1}
+    if not shared:
+        return []
+    what = "; ".join(f"{n!r} would serve {', '.join(labels)}" for n, labels in shared.items())
+    if not g.share_served_model:
+        raise ConfigError(f"generation: one served model would stand in for several models of the run ({what}); "
+                          f"give each its own name in generation.served_models (or generation.load_adapters), or "
+                          f"set generation.share_served_model: true to run that way anyway")
+    return [f"one served model stands in for several models of the run ({what}): the stages do not use their "
+            f"own adapters, so this is not backtranslation as the paper runs it"]
 
 
 def check_force(force: Iterable[str], iterations: int) -> None:
@@ -133,8 +247,10 @@ class LazyModel:
     (the adapter's own, which carries the template used in training, wins) is loaded once and
     shared with the generator."""
 
-    def __init__(self, rt: RunContext, model: str, adapter: Optional[Path], revision: Optional[str]):
+    def __init__(self, rt: RunContext, model: str, adapter: Optional[Path], revision: Optional[str],
+                 label: str = "base", adapter_hash: Optional[str] = None):
         self.rt, self.model, self.adapter, self.revision = rt, model, adapter, revision
+        self.label, self.adapter_hash = label, adapter_hash
         self._generator = None
 
     @cached_property
@@ -152,8 +268,14 @@ class LazyModel:
             with progress_bars(rt.progress):  # quiet: no "Loading weights" bars either
                 self._generator = load_generator(
                     rt.cfg.generation, self.model, adapter=str(self.adapter) if self.adapter is not None else None,
-                    revision=self.revision, progress=rt.progress, seed=rt.cfg.random_seed, tokenizer=self.tokenizer)
+                    revision=self.revision, progress=rt.progress, seed=rt.cfg.random_seed, tokenizer=self.tokenizer,
+                    served_name=rt.served_name(self.label, self.adapter, self.adapter_hash))
         return self._generator
+
+    @property
+    def served(self) -> str:
+        """What really served this model's requests: the backend's own name for it."""
+        return self.generator.name
 
     def close(self) -> None:
         if self._generator is not None:

@@ -58,12 +58,28 @@ def test_overrides_are_typed(tmp_path):
         (MINIMAL + "train: {deepspeed: nowhere.json}\n", [], "'train.deepspeed': no such file 'nowhere.json'"),
         ("- a\n- b\n", [], "a recipe must be a mapping"),
         ("base_model: [\n", [], "not valid YAML"),
+        # A value from the command line is blamed on the command line, one from the file on the file.
+        (MINIMAL, ["iterations=0"], "command line: 'iterations' must be > 0, got 0"),
+        (MINIMAL + "iterations: 0\n", [], "r.yaml: 'iterations' must be > 0, got 0"),
+        (MINIMAL, ["curate.threshold=9"], "command line: 'curate.threshold' must be between 1 and 5"),
+        (MINIMAL, ["seed.dataset=d"], "command line: set exactly one of 'seed.path' and 'seed.dataset'"),
+        (MINIMAL, ["generation.backend=openai"], "command line: generation.backend 'openai' needs"),
+        (MINIMAL, ["train={lora_r: 0}"], "command line: 'train.lora_r' must be > 0"),
     ],
 )
 def test_errors_name_the_file_and_key(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text), overrides)
     assert message in str(e.value)
+
+
+def test_who_set_a_key(tmp_path):
+    from humpback.config import who_set
+
+    cfg = load_config(write(tmp_path, MINIMAL + "seed: {path: s.jsonl, format: alpaca}\n"), ["curate.mode=logits"])
+    assert who_set(cfg, "seed.format") == str(tmp_path / "r.yaml")
+    assert who_set(cfg, "curate.mode") == "command line"
+    assert who_set(cfg, "corpus.text_field") == "the default"
 
 
 def test_missing_recipe_file(tmp_path):

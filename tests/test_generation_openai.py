@@ -56,19 +56,21 @@ class FakeServer:
                     if delay:
                         time.sleep(delay)
                     data = json.dumps(payload).encode() if not isinstance(payload, bytes) else payload
-                    try:
-                        self.send_response(status)
-                        for k, v in (headers or {}).items():
-                            self.send_header(k, v)
-                        self.send_header("Content-Type", "application/json")
-                        self.send_header("Content-Length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass  # the client timed out and left
                 finally:
+                    # Done before the answer is written: once the client has it, it may send the next
+                    # request, which must not find this one still counted in flight.
                     with server._lock:
                         server.in_flight -= 1
+                try:
+                    self.send_response(status)
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
 
             def log_message(self, *args):
                 pass
@@ -308,11 +310,12 @@ def test_config_fields_and_factory(serve, monkeypatch):
     assert "secret-value" not in json.dumps(to_dict(cfg))
     gen = load_generator(cfg.generation, "base/model", adapter="/runs/x/backward")
     assert isinstance(gen, OpenAIGenerator) and gen.concurrency == 2
-    assert gen.model == "/runs/x/backward" and gen.name == "base/model+adapter:/runs/x/backward"
+    # The record names what really serves the requests: the adapter path, at the server's address.
+    assert gen.model == "/runs/x/backward" and gen.name == f"/runs/x/backward@{server.url}"
     named_cfg = GenerationConfig(backend="openai", api_base=server.url, served_model_name="judge")
     named = load_generator(named_cfg, "base/model")
     assert named.generate(["a"], SamplingParams(max_new_tokens=2)) == ["ok"]
-    assert server.requests[-1]["model"] == "judge" and named.name == "judge"
+    assert server.requests[-1]["model"] == "judge" and named.name == f"judge@{server.url}"
 
 
 # --------------------------------------------------------------------------- a real server

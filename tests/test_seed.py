@@ -117,11 +117,17 @@ def test_max_examples_keeps_the_first(tmp_path):
 
 def test_invalid_pair_names_location_and_field(tmp_path):
     f = write_jsonl(tmp_path / "s.jsonl", [ALPACA[0], {"instruction": "x"}, {"instruction": "y", "output": "  "}])
-    with pytest.raises(DataError, match=rf"^{f}:2: missing 'output'$"):
+    detected = r" \(alpaca format, detected from the first record's keys; set seed.format to override\)$"
+    with pytest.raises(DataError, match=rf"^{f}:2: missing 'output'{detected}"):
         load_seed(SeedConfig(path=str(f)))
     f2 = write_jsonl(tmp_path / "m.jsonl", [{"messages": [{"role": "user", "content": "q"}]}])
-    with pytest.raises(DataError, match=rf"^{f2}:1: no assistant reply in 'messages'$"):
+    with pytest.raises(DataError, match=rf"^{f2}:1: no assistant reply in 'messages' \(messages format"):
         load_seed(SeedConfig(path=str(f2)))
+    # A format set in the recipe is named with who set it, and auto suggested.
+    f3 = write_jsonl(tmp_path / "x.jsonl", [{"messages": [{"role": "user", "content": "q"}]}])
+    with pytest.raises(DataError, match=rf"^{f3}:1: missing 'instruction' \(alpaca format, set by "
+                                        rf"recipes/tiny-cpu.yaml; try seed.format=auto\)$"):
+        load_seed(SeedConfig(path=str(f3), format="alpaca"), format_set_by="recipes/tiny-cpu.yaml")
 
 
 def test_invalid_records_counted_when_skipping(tmp_path):
@@ -224,3 +230,18 @@ def test_sample_is_seeded_and_not_the_first(tmp_path):
     assert len(picked) == 10 and picked == sorted(picked) and picked != list(range(10))
     assert a.stats["sample"] == {"asked": 10, "drawn_from": 100, "random_seed": 1} and a.stats["pairs"] == 10
     assert len(load_seed(SeedConfig(path=str(f), sample=500)).pairs) == 100
+
+
+def test_duplicate_pairs_are_counted_and_kept_once_with_unique_ids():
+    from humpback.stages.prepare import seed_rows
+
+    pairs = [SeedPair("a", "x", "f:1"), SeedPair("b", "y", "f:2"), SeedPair("a", "x", "f:3"), SeedPair("a", "x", "f:4"),
+             SeedPair("a", "z", "f:5")]
+    rows, duplicates = seed_rows(pairs)
+    assert duplicates == 2
+    assert [r["source"] for r in rows] == ["f:1", "f:2", "f:5"]
+    assert len({r["id"] for r in rows}) == 3
+    kept, duplicates = seed_rows(pairs, keep_duplicates=True)
+    assert duplicates == 2 and len(kept) == 5
+    ids = [r["id"] for r in kept]
+    assert len(set(ids)) == 5 and ids[2] == ids[0] + "#2" and ids[3] == ids[0] + "#3"

@@ -73,8 +73,9 @@ def detect_format(location: str, record: dict) -> str:
     )
 
 
-def load_seed(cfg: SeedConfig, random_seed: int = 0) -> SeedResult:
-    """The seed pairs ``cfg`` selects; ``random_seed`` seeds ``seed.sample``."""
+def load_seed(cfg: SeedConfig, format_set_by: str = "the config", random_seed: int = 0) -> SeedResult:
+    """The seed pairs of ``cfg``; ``format_set_by`` names who set ``seed.format`` (for error messages);
+    ``random_seed`` seeds ``seed.sample``."""
     where = cfg.path if cfg.path is not None else f"{cfg.dataset}[{cfg.split}]"
     skips = _Skips(strict=not cfg.skip_invalid)
     if cfg.path is not None:
@@ -86,6 +87,8 @@ def load_seed(cfg: SeedConfig, random_seed: int = 0) -> SeedResult:
     if first is None:
         raise DataError(f"{where}: no seed record found (skipped {skips.describe()})")
     fmt = detect_format(*first) if cfg.format == "auto" else cfg.format
+    skips.context = (f" ({fmt} format, detected from the first record's keys; set seed.format to override)"
+                     if cfg.format == "auto" else f" ({fmt} format, set by {format_set_by}; try seed.format=auto)")
 
     extra: dict[str, Any] = {}
     if fmt == "oasst":
@@ -119,13 +122,14 @@ class _Skips:
 
     def __init__(self, strict: bool):
         self.strict = strict
+        self.context = ""  # the format in use and who chose it, added to a strict error
         self.counts: Counter = Counter()
         self.shown: list[str] = []
 
     def append(self, item: tuple[str, str]) -> None:
         location, reason = item
         if self.strict:
-            raise DataError(f"{location}: {reason}")
+            raise DataError(f"{location}: {reason}{self.context}")
         self.counts[reason.split(":", 1)[0]] += 1
         if len(self.shown) < MAX_SKIPPED_SHOWN:
             self.shown.append(f"{location}: {reason}")

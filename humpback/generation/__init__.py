@@ -15,13 +15,14 @@ __all__ = ["ChoiceProbs", "Completion", "Generator", "SamplingParams", "generato
 
 def load_generator(
     cfg: "GenerationConfig", model: str, adapter: str | None = None, revision: str | None = None,
-    progress: bool = False, seed: int = 0, tokenizer=None,
+    progress: bool = False, seed: int = 0, tokenizer=None, served_name: str | None = None,
 ) -> Generator:
     """The generator that ``cfg.backend`` names, for ``model`` (+ an optional LoRA adapter).
 
     ``seed`` seeds the engine where it has one (vllm); per-call sampling seeds come from
     ``SamplingParams.seed``. ``tokenizer``: the chat tokenizer already loaded for the model
-    (:func:`humpback.chat.load_chat_tokenizer`), so it is not loaded twice.
+    (:func:`humpback.chat.load_chat_tokenizer`), so it is not loaded twice. ``served_name``: openai, the
+    name the server serves this model under (default ``cfg.served_model_name``).
     """
     if cfg.backend == "hf":
         from .hf import HFGenerator
@@ -44,7 +45,8 @@ def load_generator(
 
         return OpenAIGenerator(
             cfg.api_base, model, adapter=adapter, revision=revision,
-            served_model_name=cfg.served_model_name, api_key_env=cfg.api_key_env,
+            served_model_name=served_name or cfg.served_model_name, api_key_env=cfg.api_key_env,
+            register_adapter=cfg.load_adapters,
             concurrency=cfg.concurrency, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
             progress=progress,
         )

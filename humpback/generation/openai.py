@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
-from .base import ChoiceProbs, Completion, SamplingParams, generator_name, prompt_seed
+from .base import ChoiceProbs, Completion, SamplingParams, prompt_seed
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top, token_text, top_logprobs_from_completion
 
 T = TypeVar("T")
@@ -82,6 +82,7 @@ class OpenAIGenerator:
         retry_backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         progress: bool = False,
+        register_adapter: bool = False,
     ) -> None:
         if not api_base or not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"openai backend: api_base must be an http(s) URL such as http://127.0.0.1:8000/v1, "
@@ -89,11 +90,13 @@ class OpenAIGenerator:
         if concurrency <= 0 or timeout_s <= 0 or max_retries < 0 or retry_backoff_s < 0:
             raise ConfigError(f"openai backend: concurrency and timeout_s must be > 0, max_retries and retry_backoff_s "
                               f">= 0 (got {concurrency}, {timeout_s}, {max_retries}, {retry_backoff_s})")
-        self.url = api_base.rstrip("/") + "/completions"
+        self.api_base = api_base.rstrip("/")
+        self.url = self.api_base + "/completions"
         # What the server knows the model as: set explicitly, else the adapter (a server started with
         # e.g. `vllm serve BASE --enable-lora --lora-modules PATH=PATH`), else the base model.
         self.model = served_model_name or adapter or model
-        self.name = generator_name(served_model_name) if served_model_name else generator_name(model, revision, adapter)
+        # Provenance: the name really served, where, and (for an adapter) what it stands for.
+        self.name = f"{self.model}@{self.api_base}" + (f" (adapter {adapter})" if adapter and self.model != adapter else "")
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -106,6 +109,8 @@ class OpenAIGenerator:
             self._headers["Authorization"] = f"Bearer {key}"
         self._stop = threading.Event()
         self._rng = random.Random()
+        if register_adapter and adapter:
+            self.register_adapter(self.model, adapter)
 
     # ----------------------------------------------------------------------- public
 
@@ -141,6 +146,26 @@ class OpenAIGenerator:
 
     def close(self) -> None:
         self._stop.set()
+
+    def register_adapter(self, name: str, path: str) -> None:
+        """Ask the server to serve the LoRA adapter at ``path`` as ``name`` (vLLM's runtime LoRA loading:
+        ``POST /v1/load_lora_adapter``); a name it already serves is kept."""
+        body = json.dumps({"lora_name": name, "lora_path": str(path)}).encode()
+        request = urllib.request.Request(self.api_base + "/load_lora_adapter", data=body, headers=self._headers,
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s):
+                return
+        except urllib.error.HTTPError as e:
+            detail = _read_error(e)
+            if e.code == 400 and "already" in detail.lower():
+                return
+            raise ServerError(f"{self.api_base}/load_lora_adapter: HTTP {e.code} loading adapter {path} as "
+                              f"{name!r}: {detail} (is the server started with --enable-lora and "
+                              f"VLLM_ALLOW_RUNTIME_LORA_UPDATING=True?)") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise ServerError(f"{self.api_base}/load_lora_adapter: cannot reach the server to load adapter "
+                              f"{name!r}: {e}") from None
 
     # ----------------------------------------------------------------------- requests
 
@@ -181,7 +206,7 @@ class OpenAIGenerator:
                     hint = ""
                     if e.code in (400, 422) and "logprob" in detail.lower():
                         hint = f" (this server may not allow logprobs={TOP_LOGPROBS}: use curate.mode=generate)"
-                    raise ServerError(f"{self.url}: HTTP {e.code}: {detail}{hint}") from None
+                    raise ServerError(f"{self.url}: HTTP {e.code} for model {self.model!r}: {detail}{hint}") from None
                 last = f"HTTP {e.code}: {detail}"
                 wait_s = retry_after_s(e.headers.get("Retry-After") if e.headers else None)
             except (TimeoutError, socket.timeout):
@@ -199,7 +224,8 @@ class OpenAIGenerator:
                     raise ServerError(f"{self.url}: the answer is not JSON: {_excerpt(raw)}") from None
             if attempt + 1 < attempts:
                 self._stop.wait(wait_s if wait_s is not None else self._backoff(attempt))
-        raise ServerError(f"{self.url}: giving up after {attempts} attempt{'s' * (attempts > 1)}; last error: {last}")
+        raise ServerError(f"{self.url}: giving up after {attempts} attempt{'s' * (attempts > 1)} (model {self.model!r}); "
+                          f"last error: {last}")
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half the step fixed, half random."""

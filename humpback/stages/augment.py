@@ -104,7 +104,7 @@ def augment_stage(rt: RunContext) -> StageResult:
                 "rejected": {r: sum(1 for x in rejected if x["reason"] == r) for r in REJECT_REASONS},
                 "generic_instructions": sum(is_generic(c["instruction"]) for c in candidates),
                 "truncated": sum(r["truncated"] for r in candidates + rejected),
-                "instruction_chars": [len(c["instruction"]) for c in candidates]}
+                "instruction_chars": [len(c["instruction"]) for c in candidates], "served_by": model.served}
 
     def finish(shards: list[dict]) -> dict:
         model.close()
@@ -145,6 +145,7 @@ def merge_shard_stats(shards: list[dict]) -> dict:
         "generic_instructions": sum(s["generic_instructions"] for s in shards),
         "truncated": sum(s.get("truncated", 0) for s in shards),
         "instruction_chars_median": statistics.median(lengths) if lengths else 0,
+        "served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
     }
 
 

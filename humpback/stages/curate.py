@@ -119,7 +119,7 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
         for row, n in zip(rows, cut, strict=True):
             row["judge_input_cut_tokens"] = n
         rt.store.write_rows(shard_file(it.scores, shard), rows, schema=_score_schema())
-        return shard_score_stats(rows)
+        return {**shard_score_stats(rows), "served_by": model.served}
 
     def finish(shards: list[dict]) -> dict:
         model.close()
@@ -164,7 +164,8 @@ def merge_score_stats(shards: list[dict]) -> dict:
             hist[score] += count
     failures = sum(kinds.values())
     expected_n = sum(s["expected_n"] for s in shards)
-    out = {"scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
+    out = {"served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
+           "scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
            "parse_failure_rate": failures / n if n else 0.0, "histogram": hist,
            "judge_inputs_cut": sum(s.get("judge_inputs_cut", 0) for s in shards),
            "logits_failures": sum(s.get("logits_failures", 0) for s in shards),

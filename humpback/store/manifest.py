@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ class RunStore:
         self.log = log
         self.worker = worker
         self.poll_seconds = poll_seconds if poll_seconds is not None else default_poll_seconds()
+        self.attempt: Optional[int] = None  # this process's attempt at the run (see begin_attempt)
         with self._lock():
             self.manifest = self._load_manifest()
 
@@ -120,6 +122,25 @@ class RunStore:
             self.manifest["updated"] = _now()
             write_json(self.path(layout.MANIFEST), self.manifest)
 
+    def begin_attempt(self, command: str) -> int:
+        """Record a new attempt at this run (each ``humpback run`` of the folder is one) and return its id."""
+        with self._lock():
+            self.manifest = self._load_manifest()
+            attempts = self.manifest.setdefault("attempts", [])
+            self.attempt = len(attempts) + 1
+            attempts.append({"attempt": self.attempt, "started": _now(), "pid": os.getpid(),
+                             "host": socket.gethostname(), "command": command})
+            write_json(self.path(layout.MANIFEST), self.manifest)
+        return self.attempt
+
+    def latest_attempt(self) -> Optional[int]:
+        attempts = self.manifest.get("attempts") or []
+        return attempts[-1]["attempt"] if attempts else None
+
+    def unfinished(self) -> list[tuple[str, dict]]:
+        """Stages the manifest records as started but not done: killed, failed or interrupted."""
+        return [(n, e) for n, e in self.manifest["stages"].items() if e.get("status") != "done"]
+
     def stage_entry(self, name: str) -> dict | None:
         return self.manifest["stages"].get(name)
 
@@ -165,7 +186,8 @@ class RunStore:
         self.log(f"[{name}] running ({reason})")
         started = time.time()
         self.start(name, key)
-        stats = fn() or {}
+        with self.failing(name, key):
+            stats = fn() or {}
         missing = [rel for rel in outputs if not self.exists(rel)]
         if missing:
             raise StoreError(f"stage {name} finished without writing {', '.join(missing)}")
@@ -194,7 +216,21 @@ class RunStore:
                 "format_version": FORMAT_VERSION}
 
     def start(self, name: str, key: str, **extra: Any) -> None:
-        self._set_stage(name, {"status": "running", "key": key, "started": _now(), **extra})
+        self._set_stage(name, {"status": "running", "key": key, "started": _now(), "attempt": self.attempt, **extra})
+
+    @contextlib.contextmanager
+    def failing(self, name: str, key: str):
+        """Record a stage that raises as ``failed`` (with the error) or ``interrupted`` before the error
+        goes on; a process that is killed leaves it ``running``, which the next start reports."""
+        try:
+            yield
+        except BaseException as e:
+            if self.worker.is_main:
+                entry = dict(self.stage_entry(name) or {"key": key, "started": _now()})
+                entry.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                             error=f"{type(e).__name__}: {e}"[:1000], ended=_now())
+                self._set_stage(name, entry)
+            raise
 
     def finish(self, name: str, key: str, full: dict, outputs: Sequence[str], stats: dict, started: float) -> None:
         self._set_stage(name, {
@@ -251,7 +287,7 @@ class RunStore:
         if prev is None:
             return "new"
         if prev.get("status") != "done":
-            return "did not finish last time"
+            return unfinished_reason(prev)
         if prev.get("key") != key:
             changed = _diff_keys(prev.get("depends_on", {}), full)
             return "changed: " + ", ".join(changed) if changed else "changed"
@@ -262,6 +298,15 @@ class RunStore:
             if hash_path(p) != prev["outputs"].get(rel):
                 return f"output {rel} does not match its recorded hash"
         return None
+
+
+def unfinished_reason(entry: dict) -> str:
+    """Why a stage recorded as started is not done, in words."""
+    if entry.get("status") == "failed":
+        return f"failed last time: {entry.get('error', 'no error recorded')}"
+    if entry.get("status") == "interrupted":
+        return "interrupted last time"
+    return "did not finish last time"  # still marked running: its process was killed
 
 
 def _link_or_copy(src, dst) -> None:

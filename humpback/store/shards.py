@@ -62,13 +62,14 @@ def run_sharded(store: "RunStore", name: str, deps: dict, outputs: Sequence[str]
     started = time.time()
     if store.worker.is_main:
         store.start(name, key, shards=n_shards)
-    for s in todo:
-        stats = do_shard(s, s * shard_size, min(n_items, (s + 1) * shard_size)) or {}
-        files = [shard_file(out, s) for out in outputs]
-        write_json(markers / f"part-{s:05d}.json",
-                   {"key": key, "files": {f: hash_file(store.path(f)) for f in files}, "stats": stats})
-        for hook in after_shard:
-            hook(name, s)
+    with store.failing(name, key):
+        for s in todo:
+            stats = do_shard(s, s * shard_size, min(n_items, (s + 1) * shard_size)) or {}
+            files = [shard_file(out, s) for out in outputs]
+            write_json(markers / f"part-{s:05d}.json",
+                       {"key": key, "files": {f: hash_file(store.path(f)) for f in files}, "stats": stats})
+            for hook in after_shard:
+                hook(name, s)
 
     pending = [s for s in range(n_shards) if not store.worker.owns(s) or not ok(s)]
 
@@ -93,7 +94,8 @@ def run_sharded(store: "RunStore", name: str, deps: dict, outputs: Sequence[str]
         for stale in store.path(out).glob("part-*.parquet"):
             if stale.name not in keep:
                 stale.unlink()
-    stats = {**(finish(shard_stats) or {}), "shards": n_shards}
+    with store.failing(name, key):
+        stats = {**(finish(shard_stats) or {}), "shards": n_shards}
     store.finish(name, key, full, outputs, stats, started)
     return True, reason, stats
 

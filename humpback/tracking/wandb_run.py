@@ -41,7 +41,8 @@ class WandbTracker(Tracker):
         self._finished = False
 
     def metric(self, stage: str, name: str, value: Any, iteration: Optional[int] = None) -> None:
-        row = {f"{stage}/{name}": value}
+        # The attempt travels with every figure, as in metrics.jsonl: a resumed run's rows can be told apart.
+        row = {f"{stage}/{name}": value, "attempt": self.store.attempt}
         if iteration is not None:
             row["iteration"] = iteration
         self.run.log(row)

@@ -64,6 +64,7 @@ def read_run(run_dir: Path) -> RunView:
                 metrics.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a line cut short by a crash
+    metrics = current_metrics(metrics)
     seed_losses = {layout.model_label(rel): stages.get(name, {}).get("stats", {}).get("losses") or []
                    for name, rel in (("backward", layout.BACKWARD), ("m0", layout.M0))}
     planned = int(config.get("iterations") or 0)
@@ -108,6 +109,17 @@ def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None,
                              "parse_status": s.get("parse_status"), "instruction": c.get("instruction", ""),
                              "output": c.get("output", ""), "judge": s.get("raw", "")})
     return it
+
+
+def current_metrics(rows: list[dict]) -> list[dict]:
+    """The rows of metrics.jsonl that describe the run as it now is: for each (stage, name, iteration),
+    only those of the latest attempt that logged it (a stage re-run by a resumed attempt replaces its
+    earlier figures; a stage it skipped keeps them)."""
+    key = lambda r: (r.get("stage"), r.get("name"), r.get("iteration"))  # noqa: E731
+    latest: dict = {}
+    for r in rows:
+        latest[key(r)] = max(latest.get(key(r), 0), r.get("attempt") or 0)
+    return [r for r in rows if (r.get("attempt") or 0) == latest[key(r)]]
 
 
 def sample_pairs(pairs: list[dict], n: int, seed: int = 0, accepted: Optional[bool] = None,

@@ -229,8 +229,7 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
         parts.append(f"<h2>Iteration {it.k}: sampled pairs</h2>")
         if not it.pairs:
             parts.append("<p class='missing'>No scored pairs yet.</p>")
-            continue
-        for accepted, label in ((True, "accepted"), (False, "rejected")):
+        for accepted, label in ((True, "accepted"), (False, "rejected")) if it.pairs else ():
             sample = sample_pairs(it.pairs, n_pairs, seed, accepted=accepted)
             total = sum(1 for p in it.pairs if p["accepted"] == accepted)
             parts.append(f"<h3>{label}: {len(sample)} of {total}</h3>" + _pairs_table(sample))
