@@ -214,7 +214,7 @@ def test_oasst_reply_language_and_duplicate_messages(tmp_path):
 def test_oasst_tree_with_a_broken_message_is_a_counted_skip(tmp_path):
     tree = {"message_tree_id": "t", "prompt": tree_message("r", "prompter", "Q", replies=[{"role": "assistant"}])}
     f = write_jsonl(tmp_path / "t.trees.jsonl", [tree, TREES[3]])
-    with pytest.raises(DataError, match=rf"^{f}:1 prompt.replies\[0\]: missing 'message_id'$"):
+    with pytest.raises(DataError, match=rf"^{f}:1 prompt.replies\[0\]: missing 'message_id' \(oasst format, detected"):
         load_seed(SeedConfig(path=str(f)))
     res = load_seed(SeedConfig(path=str(f), skip_invalid=True))
     assert [p.instruction for p in res.pairs] == ["Q5"] and res.stats["skipped"] == {"missing 'message_id'": 1}
