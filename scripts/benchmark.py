@@ -493,7 +493,7 @@ def measure_curate(spec: dict) -> dict:
 
 def measure_train(spec: dict) -> dict:
     from humpback.config import SEED_SYSTEM_PROMPT, TrainConfig
-    from humpback.training import train_sft
+    from humpback.training import TrainJob, train_sft
 
     rows = [{"messages": [{"role": "system", "content": SEED_SYSTEM_PROMPT},
                           {"role": "user", "content": p["instruction"]},
@@ -507,7 +507,7 @@ def measure_train(spec: dict) -> dict:
         for _ in range(spec["reps"]):
             with tempfile.TemporaryDirectory(prefix="humpback-bench-train-") as tmp:
                 start = time.perf_counter()
-                result = train_sft(spec["model_path"], rows, Path(tmp) / "model", cfg, seed=0, progress=False)
+                result = train_sft(TrainJob(spec["model_path"], cfg, seed=0, progress=False), rows, Path(tmp) / "model")
                 wall = time.perf_counter() - start
             # Trainer time only (model loading and saving excluded); tokens are non-padding inputs.
             reps.append({"seconds": result.runtime_s or wall, "wall_seconds": wall, "tokens": result.tokens,

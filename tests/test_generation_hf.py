@@ -230,6 +230,19 @@ def test_eos_stops_generation(sharp_dir, hand):
     assert out[0] == tok.decode(new[: new.index(new[3])])
     assert len(out[0]) < len(full[0])
     assert all(f.startswith(o) for o, f in zip(out, full))
+    # Each completion says why it ended: the stop token, or max_new_tokens running out.
+    assert out[0].finish_reason == "stop"
+    assert all(f.finish_reason == "length" for f in full) and len(tok(full[1], add_special_tokens=False)["input_ids"]) >= 1
+
+
+def test_decode_loop_uses_the_current_cache_argument(gen):
+    """transformers 5.24 renamed the models' past_key_values to cache (the old name goes in 5.40)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*")
+        gen.generate(PROMPTS[:3], SamplingParams(max_new_tokens=3))
+        gen.choice_probs(PROMPTS[:3], SCORES)
 
 
 # --------------------------------------------------------------------------- adapters and plumbing

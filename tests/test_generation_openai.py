@@ -140,6 +140,23 @@ def test_generate_keeps_order_bounds_concurrency_and_sends_the_params(serve):
     assert gen.generate([], params) == []
 
 
+def test_generate_says_which_completions_ran_out_of_tokens(serve):
+    def respond(body, n):
+        answer = _completion(text=body["prompt"].upper())
+        answer["choices"][0]["finish_reason"] = "length" if body["prompt"] == "long" else "stop"
+        return 200, answer, None, 0
+
+    got = _gen(serve(respond).url).generate(["long", "short"], SamplingParams(max_new_tokens=4))
+    assert got == ["LONG", "SHORT"] and [c.finish_reason for c in got] == ["length", "stop"]
+
+
+def test_no_score_digit_in_the_top_logprobs_is_no_probabilities(serve):
+    top = {" the": math.log(0.6), " a": math.log(0.3)}
+    server = serve(lambda body, n: (200, _completion(text=" the", top=top), None, 0))
+    got = _gen(server.url).choice_probs(["Score:"], SCORES)[0]
+    assert got.probs is None and got.mass == 0.0
+
+
 def test_greedy_sends_top_p_one(serve):
     server = serve(lambda body, n: (200, _completion(text="ok"), None, 0))
     _gen(server.url).generate(["a"], SamplingParams(temperature=0.0, top_p=0.5, max_new_tokens=4))

@@ -8,7 +8,7 @@ import gc
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
-from .base import ChoiceProbs, SamplingParams, encode_prompts, generator_name, prompt_seed
+from .base import ChoiceProbs, Completion, SamplingParams, encode_prompts, generator_name, prompt_seed
 from .decoding import Decoder
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
@@ -117,7 +117,8 @@ class HFGenerator:
             new = self.decoder.generate(ids, params.max_new_tokens, self.eos_token_ids, params.temperature,
                                         params.top_p, seeds, prefix)
             for i, tokens in zip(batch, new):
-                out[i] = self._decode(tokens)
+                stopped = any(t in self.eos_token_ids for t in tokens)
+                out[i] = Completion(self._decode(tokens), "stop" if stopped else "length")
         return out  # type: ignore[return-value]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:

@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
-from .base import ChoiceProbs, SamplingParams, prompt_seed
+from .base import ChoiceProbs, Completion, SamplingParams, prompt_seed
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top, token_text, top_logprobs_from_completion
 
 T = TypeVar("T")
@@ -117,14 +117,15 @@ class OpenAIGenerator:
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
         greedy = params.temperature == 0
 
-        def one(prompt: str) -> str:
+        def one(prompt: str) -> Completion:
             body = {"model": self.model, "prompt": prompt, "max_tokens": params.max_new_tokens,
                     "temperature": params.temperature, "top_p": 1.0 if greedy else params.top_p,
                     "seed": prompt_seed(params.seed, prompt) & 0x7FFFFFFF, "n": 1, "stream": False}
-            text = self._first_choice(self._post(body)).get("text")
+            choice = self._first_choice(self._post(body))
+            text = choice.get("text")
             if not isinstance(text, str):
                 raise ServerError(f"{self.url}: the answer has no completion text: {_excerpt(text)}")
-            return text
+            return Completion(text, "length" if choice.get("finish_reason") == "length" else "stop")
 
         return self._map(one, prompts, "generate")
 
@@ -135,7 +136,7 @@ class OpenAIGenerator:
         def one(prompt: str) -> ChoiceProbs:
             top = self._top_logprobs(prompt)
             probs = choice_probs_from_top(top, choices)
-            if probs.mass == 0 and top and token_text(max(top, key=lambda t: t[1])[0]) == "":
+            if probs.probs is None and top and token_text(max(top, key=lambda t: t[1])[0]) == "":
                 # The likeliest next token is a lone space (a SentencePiece "▁" before the digit):
                 # read the digit after it instead.
                 probs = choice_probs_from_top(self._top_logprobs(prompt + " "), choices)

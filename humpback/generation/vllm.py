@@ -17,7 +17,7 @@ from typing import Sequence
 
 from ..device import free_memory
 from ..errors import ConfigError
-from .base import ChoiceProbs, SamplingParams, encode_prompts, generator_name, prompt_seed
+from .base import ChoiceProbs, Completion, SamplingParams, encode_prompts, generator_name, prompt_seed
 from .hf import CHOICE_PROBE, choice_token_ids
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top
 
@@ -107,7 +107,8 @@ class VLLMGenerator:
             for p in prompts
         ]
         outputs = self._run([{"prompt_token_ids": ids} for ids in self._encode(prompts)], sampling)
-        return [o.outputs[0].text for o in outputs]
+        return [Completion(o.outputs[0].text, "length" if o.outputs[0].finish_reason == "length" else "stop")
+                for o in outputs]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         prefix, choice_ids = self._choice_tokens(tuple(choices))

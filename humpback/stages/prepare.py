@@ -17,7 +17,7 @@ def seed_stage(rt: RunContext) -> StageResult:
     def work() -> dict:
         from ..data.seed import load_seed
 
-        result = load_seed(cfg, format_set_by=who_set(rt.cfg, "seed.format"))
+        result = load_seed(cfg, format_set_by=who_set(rt.cfg, "seed.format"), random_seed=rt.cfg.random_seed)
         rows, duplicates = seed_rows(result.pairs, cfg.keep_duplicates)
         rt.store.write_rows(SEED, rows)
         rt.log(f"  seed: {len(rows)} pairs ({result.format} format) from {result.stats.get('records_read')} records")
@@ -27,6 +27,8 @@ def seed_stage(rt: RunContext) -> StageResult:
         return {"format": result.format, **result.stats, "pairs": len(rows), "duplicates": duplicates}
 
     deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
+    if cfg.sample is not None:  # the draw depends on the run's seed
+        deps["random_seed"] = rt.cfg.random_seed
     return rt.store.stage("seed", deps, [SEED], work, force=rt.forced("seed"), job="prepare")
 
 
@@ -39,24 +41,25 @@ def segments_stage(rt: RunContext) -> StageResult:
                         ("text", pa.string()), ("n_chars", pa.int32())])
 
     def work() -> dict:
-        from ..data.corpus import iter_documents
+        from ..data.corpus import ReadLog, iter_documents
         from ..data.segment import Segmenter, check_not_empty, describe_funnel
 
         seed_outputs = [r["output"] for r in rt.store.read_rows(SEED)]
         segmenter = Segmenter(cfg, seed_outputs)
         skipped: list = []
+        read = ReadLog()
+        documents = iter_documents(cfg, skipped if cfg.skip_invalid else None, read)
         rows = (
             {"id": s.id, "doc_id": s.doc_id, "header": s.header, "text": s.text, "n_chars": len(s.text)}
-            for s in segmenter.segments(_progress(iter_documents(cfg, skipped if cfg.skip_invalid else None),
-                                                  rt.progress, "segmenting"))
+            for s in segmenter.segments(_progress(documents, rt.progress, "segmenting"))
         )
         write_table_stream(rt.store.path(SEGMENTS), rows, schema)
-        funnel = dict(segmenter.funnel)
+        funnel = {**read.funnel(), **segmenter.funnel}
         if skipped:
             funnel = {"skipped_records": len(skipped), **funnel}
         write_json(rt.store.path(FUNNEL), funnel)
         rt.log(describe_funnel(funnel))
-        check_not_empty(funnel)
+        check_not_empty(funnel, read.files)
         for name, value in funnel.items():
             rt.metric("segments", f"funnel/{name}", value)
         return {"funnel": funnel, "skipped_examples": [list(x) for x in skipped[:5]]}
