@@ -232,16 +232,20 @@ def test_sample_is_seeded_and_not_the_first(tmp_path):
     assert len(load_seed(SeedConfig(path=str(f), sample=500)).pairs) == 100
 
 
-def test_duplicate_pairs_are_counted_and_kept_once_with_unique_ids():
+def test_duplicate_pairs_are_counted_and_kept_once_with_unique_ids(tmp_path):
     from humpback.stages.prepare import seed_rows
 
-    pairs = [SeedPair("a", "x", "f:1"), SeedPair("b", "y", "f:2"), SeedPair("a", "x", "f:3"), SeedPair("a", "x", "f:4"),
-             SeedPair("a", "z", "f:5")]
-    rows, duplicates = seed_rows(pairs)
-    assert duplicates == 2
-    assert [r["source"] for r in rows] == ["f:1", "f:2", "f:5"]
-    assert len({r["id"] for r in rows}) == 3
-    kept, duplicates = seed_rows(pairs, keep_duplicates=True)
-    assert duplicates == 2 and len(kept) == 5
-    ids = [r["id"] for r in kept]
+    records = [{"instruction": "a", "output": "x"}, {"instruction": "b", "output": "y"},
+               {"instruction": "a", "output": "x"}, {"instruction": "a", "output": "x"},
+               {"instruction": "a", "output": "z"}]
+    f = write_jsonl(tmp_path / "s.jsonl", records)
+    res = load_seed(SeedConfig(path=str(f)))
+    assert res.stats["duplicates"] == 2
+    assert [p.source for p in res.pairs] == [f"{f}:1", f"{f}:2", f"{f}:5"]
+    assert len({r["id"] for r in seed_rows(res.pairs)}) == 3
+    # Repeats are dropped before a draw, so seed.sample counts distinct pairs.
+    assert len(load_seed(SeedConfig(path=str(f), sample=3), random_seed=1).pairs) == 3
+    kept = load_seed(SeedConfig(path=str(f), keep_duplicates=True))
+    assert kept.stats["duplicates"] == 2 and len(kept.pairs) == 5
+    ids = [r["id"] for r in seed_rows(kept.pairs)]
     assert len(set(ids)) == 5 and ids[2] == ids[0] + "#2" and ids[3] == ids[0] + "#3"

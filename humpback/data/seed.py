@@ -95,6 +95,12 @@ def load_seed(cfg: SeedConfig, format_set_by: str = "the config", random_seed: i
         pairs, extra["selection"] = _oasst_pairs(counted, cfg.language, skips)
     else:
         pairs = list(_pairs(counted, fmt, skips, cfg.max_examples))
+    # Repeats go before any cut or draw, so that seed.sample / seed.max_examples count distinct pairs.
+    distinct = drop_duplicate_pairs(pairs)
+    if len(distinct) < len(pairs):
+        extra["duplicates"] = len(pairs) - len(distinct)
+    if not cfg.keep_duplicates:
+        pairs = distinct
     pairs = pairs[: cfg.max_examples] if cfg.max_examples is not None else pairs
     if cfg.sample is not None:
         extra["sample"] = {"asked": cfg.sample, "drawn_from": len(pairs), "random_seed": random_seed}
@@ -106,6 +112,17 @@ def load_seed(cfg: SeedConfig, format_set_by: str = "the config", random_seed: i
         raise DataError(f"{where}: no seed pair found: read {counted.n} records ({fmt} format), "
                         f"skipped {skips.describe()}{selection}")
     return SeedResult(pairs=pairs, format=fmt, stats=stats)
+
+
+def drop_duplicate_pairs(pairs: list[SeedPair]) -> list[SeedPair]:
+    """The pairs without those that repeat an earlier pair's instruction and output (first one kept)."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in pairs:
+        if (p.instruction, p.output) not in seen:
+            seen.add((p.instruction, p.output))
+            out.append(p)
+    return out
 
 
 def sample_pairs(pairs: list[SeedPair], n: int, random_seed: int) -> list[SeedPair]:

@@ -18,13 +18,13 @@ def seed_stage(rt: RunContext) -> StageResult:
         from ..data.seed import load_seed
 
         result = load_seed(cfg, format_set_by=who_set(rt.cfg, "seed.format"), random_seed=rt.cfg.random_seed)
-        rows, duplicates = seed_rows(result.pairs, cfg.keep_duplicates)
+        rows = seed_rows(result.pairs)
         rt.store.write_rows(SEED, rows)
         rt.log(f"  seed: {len(rows)} pairs ({result.format} format) from {result.stats.get('records_read')} records")
-        if duplicates:
+        if result.stats.get("duplicates"):
             what = "kept, with numbered ids" if cfg.keep_duplicates else "kept once (seed.keep_duplicates keeps them)"
-            rt.log(f"  seed: {duplicates} pairs repeat an earlier pair's instruction and output: {what}")
-        return {"format": result.format, **result.stats, "pairs": len(rows), "duplicates": duplicates}
+            rt.log(f"  seed: {result.stats['duplicates']} pairs repeat an earlier pair's instruction and output: {what}")
+        return {"format": result.format, **result.stats}
 
     deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
     if cfg.sample is not None:  # the draw depends on the run's seed
@@ -69,19 +69,16 @@ def segments_stage(rt: RunContext) -> StageResult:
                           job="prepare")
 
 
-def seed_rows(pairs: list, keep_duplicates: bool = False) -> tuple[list[dict], int]:
-    """(rows, duplicates): one row per pair with an id from its text. A pair that repeats an earlier
-    one's instruction and output is dropped, or with ``keep_duplicates`` kept as ``<id>#2``, ``#3``, ...;
-    ids are unique either way."""
+def seed_rows(pairs: list) -> list[dict]:
+    """One row per pair with an id from its text; a pair kept although it repeats an earlier one
+    (``seed.keep_duplicates``) gets ``<id>#2``, ``#3``, ...: ids are unique."""
     rows, seen = [], {}
     for p in pairs:
         pid = _pair_id(p.instruction, p.output)
         seen[pid] = seen.get(pid, 0) + 1
-        if seen[pid] > 1 and not keep_duplicates:
-            continue
         rows.append({"id": pid if seen[pid] == 1 else f"{pid}#{seen[pid]}", "instruction": p.instruction,
                      "output": p.output, "source": p.source})
-    return rows, sum(n - 1 for n in seen.values())
+    return rows
 
 
 def _pair_id(instruction: str, output: str) -> str:
