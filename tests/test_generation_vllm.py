@@ -137,10 +137,13 @@ def test_vllm_matches_hf(vllm_gen, sharp_dir):
     params = SamplingParams(max_new_tokens=8)
     hf = HFGenerator(str(sharp_dir), device="cuda", dtype="float32")
     want = hf.generate(prompts, params)
+    hf_usage = hf.usage  # the same prompts, the same ids decoded: the same counts
     judged = [p + " Score:" for p in prompts]
     hf_probs = hf.choice_probs(judged, SCORES)
     hf.close()
+    before = vllm_gen.usage
     assert vllm_gen.generate(prompts, params) == want
+    assert vllm_gen.usage - before == hf_usage
     got = vllm_gen.choice_probs(judged, SCORES)
     assert any(a.mass > 0 for a in got)
     for a, b in zip(got, hf_probs):

@@ -54,9 +54,42 @@ class Completion(str):
         return (Completion, (str(self), self.finish_reason))
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a generator has processed since it was made: a running total each backend keeps.
+
+    ``generated_tokens`` are the tokens the model produced, a stop token included (a scoring pass
+    that reads probabilities without sampling produces none). ``prompt_tokens`` count each prompt as
+    the model saw it (after any cut from the left), a shared prefix once per prompt. A prompt whose
+    counts the backend could not know (a server answer without ``usage``) adds to ``uncounted``
+    and nothing to the token totals. Take a difference of two readings to count one stretch of work.
+    """
+
+    calls: int = 0  # generate / choice_probs calls
+    prompts: int = 0  # prompts answered
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    uncounted: int = 0  # prompts among ``prompts`` whose tokens are not in the totals
+
+    @property
+    def exact(self) -> bool:
+        """Every prompt's tokens are in the totals."""
+        return self.uncounted == 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(*(a + b for a, b in zip(self._values(), other._values())))
+
+    def __sub__(self, other: "Usage") -> "Usage":
+        return Usage(*(a - b for a, b in zip(self._values(), other._values())))
+
+    def _values(self) -> tuple[int, ...]:
+        return (self.calls, self.prompts, self.prompt_tokens, self.generated_tokens, self.uncounted)
+
+
 @runtime_checkable
 class Generator(Protocol):
     name: str  # provenance: model id/path (+ "@revision") (+ "+adapter:<path>")
+    usage: Usage  # running token counts (see Usage), kept up to date by every call
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
         """The new text for each prompt (special tokens stripped), in input order, each a

@@ -8,7 +8,7 @@ import gc
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
-from .base import ChoiceProbs, Completion, SamplingParams, encode_prompts, generator_name, prompt_seed
+from .base import ChoiceProbs, Completion, SamplingParams, Usage, encode_prompts, generator_name, prompt_seed
 from .decoding import Decoder
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
@@ -105,10 +105,12 @@ class HFGenerator:
         self.eos_token_ids = sorted(i for i in eos if i is not None)
         self.decoder = Decoder(self.model, self.tokenizer.pad_token_id, self.device)
         self._choice_cache: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+        self.usage = Usage()
 
     # ----------------------------------------------------------------------- public
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
+        self.usage += Usage(calls=1)
         encoded = self._encode(prompts)
         prefix = self.decoder.prefix(encoded)
         out: list[str | None] = [None] * len(prompts)
@@ -119,11 +121,15 @@ class HFGenerator:
             for i, tokens in zip(batch, new):
                 stopped = any(t in self.eos_token_ids for t in tokens)
                 out[i] = Completion(self._decode(tokens), "stop" if stopped else "length")
+            # Exact: the ids the decode loop produced, up to and including a stop token.
+            self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, ids)),
+                                generated_tokens=sum(map(len, new)))
         return out  # type: ignore[return-value]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         import torch
 
+        self.usage += Usage(calls=1)
         prefix_ids, choice_ids = self._choice_tokens(tuple(choices))
         encoded = [ids + prefix_ids for ids in self._encode(prompts, reserve=len(prefix_ids))]
         shared = self.decoder.prefix(encoded)
@@ -136,6 +142,7 @@ class HFGenerator:
             normed = (probs / mass.unsqueeze(-1)).tolist()
             for row, i in enumerate(batch):
                 out[i] = ChoiceProbs(probs=tuple(normed[row]), mass=float(mass[row]))
+            self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, ids)))  # one forward, nothing sampled
         return out  # type: ignore[return-value]
 
     def close(self) -> None:

@@ -27,6 +27,18 @@ _GENERIC = re.compile(
 )
 
 
+def backward_prompts(tokenizer, texts: list[str]) -> list[str]:
+    """The rendered prompts that ask the backward model for each segment's instruction."""
+    return [render_prompt(tokenizer, messages_for(render_backward(text))) for text in texts]
+
+
+def backward_sampling(cfg: AugmentConfig, seed: int):
+    """The recipe's sampling for the backward model (the paper's temperature 0.7, top_p 0.9)."""
+    from ..generation.base import SamplingParams
+
+    return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed)
+
+
 def clean_instruction(raw: str, segment: str, cfg: AugmentConfig, truncated: bool = False) -> tuple[str, str]:
     """(instruction, status) for one generation; status is ok, empty, echo, degenerate or truncated
     (``truncated``: the generation stopped at max_new_tokens, so the instruction may be cut short)."""
@@ -78,13 +90,9 @@ def augment_stage(rt: RunContext) -> StageResult:
     model = rt.model(BACKWARD)
 
     def do_shard(shard: int, start: int, end: int) -> dict:
-        from ..generation.base import SamplingParams
-
         part = segments.rows[start:end]
-        prompts = [render_prompt(model.tokenizer, messages_for(render_backward(s["text"]))) for s in part]
-        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_new_tokens=cfg.max_new_tokens, seed=rt.cfg.random_seed)
-        outputs = model.generator.generate(prompts, params)
+        prompts = backward_prompts(model.tokenizer, [s["text"] for s in part])
+        outputs = model.generator.generate(prompts, backward_sampling(cfg, rt.cfg.random_seed))
         candidates, rejected = [], []
         for seg, raw in zip(part, outputs, strict=True):
             truncated = getattr(raw, "finish_reason", None) == "length"

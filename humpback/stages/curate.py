@@ -42,6 +42,13 @@ def judge_prompts(tokenizer, candidates: list[dict], cfg: CurateConfig, prefill:
     return [f.prompt for f in fitted]
 
 
+def judge_sampling(cfg: CurateConfig, seed: int):
+    """The judge's decoding in generate mode (greedy by default)."""
+    from ..generation.base import SamplingParams
+
+    return SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=seed)
+
+
 def score_rows_generate(candidates: list[dict], outputs: list[str], judge: str) -> list[dict]:
     rows = []
     for c, text in zip(candidates, outputs, strict=True):
@@ -96,11 +103,8 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
         judge_inputs, judge_identity = [it.judge], None
 
     def do_shard(shard: int, start: int, end: int) -> dict:
-        from ..generation.base import SamplingParams
-
         part = candidates.rows[start:end]
-        params = SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
-                                seed=rt.cfg.random_seed)
+        params = judge_sampling(cfg, rt.cfg.random_seed)
         budget, cut = rt.cfg.generation.max_prompt_tokens, []
         if cfg.mode in ("logits", "both"):
             prompts = judge_prompts(model.tokenizer, part, cfg, SCORE_PREFILL, budget, cut)
