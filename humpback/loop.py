@@ -28,7 +28,7 @@ from .view.report import write_report
 
 def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Callable[[str], None] = print,
              worker: Worker = Worker()) -> RunContext:
-    store = RunStore(run_dir, log=log, worker=worker)
+    store = RunStore(run_dir, log=log, worker=worker, progress=cfg.tracking.progress)
     sources = Sources.resolve(cfg)
     if worker.is_main:
         write_text(store.path(layout.CONFIG), dump_yaml(cfg))

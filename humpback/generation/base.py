@@ -75,12 +75,18 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int, reserve: 
     """Token ids per prompt, cut from the left to ``max_tokens - reserve`` (a BOS is kept, never doubled)."""
     bos = tokenizer.bos_token_id
     limit = max(1, max_tokens - reserve)
-    out = []
+    out, cut = [], 0
     for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]:
         if bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
             ids = ids[1:]  # the rendered prompt already had a BOS: do not double it
         if len(ids) > limit:
             keep_bos = bos is not None and ids[0] == bos and limit > 1
             ids = ([bos] + ids[len(ids) - limit + 1:]) if keep_bos else ids[len(ids) - limit:]
+            cut += 1
         out.append(ids)
+    if cut:
+        from ..console import warn
+
+        warn(f"{cut} of {len(out)} prompts were longer than {limit} tokens and lost their beginning "
+             f"(generation.max_prompt_tokens={max_tokens})")
     return out

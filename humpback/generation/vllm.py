@@ -142,7 +142,13 @@ class VLLMGenerator:
     def _run(self, prompts: list[dict], sampling):
         if not prompts:
             return []
-        return self.llm.generate(prompts, sampling, use_tqdm=self.progress, lora_request=self.lora)
+        from ..progress import task
+
+        # vLLM's own bar would write to the run's log; the stage's bar moves when the call returns.
+        with task(len(prompts), "prompts", "generate", show=self.progress) as bar:
+            out = self.llm.generate(prompts, sampling, use_tqdm=False, lora_request=self.lora)
+            bar.update(len(prompts))
+        return out
 
     def _encode(self, prompts: Sequence[str], reserve: int = 0) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts, self.max_prompt_tokens, reserve)

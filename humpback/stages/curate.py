@@ -7,15 +7,16 @@ without asking the judge again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
-from .. import layout
+from .. import layout, progress
 from ..chat import messages_for, render_prompt
 from ..config import CurateConfig
 from ..layout import CANDIDATES
 from ..prompts import render_curation, template_hash
 from ..run import RunContext
-from ..scoring import CHOICES, agreement, describe_rule, histogram, parse_score, score_from_probs, select, selection_rule
+from ..scoring import CHOICES, agreement, histogram, parse_score, score_from_probs, select, selection_rule, short_rule
 from ..store import StageResult, model_identity, shard_file
 
 SCORE_PREFILL = "Score:"
@@ -82,7 +83,9 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
         params = SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
                                 seed=rt.cfg.random_seed)
         if cfg.mode in ("logits", "both"):
-            probs = model.generator.choice_probs(judge_prompts(model.tokenizer, part, cfg, SCORE_PREFILL), CHOICES)
+            # In "both" mode the bar counts a pair once, when its generated judgement is done.
+            with progress.hold() if cfg.mode == "both" else contextlib.nullcontext():
+                probs = model.generator.choice_probs(judge_prompts(model.tokenizer, part, cfg, SCORE_PREFILL), CHOICES)
         if cfg.mode in ("generate", "both"):
             outputs = model.generator.generate(judge_prompts(model.tokenizer, part, cfg), params)
         if cfg.mode == "logits":
@@ -105,7 +108,7 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
     try:
         return rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
                                       do_shard, finish, inputs=[CANDIDATES, *judge_inputs], force=rt.forced(name),
-                                      job="curate")
+                                      job="curate", unit="pairs")
     finally:
         model.close()
 
@@ -159,7 +162,7 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
         curated = select(candidates, rt.store.read_rows(it.scores), cfg)
         rt.store.write_rows(it.curated, curated, schema=_curated_schema())
         rate = len(curated) / len(candidates) if candidates else 0.0
-        rt.log(f"  curate: {len(curated)} of {len(candidates)} candidates kept: {describe_rule(rule)}")
+        rt.result(f"curate: {len(curated)} of {len(candidates)} candidates kept ({short_rule(rule)})")
         rt.metric("select", "curated", len(curated), iteration=k)
         rt.metric("select", "acceptance_rate", rate, iteration=k)
         return {"curated": len(curated), "acceptance_rate": rate, "rule": rule,
@@ -181,16 +184,17 @@ def _length_stats(curated: list[dict]) -> dict:
 
 
 def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
-    rt.log(f"  score: {stats['scored']} pairs, histogram {stats['histogram']}, "
-           f"parse failures {stats['parse_failures']}")
+    h = stats["histogram"]
+    rt.result(f"score: {stats['scored']} pairs; scores 1/2/3/4/5: {'/'.join(str(h[str(i)]) for i in range(1, 6))}; "
+              f"{stats['parse_failures']} parse failures")
     rt.metric("score", "scored", stats["scored"], iteration=k)
     rt.metric("score", "parse_failure_rate", stats["parse_failure_rate"], iteration=k)
     for score, count in stats["histogram"].items():
         rt.metric("score", f"histogram/{score}", count, iteration=k)
     if "agreement" in stats:
         a = stats["agreement"]
-        rt.log(f"  agreement of generated and logits scores over {a['pairs']} pairs: Spearman "
-               f"{a['spearman_generated_vs_expected']}, exact {a['exact_agreement']}")
+        rt.result(f"agreement of generated and logits scores over {a['pairs']} pairs: Spearman "
+                  f"{a['spearman_generated_vs_expected']}, exact {a['exact_agreement']}")
         for name in ("spearman_generated_vs_expected", "exact_agreement"):
             if a[name] is not None:
                 rt.metric("score", f"agreement/{name}", a[name], iteration=k)

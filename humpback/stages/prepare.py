@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from ..config import to_dict
+from ..console import details
 from ..layout import FUNNEL, SEED, SEGMENTS
 from ..run import RunContext
 from ..store import StageResult, source_identity, write_json, write_table_stream
@@ -23,11 +24,12 @@ def seed_stage(rt: RunContext) -> StageResult:
             for p in result.pairs
         ]
         rt.store.write_rows(SEED, rows)
-        rt.log(f"  seed: {len(rows)} pairs ({result.format} format) from {result.stats.get('records_read')} records")
+        rt.result(f"seed: {len(rows)} pairs ({result.format} format) from {result.stats.get('records_read')} records")
         return {"format": result.format, **result.stats}
 
     deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
-    return rt.store.stage("seed", deps, [SEED], work, force=rt.forced("seed"), job="prepare")
+    return rt.store.stage("seed", deps, [SEED], work, force=rt.forced("seed"), job="prepare",
+                          reads=[_source(rt.cfg.seed.path, cfg.dataset)])
 
 
 def segments_stage(rt: RunContext) -> StageResult:
@@ -45,34 +47,41 @@ def segments_stage(rt: RunContext) -> StageResult:
         seed_outputs = [r["output"] for r in rt.store.read_rows(SEED)]
         segmenter = Segmenter(cfg, seed_outputs)
         skipped: list = []
-        rows = (
-            {"id": s.id, "doc_id": s.doc_id, "header": s.header, "text": s.text, "n_chars": len(s.text)}
-            for s in segmenter.segments(_progress(iter_documents(cfg, skipped if cfg.skip_invalid else None),
-                                                  rt.progress, "segmenting"))
-        )
-        write_table_stream(rt.store.path(SEGMENTS), rows, schema)
+        with rt.bar(cfg.max_segments, "segments", "segments") as bar:
+            rows = (
+                {"id": s.id, "doc_id": s.doc_id, "header": s.header, "text": s.text, "n_chars": len(s.text)}
+                for s in _counted(segmenter.segments(iter_documents(cfg, skipped if cfg.skip_invalid else None)), bar)
+            )
+            write_table_stream(rt.store.path(SEGMENTS), rows, schema)
         funnel = dict(segmenter.funnel)
         if skipped:
             funnel = {"skipped_records": len(skipped), **funnel}
+            rt.warn(f"corpus: skipped {len(skipped)} invalid records (corpus.skip_invalid), first: "
+                    f"{skipped[0][0]}: {skipped[0][1]}")
         write_json(rt.store.path(FUNNEL), funnel)
-        rt.log(describe_funnel(funnel))
+        details.info("segments funnel:\n%s", describe_funnel(funnel))
         check_not_empty(funnel)
+        rt.result(f"segments: {funnel['documents']} documents -> {funnel['sections']} sections -> "
+                  f"{funnel['kept']} kept")
         for name, value in funnel.items():
             rt.metric("segments", f"funnel/{name}", value)
         return {"funnel": funnel, "skipped_examples": [list(x) for x in skipped[:5]]}
 
     deps = {"corpus": to_dict(rt.cfg.corpus), "source": source_identity(cfg.path, cfg.dataset, full=False)}
     return rt.store.stage("segments", deps, [SEGMENTS, FUNNEL], work, inputs=[SEED], force=rt.forced("segments"),
-                          job="prepare")
+                          job="prepare", reads=[_source(rt.cfg.corpus.path, cfg.dataset)])
 
 
 def _pair_id(instruction: str, output: str) -> str:
     return hashlib.blake2b(f"{instruction}\0{output}".encode(), digest_size=8).hexdigest()
 
 
-def _progress(it, enabled: bool, desc: str):
-    if not enabled:
-        return it
-    from tqdm.auto import tqdm
+def _counted(items, bar):
+    for item in items:
+        yield item
+        bar.update(1)
 
-    return tqdm(it, desc=desc, unit="doc", mininterval=1.0)
+
+def _source(path, dataset) -> str:
+    """The seed's or corpus's source as the recipe names it (``builtin:python-docs``, a path, a dataset)."""
+    return str(path) if path else str(dataset)
