@@ -23,7 +23,6 @@ import sys
 import textwrap
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
@@ -201,7 +200,8 @@ def open_console(log_path: Path, mode: str = NORMAL, bars: bool = True, stream: 
                  capture_output: bool = True) -> Iterator[Console]:
     """The console for one command: humpback's lines and bars on ``stream`` (default: the terminal
     or whatever stdout is), everything on ``log_path``. With ``capture_output`` file descriptors 1
-    and 2 go to the log while it is open. The libraries' own bars are off; Python warnings are logged."""
+    and 2 go to the log while it is open, and with them Python's warnings (``warnings.showwarning`` is
+    left alone: the builtin corpus documents it). The libraries' own bars are off."""
     own_stream = stream is None and capture_output and sys.stdout is sys.__stdout__
     if own_stream:  # our own handle on the terminal: fd 1 itself is about to go to the log
         stream = open(os.dup(sys.stdout.fileno()), "w", encoding=sys.stdout.encoding or "utf-8",
@@ -216,12 +216,11 @@ def open_console(log_path: Path, mode: str = NORMAL, bars: bool = True, stream: 
     file_handler.setFormatter(_Formatter(_FORMAT))
     console_handler = ConsoleHandler(stream, mode, terminal, width)
     root = logging.getLogger()
-    saved = (root.level, logger.level, logging.getLogger("py.warnings").level, warnings.showwarning)
+    saved = (root.level, logger.level)
     root.addHandler(file_handler)
     root.addHandler(console_handler)
     logger.setLevel(logging.INFO)
     libraries = _route_libraries()
-    logging.captureWarnings(True)
     progress.configure(stream, terminal=terminal, show=bars and mode != QUIET, width=width)
     library_bars = progress.library_bars(False)
     echo = (lambda line: progress.write(f"[output] {line}"[: None if terminal else width], stream)) \
@@ -238,8 +237,6 @@ def open_console(log_path: Path, mode: str = NORMAL, bars: bool = True, stream: 
             output.close()
         progress.library_bars(*library_bars)
         progress.configure(None)
-        logging.captureWarnings(False)
-        warnings.showwarning = saved[3]
         _restore_libraries(libraries)
         for handler in (file_handler, console_handler):
             root.removeHandler(handler)

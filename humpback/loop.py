@@ -34,6 +34,8 @@ def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Call
         write_text(store.path(layout.CONFIG), dump_yaml(cfg))
     # One mirror per run: the main worker's (the others' figures still reach metrics.jsonl).
     tracker = open_tracker(cfg.tracking, store, cfg.name, to_dict(cfg)) if worker.is_main else Tracker()
+    if tracker.where():
+        log(f"tracking: {tracker.where()}")  # the tracker's own console lines go to the run's log
     return RunContext(cfg=cfg, store=store, sources=sources, force=frozenset(force), log=log, tracker=tracker)
 
 

@@ -180,7 +180,7 @@ def test_console_shows_humpback_and_the_log_keeps_everything(tmp_path, mode):
                          "[output] printed by a library", "[output] written to fd 2: 100%",
                          "[output] from a child process", "the summary", "after the console"):
             assert expected in lines, (expected, lines)
-        assert any(line.startswith("[py.warnings]") and "FutureWarning: an old API" in line for line in lines)
+        assert any(line.startswith("[output] ") and "FutureWarning: an old API" in line for line in lines)
     text = log.read_text()
     for expected in ("humpback: [stage] running (new)", "humpback.details: a detail for the log",
                      "WARNING humpback: the judge gives every pair the same score",

@@ -108,8 +108,8 @@ def run_sharded(store: "RunStore", name: str, deps: dict, outputs: Sequence[str]
 def _shards_done(done: int, mine: int, n_shards: int) -> str:
     """What the start line says about shards: nothing for a fresh single worker."""
     if mine == n_shards:
-        return f"{done} of {n_shards} shards already done" if done else ""
-    return f"{done} of this worker's {mine} shards already done (of {n_shards})"
+        return f"{done} of {n_shards} shards done" if done else ""
+    return f"{done} of this worker's {mine} shards done (of {n_shards})"
 
 
 def _shard_ok(store: "RunStore", markers: Path, shard: int, key: str, outputs: Sequence[str]) -> bool:
