@@ -89,7 +89,7 @@ class ConsoleHandler(logging.Handler):
     def text(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if not is_humpback(record):
-            return f"[{record.name}] {message}"
+            return f"[{record.name.removeprefix(details.name + '.')}] {message}"  # [launch], [transformers...]
         if record.levelno >= logging.WARNING:
             return f"warning: {message}"
         return message
