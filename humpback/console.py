@@ -8,7 +8,7 @@ timestamps, to the log file (``RUN_DIR/logs/run-N.log``, one per attempt: :func:
 and also to the console with ``--verbose``. ``--quiet`` keeps warnings and the summary only.
 
 Humpback code reports through the standard :mod:`logging` module: records of the ``humpback`` logger
-(and its children) reach the console; :data:`DETAILS` (``humpback.details``) records go to the log
+(and its children) reach the console; :data:`details` (``humpback.details``) records go to the log
 only. :func:`warn` is the one way to emit a warning a person must see (judge health, truncation,
 skipped inputs); it works with or without a console open.
 """
@@ -19,11 +19,11 @@ import contextlib
 import io
 import logging
 import os
+import shutil
 import sys
 import textwrap
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, TextIO
 
@@ -171,15 +171,6 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now * 1000) % 1000:03d}"
 
 
-@dataclass
-class Console:
-    """An open console: where its log is, and whether it draws terminal bars."""
-
-    log_path: Path
-    mode: str
-    terminal: bool
-
-
 def next_log(root: Path, worker: Optional[int] = None) -> Path:
     """A new log file of the run folder ``root``: the next attempt's number, created exclusively
     (several workers may start at once)."""
@@ -197,7 +188,7 @@ def next_log(root: Path, worker: Optional[int] = None) -> Path:
 
 @contextlib.contextmanager
 def open_console(log_path: Path, mode: str = NORMAL, bars: bool = True, stream: Optional[TextIO] = None,
-                 capture_output: bool = True) -> Iterator[Console]:
+                 capture_output: bool = True) -> Iterator[None]:
     """The console for one command: humpback's lines and bars on ``stream`` (default: the terminal
     or whatever stdout is), everything on ``log_path``. With ``capture_output`` file descriptors 1
     and 2 go to the log while it is open, and with them Python's warnings (``warnings.showwarning`` is
@@ -209,14 +200,12 @@ def open_console(log_path: Path, mode: str = NORMAL, bars: bool = True, stream: 
     elif stream is None:
         stream = sys.stdout
     terminal = _isatty(stream)
-    import shutil
-
     width = shutil.get_terminal_size().columns
     file_handler = logging.FileHandler(log_path, encoding="utf-8")
     file_handler.setFormatter(_Formatter(_FORMAT))
     console_handler = ConsoleHandler(stream, mode, terminal, width)
     root = logging.getLogger()
-    saved = (root.level, logger.level)
+    level = logger.level
     root.addHandler(file_handler)
     root.addHandler(console_handler)
     logger.setLevel(logging.INFO)
@@ -228,9 +217,12 @@ def open_console(log_path: Path, mode: str = NORMAL, bars: bool = True, stream: 
     output = _Output(log_path, echo) if capture_output else None
     details.info("humpback %s; command line: %s", _version(), " ".join(sys.argv))
     try:
-        yield Console(log_path, mode, terminal)
+        yield
+    except KeyboardInterrupt:
+        details.error("interrupted")
+        raise
     except BaseException as e:
-        details.error("failed", exc_info=e) if not isinstance(e, KeyboardInterrupt) else details.error("interrupted")
+        details.error("failed", exc_info=e)
         raise
     finally:
         if output is not None:
@@ -241,8 +233,7 @@ def open_console(log_path: Path, mode: str = NORMAL, bars: bool = True, stream: 
         for handler in (file_handler, console_handler):
             root.removeHandler(handler)
         file_handler.close()
-        root.setLevel(saved[0])
-        logger.setLevel(saved[1])
+        logger.setLevel(level)
         if own_stream:
             stream.close()
 
