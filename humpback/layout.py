@@ -21,6 +21,7 @@ TRACKING = "tracking.json"
 PROGRESS = ".progress"  # per-shard markers of the sharded stages
 WANDB = "wandb"
 TENSORBOARD = "tensorboard"
+LOGS = "logs"  # one log file per attempt: run_log()
 
 SEED = "data/seed.parquet"
 SEGMENTS = "data/segments.parquet"
@@ -37,6 +38,7 @@ RUN_STAGES = ("seed", "segments", "backward", "m0", "augment")
 ITERATION_STAGES = ("score", "select", "train")
 
 _ITER = re.compile(r"iter_(\d+)(?:/|$)")
+_LOG = re.compile(r"run-(\d+)(?:\.worker-(\d+))?\.log")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,20 @@ class Iteration:
     def judge(self) -> str:
         """The model that judges this iteration's pool: model K-1, M0 for the first iteration."""
         return M0 if self.k == 1 else iteration(self.k - 1).model
+
+
+def run_log(attempt: int, worker: Optional[int] = None) -> str:
+    """The log of one attempt (one command on the run folder): ``logs/run-3.log``; with several
+    workers sharing the folder, one each: ``logs/run-3.worker-1.log``."""
+    return f"{LOGS}/run-{attempt}" + ("" if worker is None else f".worker-{worker}") + ".log"
+
+
+def log_attempt(name: str, worker: Optional[int] = None) -> Optional[int]:
+    """The attempt number of a log file name of ``worker`` (None: a single worker), else None."""
+    m = _LOG.fullmatch(name)
+    if not m or (m.group(2) is None) != (worker is None) or (worker is not None and int(m.group(2)) != worker):
+        return None
+    return int(m.group(1))
 
 
 def iteration(k: int) -> Iteration:

@@ -89,7 +89,7 @@ def test_rerun_resumes_and_a_new_threshold_reselects_only(tiny_run, tmp_path):
     run(open_run(load_config(TINY, FAST + [f"curate.threshold={threshold}"]), run_dir, log=lines.append))
     ran = [line.split("]")[0][1:] for line in lines if line.startswith("[") and "running" in line]
     assert ran == ["iter_1/select", "iter_1/train", "iter_2/score", "iter_2/select", "iter_2/train"]
-    assert "[iter_1/select] running (changed: threshold)" in lines
+    assert "[iter_1/select] running (changed: threshold); reads augment/candidates, iter_1/scores" in lines
     assert "[augment] up to date, skipped" in lines
 
 

@@ -132,8 +132,7 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int, reserve: 
         return []
     bos = tokenizer.bos_token_id
     limit = max(1, max_tokens - reserve)
-    out = []
-    cut = 0
+    out, cut = [], 0
     for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]:
         if bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
             ids = ids[1:]  # the rendered prompt already had a BOS: do not double it
@@ -143,6 +142,8 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int, reserve: 
             cut += 1
         out.append(ids)
     if cut:
-        log.warning("%d of %d prompts were longer than generation.max_prompt_tokens (%d) and lost their start",
-                    cut, len(out), max_tokens)
+        from ..console import warn
+
+        warn(f"{cut} of {len(out)} prompts were longer than {limit} tokens and lost their beginning "
+             f"(generation.max_prompt_tokens={max_tokens})")
     return out

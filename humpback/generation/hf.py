@@ -163,14 +163,13 @@ class HFGenerator:
         order = list(range(len(encoded)))
         if self.sort_by_length:
             order.sort(key=lambda i: -len(encoded[i]))
-        starts = range(0, len(order), self.batch_size)
-        if self.progress:
-            from tqdm.auto import tqdm
+        from ..progress import task
 
-            starts = tqdm(starts, desc=desc, unit="batch")
-        for s in starts:
-            batch = order[s: s + self.batch_size]
-            yield batch, [encoded[i] for i in batch]
+        with task(len(order), "prompts", desc, show=self.progress) as bar:  # the stage's bar, if one is open
+            for s in range(0, len(order), self.batch_size):
+                batch = order[s: s + self.batch_size]
+                yield batch, [encoded[i] for i in batch]
+                bar.update(len(batch))
 
     def _decode(self, ids: list[int]) -> str:
         for j, t in enumerate(ids):

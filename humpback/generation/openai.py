@@ -260,14 +260,13 @@ class OpenAIGenerator:
         if not items:
             return out
         self._stop.clear()
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
+        from ..progress import task
 
-            bar = tqdm(total=len(items), desc=f"{what} ({self.model})", unit="req")
         todo = iter(enumerate(items))
         pending: dict[Future, int] = {}
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+        # The stage's bar when one is open; else, with progress on, one of its own.
+        with task(len(items), "requests", f"{what} ({self.model})", show=self.progress) as bar, \
+                ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
             def submit() -> None:
                 for i, item in todo:
                     pending[pool.submit(fn, item)] = i
@@ -280,17 +279,13 @@ class OpenAIGenerator:
                     done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                     for future in done:
                         out[pending.pop(future)] = future.result()
-                        if bar is not None:
-                            bar.update(1)
+                        bar.update(1)
                         submit()
             except BaseException:
                 self._stop.set()
                 for future in pending:
                     future.cancel()
                 raise
-            finally:
-                if bar is not None:
-                    bar.close()
         return out
 
 

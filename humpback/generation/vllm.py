@@ -145,7 +145,12 @@ class VLLMGenerator:
         self.usage += Usage(calls=1)
         if not prompts:
             return []
-        outputs = self.llm.generate(prompts, sampling, use_tqdm=self.progress, lora_request=self.lora)
+        from ..progress import task
+
+        # vLLM's own bar would write to the run's log; the stage's bar moves when the call returns.
+        with task(len(prompts), "prompts", "generate", show=self.progress) as bar:
+            outputs = self.llm.generate(prompts, sampling, use_tqdm=False, lora_request=self.lora)
+            bar.update(len(prompts))
         # Exact, from what vLLM says it ran: the prompt ids given and the ids it generated.
         self.usage += Usage(prompts=len(outputs), prompt_tokens=sum(len(p["prompt_token_ids"]) for p in prompts),
                             generated_tokens=sum(len(o.outputs[0].token_ids) for o in outputs))

@@ -118,12 +118,12 @@ def augment_stage(rt: RunContext) -> StageResult:
         model.close()
         stats = merge_shard_stats(shards)
         stats["generator"] = generator
-        rt.log(f"  augment: {stats['segments']} segments -> {stats['candidates']} candidates; "
-               f"rejected {stats['rejected']}")
+        rejected = ", ".join(f"{n} {reason}" for reason, n in stats["rejected"].items() if n) or "none"
+        rt.result(f"augment: {stats['segments']} segments -> {stats['candidates']} candidates; rejected: {rejected}")
         if stats["truncated"]:
-            rt.log(f"  augment: {stats['truncated']} generations ran out of augment.max_new_tokens "
-                   f"({cfg.max_new_tokens}): " + ("kept, flagged truncated" if cfg.keep_truncated
-                                                  else "rejected as truncated"))
+            rt.warn(f"augment: {stats['truncated']} generations ran out of augment.max_new_tokens "
+                    f"({cfg.max_new_tokens}): " + ("kept, flagged truncated" if cfg.keep_truncated
+                                                   else "rejected as truncated"))
         for name in ("segments", "candidates", "generic_instructions", "truncated", "instruction_chars_median"):
             rt.metric("augment", name, stats[name])
         for reason, n in stats["rejected"].items():
@@ -135,7 +135,7 @@ def augment_stage(rt: RunContext) -> StageResult:
     try:
         return rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.store.count_rows(SEGMENTS),
                                       rt.cfg.shard_size, do_shard, finish, inputs=[SEGMENTS, BACKWARD],
-                                      force=rt.forced("augment"))
+                                      force=rt.forced("augment"), unit="segments")
     finally:
         model.close()
 

@@ -7,15 +7,16 @@ without asking the judge again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
-from .. import layout
+from .. import layout, progress
 from ..chat import messages_for, render_prompt
 from ..config import CurateConfig
 from ..layout import CANDIDATES
 from ..prompts import render_curation, template_hash
 from ..run import RunContext
-from ..scoring import CHOICES, agreement, describe_rule, histogram, parse_score, score_from_probs, select, selection_rule
+from ..scoring import CHOICES, agreement, histogram, parse_score, score_from_probs, select, selection_rule, short_rule
 from ..store import StageResult, model_identity, shard_file
 
 SCORE_PREFILL = "Score:"
@@ -108,7 +109,9 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
         budget, cut = rt.cfg.generation.max_prompt_tokens, []
         if cfg.mode in ("logits", "both"):
             prompts = judge_prompts(model.tokenizer, part, cfg, SCORE_PREFILL, budget, cut)
-            probs = model.generator.choice_probs(prompts, CHOICES)
+            # In "both" mode the bar counts a pair once, when its generated judgement is done.
+            with progress.hold() if cfg.mode == "both" else contextlib.nullcontext():
+                probs = model.generator.choice_probs(prompts, CHOICES)
         if cfg.mode in ("generate", "both"):
             # (in both mode the cuts recorded are the logits prompts', one token shorter for the choice prefix)
             prompts = judge_prompts(model.tokenizer, part, cfg, max_tokens=budget,
@@ -136,7 +139,7 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
     try:
         return rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
                                       do_shard, finish, inputs=[CANDIDATES, *judge_inputs], force=rt.forced(name),
-                                      job="curate")
+                                      job="curate", unit="pairs")
     finally:
         model.close()
 
@@ -195,7 +198,7 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
         curated = select(candidates, rt.store.read_rows(it.scores), cfg)
         rt.store.write_rows(it.curated, curated, schema=_curated_schema())
         rate = len(curated) / len(candidates) if candidates else 0.0
-        rt.log(f"  curate: {len(curated)} of {len(candidates)} candidates kept: {describe_rule(rule)}")
+        rt.result(f"curate: {len(curated)} of {len(candidates)} candidates kept ({short_rule(rule)})")
         rt.metric("select", "curated", len(curated), iteration=k)
         rt.metric("select", "acceptance_rate", rate, iteration=k)
         return {"curated": len(curated), "acceptance_rate": rate, "rule": rule,
@@ -217,11 +220,12 @@ def _length_stats(curated: list[dict]) -> dict:
 
 
 def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
-    rt.log(f"  score: {stats['scored']} pairs, histogram {stats['histogram']}, "
-           f"parse failures {stats['parse_failures']}")
+    h = stats["histogram"]
+    rt.result(f"score: {stats['scored']} pairs; scores 1/2/3/4/5: {'/'.join(str(h[str(i)]) for i in range(1, 6))}; "
+              f"{stats['parse_failures']} parse failures")
     if stats.get("judge_inputs_cut"):
-        rt.log(f"  score: {stats['judge_inputs_cut']} judge prompts over generation.max_prompt_tokens had their "
-               f"candidate output cut to fit (the rubric kept); see judge_input_cut_tokens in the scores")
+        rt.warn(f"score: {stats['judge_inputs_cut']} judge prompts over generation.max_prompt_tokens had their "
+                f"candidate output cut to fit (the rubric kept); see judge_input_cut_tokens in the scores")
     rt.metric("score", "judge_inputs_cut", stats.get("judge_inputs_cut", 0), iteration=k)
     rt.metric("score", "logits_failures", stats.get("logits_failures", 0), iteration=k)
     rt.metric("score", "scored", stats["scored"], iteration=k)
@@ -230,8 +234,8 @@ def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
         rt.metric("score", f"histogram/{score}", count, iteration=k)
     if "agreement" in stats:
         a = stats["agreement"]
-        rt.log(f"  agreement of generated and logits scores over {a['pairs']} pairs: Spearman "
-               f"{a['spearman_generated_vs_expected']}, exact {a['exact_agreement']}")
+        rt.result(f"agreement of generated and logits scores over {a['pairs']} pairs: Spearman "
+                  f"{a['spearman_generated_vs_expected']}, exact {a['exact_agreement']}")
         for name in ("spearman_generated_vs_expected", "exact_agreement"):
             if a[name] is not None:
                 rt.metric("score", f"agreement/{name}", a[name], iteration=k)

@@ -15,7 +15,7 @@ import tempfile
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..chat import ensure_chat_template
 from ..config import TrainConfig
@@ -23,6 +23,7 @@ from ..device import free_memory
 from ..errors import DataError
 from ..progress import progress_bars
 from .schedule import lr_schedule, paper_accumulation, paper_steps
+from .steps import StepBar, step_callback
 
 # A model config's dropout probabilities: attention_dropout (Llama, Qwen2, Mistral), hidden_dropout,
 # resid_pdrop / embd_pdrop / attn_pdrop (GPT-2), hidden_dropout_prob (BERT-style), ...
@@ -36,7 +37,7 @@ class TrainJob:
     cfg: TrainConfig
     seed: int
     revision: Optional[str] = None
-    progress: bool = True
+    progress: bool = True  # the bar of optimizer steps (humpback.training.steps)
     report_to: str = "none"  # the Trainer's own reporting ("wandb": see humpback.tracking)
     run_name: Optional[str] = None
 
@@ -90,14 +91,17 @@ def to_prompt_completion(rows: list[dict]) -> list[dict]:
     return out
 
 
-def train_sft(job: TrainJob, rows: list[dict], output_dir: Path) -> TrainResult:
-    """Finetune ``job.base_model`` on chat ``rows`` and save the adapter (or full model) and tokenizer."""
+def train_sft(job: TrainJob, rows: list[dict], output_dir: Path,
+              events: Optional[Callable[[dict], None]] = None) -> TrainResult:
+    """Finetune ``job.base_model`` on chat ``rows`` and save the adapter (or full model) and tokenizer.
+    The training's progress goes to ``events`` (default: a bar of optimizer steps when ``job.progress``)."""
     if not rows:
         raise DataError("no training examples")
     scratch = Path(tempfile.mkdtemp(prefix="humpback-trainer-"))
+    bar = StepBar(job.progress) if events is None else None
     try:
-        with progress_bars(job.progress):
-            trainer = build_trainer(job, rows, scratch)
+        with progress_bars(False):  # TRL's tokenizing bars and the weight loading bar: not ours to show
+            trainer = build_trainer(job, rows, scratch, events or bar)
             dropped = None if job.cfg.packing else len(rows) - len(trainer.train_dataset)
             dropout = dropout_settings(trainer.model.config) if job.cfg.full_finetune else None
             out = trainer.train()
@@ -121,12 +125,17 @@ def train_sft(job: TrainJob, rows: list[dict], output_dir: Path) -> TrainResult:
         del trainer
         return result
     finally:
+        if bar is not None:
+            bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
         free_memory()
 
 
-def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
-    """The SFTTrainer that :func:`train_sft` runs (its prepared dataset is inspectable before training)."""
+def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path,
+                  events: Optional[Callable[[dict], None]] = None) -> Any:
+    """The SFTTrainer that :func:`train_sft` runs (its prepared dataset is inspectable before training).
+    Its progress goes to ``events`` (:mod:`.steps`), its log dicts to the run's log: the Trainer's
+    own bar and printed dicts are removed."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -187,8 +196,9 @@ def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
         save_strategy="no",
         report_to=job.report_to,
         run_name=job.run_name,
-        disable_tqdm=not job.progress,
+        disable_tqdm=True,  # the bar is ours (humpback.training.steps)
         include_num_input_tokens_seen="non_padding",
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning needs an accelerator (torch warns otherwise)
     )
     peft_config = None
     if not cfg.full_finetune:
@@ -206,12 +216,11 @@ def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=[step_callback(events or (lambda event: None))],
     )
-    if not job.progress:
-        # With tqdm off the Trainer prints every log dict instead (PrinterCallback); quiet means quiet.
-        from transformers import PrinterCallback
+    from transformers import PrinterCallback
 
-        trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(PrinterCallback)  # with tqdm off the Trainer would print every log dict
     return trainer
 
 
