@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .errors import HumpbackError
 
@@ -17,10 +19,17 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted recipe keys to override")
     p.add_argument("--run-dir", help="run folder (default: runs/<name>); an existing one is resumed")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (for CI logs)")
+    _add_console_args(p)
     p.add_argument("--overwrite", action="store_true",
                    help="the run folder holds another recipe's run (other base model, seed or corpus): delete it "
                         "and start afresh")
+
+
+def _add_console_args(p: argparse.ArgumentParser) -> None:
+    verbosity = p.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true",
+                           help="also show what the libraries print (always in RUN_DIR/logs/run-N.log)")
+    verbosity.add_argument("--quiet", action="store_true", help="only warnings and the summary, no bars (for CI logs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-select A(K) from the saved scores with this threshold (e.g. 4 for A4) before training")
     p.add_argument("--judge", help="re-score the saved candidates with this model (hub id or local path), "
                                    "then select and train")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_console_args(p)
     p.add_argument("--overwrite", action="store_true",
                    help="--output holds another replay (other base model, seed or corpus): delete it first")
     p = sub.add_parser("export", help="export an iteration's curated corpus with a provenance dataset card")
@@ -90,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _dispatch(args)
+    except Failed as e:
+        print(e, file=sys.stderr)
+        return e.status
     except HumpbackError as e:
         print(f"humpback: error: {e}", file=sys.stderr)
         return 2
@@ -121,16 +133,22 @@ def _dispatch(args: argparse.Namespace) -> int:
                            seed=args.seed, accepted=args.accepted))
         return 0
 
+    from . import console
+
     overrides = list(getattr(args, "overrides", []))
     if getattr(args, "quiet", False):
         overrides.append("tracking.progress=false")
+    mode = (console.VERBOSE if getattr(args, "verbose", False) else
+            console.QUIET if getattr(args, "quiet", False) else console.NORMAL)
     if args.command == "replay":
         from .replay import replay
 
-        result = replay(Path(args.run_dir), Path(args.output), args.iteration, base_model=args.base_model,
-                        threshold=args.threshold, judge=args.judge, overrides=overrides, overwrite=args.overwrite)
-        print(f"\nReplayed iteration {result['iteration']} (mixture sha256 {result['mixture_sha256'][:16]}) "
-              f"on {result['base_model']}: {result['model']}")
+        with _console(Path(args.output), None, mode, bars=not args.quiet) as log:
+            result = replay(Path(args.run_dir), Path(args.output), args.iteration, base_model=args.base_model,
+                            threshold=args.threshold, judge=args.judge, overrides=overrides, log=log,
+                            overwrite=args.overwrite)
+            console.summary(f"\nReplayed iteration {result['iteration']} (mixture sha256 "
+                            f"{result['mixture_sha256'][:16]}) on {result['base_model']}: {_shown(result['model'])}")
         return 0
     if args.command == "export":
         from .export import export
@@ -147,22 +165,62 @@ def _dispatch(args: argparse.Namespace) -> int:
         keep_wandb_out()
 
     from . import loop
+    from .data.segment import describe_funnel
     from .store import Worker
     from .view.summary import format_summary
 
     started = time.time()
     worker = Worker.from_env(getattr(args, "worker_index", None), getattr(args, "num_workers", None))
-    rt = loop.open_run(cfg, run_dir, force=getattr(args, "force", ()), worker=worker, overwrite=args.overwrite,
-                       command=shlex.join(["humpback", *args.argv]))
-    if args.command == "prepare":
-        loop.prepare(rt)
-        rt.close()
-        print(f"\nData prepared in {time.time() - started:.1f}s; run folder: {run_dir}")
-        return 0
-    summaries = loop.run(rt)
-    print(format_summary(summaries, run_dir))
-    print(f"Finished in {time.time() - started:.1f}s")
+    with _console(run_dir, worker, mode, bars=cfg.tracking.progress) as log:
+        rt = loop.open_run(cfg, run_dir, force=getattr(args, "force", ()), worker=worker, log=log,
+                           overwrite=args.overwrite, command=shlex.join(["humpback", *args.argv]))
+        if args.command == "prepare":
+            funnel = loop.prepare(rt)
+            rt.close()
+            console.summary(f"\n{describe_funnel(funnel)}\n\nData prepared in {time.time() - started:.1f}s; "
+                            f"run folder: {_shown(run_dir)}")
+            return 0
+        summaries = loop.run(rt)
+        console.summary(format_summary(summaries, Path(_shown(run_dir))))
+        console.summary(f"Finished in {time.time() - started:.1f}s")
     return 0
+
+
+class Failed(Exception):
+    """A command that failed after its log opened: what to print (the error, and where the log is) and
+    the exit status."""
+
+    def __init__(self, text: str, status: int):
+        super().__init__(text)
+        self.status = status
+
+
+@contextlib.contextmanager
+def _console(run_dir: Path, worker, mode: str, bars: bool) -> Iterator[Callable[[str], None]]:
+    """The command's console and its log file in ``run_dir``; yields the ``log`` the stages get. A
+    failure becomes one line and the log's path (the log keeps the traceback)."""
+    from . import console
+
+    log_path = console.next_log(run_dir, worker.index if worker is not None and worker.count > 1 else None)
+    try:
+        with console.open_console(log_path, mode, bars=bars):
+            yield console.info
+    except HumpbackError as e:
+        raise Failed(f"humpback: error: {e}\nhumpback: details in {_shown(log_path)}", 2) from e
+    except Exception as e:  # noqa: BLE001 - a bug or a library's failure: one line here, the traceback in the log
+        first = " ".join(str(e).split())
+        first = first if len(first) <= 300 else first[:297] + "..."
+        raise Failed(f"humpback: error: {type(e).__name__}{': ' + first if first else ''}\n"
+                     f"humpback: the traceback is in {_shown(log_path)}", 1) from e
+
+
+def _shown(path) -> str:
+    """A path as the console shows it: relative to the working directory when it is inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

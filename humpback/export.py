@@ -72,7 +72,8 @@ def provenance(store: RunStore, iteration: int) -> dict:
         "corpus_source": cfg["corpus"].get("dataset") or cfg["corpus"].get("path"),
         "filters": {k: cfg["corpus"][k] for k in ("min_chars", "max_chars", "repetition_ngram", "repetition_threshold",
                                                   "boilerplate_threshold", "near_dedup", "near_dedup_threshold",
-                                                  "drop_seed_overlap")},
+                                                  "drop_seed_overlap")}
+                   | {k: cfg["corpus"].get(k) for k in ("language", "require_header")},
         "funnel": stages.get("segments", {}).get("stats", {}).get("funnel"),
         "augmentation": {**cfg["augment"], **{k: v for k, v in stages.get("augment", {}).get("stats", {}).items()
                                                if k != "instruction_chars"}},

@@ -22,6 +22,7 @@ PROGRESS = ".progress"  # per-shard markers of the sharded stages
 WANDB = "wandb"
 TENSORBOARD = "tensorboard"
 REPLAY_AGREEMENT = "replay_agreement.json"  # a re-scoring replay: the new judge's scores vs the run's own
+LOGS = "logs"  # one log file per attempt: run_log()
 
 SEED = "data/seed.parquet"
 SEGMENTS = "data/segments.parquet"
@@ -38,6 +39,7 @@ RUN_STAGES = ("seed", "segments", "backward", "m0", "augment")
 ITERATION_STAGES = ("score", "dev", "select", "train")  # dev: only with curate.dev_set
 
 _ITER = re.compile(r"iter_(\d+)(?:/|$)")
+_LOG = re.compile(r"run-(\d+)(?:\.worker-(\d+))?\.log")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,20 @@ class Iteration:
     def judge(self) -> str:
         """The model that judges this iteration's pool: model K-1, M0 for the first iteration."""
         return M0 if self.k == 1 else iteration(self.k - 1).model
+
+
+def run_log(attempt: int, worker: Optional[int] = None) -> str:
+    """The log of one attempt (one command on the run folder): ``logs/run-3.log``; with several
+    workers sharing the folder, one each: ``logs/run-3.worker-1.log``."""
+    return f"{LOGS}/run-{attempt}" + ("" if worker is None else f".worker-{worker}") + ".log"
+
+
+def log_attempt(name: str, worker: Optional[int] = None) -> Optional[int]:
+    """The attempt number of a log file name of ``worker`` (None: a single worker), else None."""
+    m = _LOG.fullmatch(name)
+    if not m or (m.group(2) is None) != (worker is None) or (worker is not None and int(m.group(2)) != worker):
+        return None
+    return int(m.group(1))
 
 
 def iteration(k: int) -> Iteration:

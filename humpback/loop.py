@@ -39,7 +39,7 @@ def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Call
             if lock.stale:
                 log(f"[run] taking over the lock a killed run left ({describe_holder(lock.stale)})")
             guard_recipe(Path(run_dir), cfg, overwrite, log)
-        store = RunStore(run_dir, log=log, worker=worker)
+        store = RunStore(run_dir, log=log, worker=worker, progress=cfg.tracking.progress)
         sources = Sources.resolve(cfg)
         if worker.is_main:
             for name, entry in store.unfinished():
@@ -51,6 +51,8 @@ def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Call
             store.attempt = store.latest_attempt()
         # One mirror per run: the main worker's (the others' figures still reach metrics.jsonl).
         tracker = open_tracker(cfg.tracking, store, cfg.name, to_dict(cfg)) if worker.is_main else Tracker()
+        if tracker.where():
+            log(f"tracking: {tracker.where()}")  # the tracker's own console lines go to the run's log
     except BaseException:
         if lock is not None:
             lock.release()

@@ -1,6 +1,7 @@
 """The run context a stage receives: the config, the run folder, the tracker, the models and data
 sources resolved once when the run opens, and the chores every stage shares (is it forced, the
-generation part of its key, a model of the run opened on first use, a metric logged)."""
+generation part of its key, a model of the run opened on first use, a metric logged, its bar, its
+result line, a warning)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from . import layout
+from . import console, layout, progress
 from .config import CorpusConfig, RunConfig, SeedConfig, dump_yaml, to_dict
 from .errors import ConfigError
 from .progress import progress_bars
@@ -82,6 +83,21 @@ class RunContext:
         g = self.cfg.generation
         return {"backend": g.backend, "max_prompt_tokens": g.max_prompt_tokens, "dtype": g.dtype,
                 "random_seed": self.cfg.random_seed}
+
+    def result(self, line: str) -> None:
+        """The stage's result line, e.g. ``augment: 96 segments -> 96 candidates; rejected ...``: shown
+        under its bar, and again whenever a later run skips the stage as up to date."""
+        self.store.result(line)
+
+    def warn(self, message: str) -> None:
+        """A warning a person must see (judge health, truncation, skipped inputs): always on the
+        console, whatever its verbosity, and in the run's log."""
+        console.warn(message)
+
+    def bar(self, total: Optional[int], unit: str, desc: str, initial: int = 0):
+        """A progress bar for the stage's work in its own unit (``rt.bar(n, "segments", "segments")``),
+        a context manager; the sharded stages have theirs already. Off with ``tracking.progress=false``."""
+        return progress.bar(total, unit, desc, initial=initial, show=self.progress)
 
     def metric(self, stage: str, name: str, value: Any, iteration: Optional[int] = None) -> None:
         """Append one figure to RUN_DIR/metrics.jsonl, the source of truth, and mirror it to the tracker.

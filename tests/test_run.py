@@ -40,8 +40,12 @@ def test_run_folder_matches_the_contract(tiny_run):
     rejected = read_table(run_dir / "augment/rejected")
     segments = read_table(run_dir / "data/segments.parquet")
     assert len(candidates) + len(rejected) == len(segments) == 12
-    assert {"candidate_id", "segment_id", "instruction", "raw_generation", "generator", "temperature", "top_p"} <= set(
-        candidates[0])
+    assert {"candidate_id", "segment_id", "instruction", "raw_generation", "generator", "temperature", "top_p",
+            "truncated"} <= set(candidates[0])
+    # The random tiny model never stops before augment.max_new_tokens: every generation is flagged, and
+    # counted; the demo recipe keeps them (augment.keep_truncated).
+    augment_stats = json.loads((run_dir / "manifest.json").read_text())["stages"]["augment"]["stats"]
+    assert augment_stats["truncated"] == sum(r["truncated"] for r in candidates + rejected) > 0
     seed = read_table(run_dir / "data/seed.parquet")
     for k in (1, 2):
         it = run_dir / f"iter_{k}"
@@ -90,7 +94,7 @@ def test_rerun_resumes_and_a_new_threshold_reselects_only(tiny_run, tmp_path):
     run(open_run(load_config(TINY, FAST + [f"curate.threshold={threshold}"]), run_dir, log=lines.append))
     ran = [line.split("]")[0][1:] for line in lines if line.startswith("[") and "running" in line]
     assert ran == ["iter_1/select", "iter_1/train", "iter_2/score", "iter_2/select", "iter_2/train"]
-    assert "[iter_1/select] running (changed: threshold)" in lines
+    assert "[iter_1/select] running (changed: threshold); reads augment/candidates, iter_1/scores" in lines
     assert "[augment] up to date, skipped" in lines
 
 

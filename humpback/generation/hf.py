@@ -8,7 +8,8 @@ import gc
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
-from .base import ChoiceProbs, LogLik, SamplingParams, encode_pairs, encode_prompts, generator_name, prompt_seed
+from .base import (ChoiceProbs, Completion, LogLik, SamplingParams, Usage, encode_pairs, encode_prompts, generator_name,
+                   prompt_seed)
 from .decoding import Decoder
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
@@ -105,10 +106,12 @@ class HFGenerator:
         self.eos_token_ids = sorted(i for i in eos if i is not None)
         self.decoder = Decoder(self.model, self.tokenizer.pad_token_id, self.device)
         self._choice_cache: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+        self.usage = Usage()
 
     # ----------------------------------------------------------------------- public
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
+        self.usage += Usage(calls=1)
         encoded = self._encode(prompts)
         prefix = self.decoder.prefix(encoded)
         out: list[str | None] = [None] * len(prompts)
@@ -117,12 +120,17 @@ class HFGenerator:
             new = self.decoder.generate(ids, params.max_new_tokens, self.eos_token_ids, params.temperature,
                                         params.top_p, seeds, prefix)
             for i, tokens in zip(batch, new):
-                out[i] = self._decode(tokens)
+                stopped = any(t in self.eos_token_ids for t in tokens)
+                out[i] = Completion(self._decode(tokens), "stop" if stopped else "length")
+            # Exact: the ids the decode loop produced, up to and including a stop token.
+            self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, ids)),
+                                generated_tokens=sum(map(len, new)))
         return out  # type: ignore[return-value]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         import torch
 
+        self.usage += Usage(calls=1)
         prefix_ids, choice_ids = self._choice_tokens(tuple(choices))
         encoded = [ids + prefix_ids for ids in self._encode(prompts, reserve=len(prefix_ids))]
         shared = self.decoder.prefix(encoded)
@@ -135,6 +143,7 @@ class HFGenerator:
             normed = (probs / mass.unsqueeze(-1)).tolist()
             for row, i in enumerate(batch):
                 out[i] = ChoiceProbs(probs=tuple(normed[row]), mass=float(mass[row]))
+            self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, ids)))  # one forward, nothing sampled
         return out  # type: ignore[return-value]
 
     def loglik(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[LogLik]:
@@ -142,6 +151,7 @@ class HFGenerator:
         right edge, and only the logits over the longest continuation are computed."""
         import torch
 
+        self.usage += Usage(calls=1)
         pairs = encode_pairs(self.tokenizer, prompts, continuations, self.max_prompt_tokens)
         out: list[LogLik | None] = [None] * len(pairs)
         for batch, rows in self._batches([ids for ids, _ in pairs], "loglik"):
@@ -160,6 +170,7 @@ class HFGenerator:
             for row, i in enumerate(batch):
                 n = n_cont[row]
                 out[i] = LogLik(logprob=float(picked[row, picked.shape[1] - n:].sum()), tokens=n)
+            self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, rows)))  # one forward, nothing sampled
         return out  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -180,14 +191,13 @@ class HFGenerator:
         order = list(range(len(encoded)))
         if self.sort_by_length:
             order.sort(key=lambda i: -len(encoded[i]))
-        starts = range(0, len(order), self.batch_size)
-        if self.progress:
-            from tqdm.auto import tqdm
+        from ..progress import task
 
-            starts = tqdm(starts, desc=desc, unit="batch")
-        for s in starts:
-            batch = order[s: s + self.batch_size]
-            yield batch, [encoded[i] for i in batch]
+        with task(len(order), "prompts", desc, show=self.progress) as bar:  # the stage's bar, if one is open
+            for s in range(0, len(order), self.batch_size):
+                batch = order[s: s + self.batch_size]
+                yield batch, [encoded[i] for i in batch]
+                bar.update(len(batch))
 
     def _decode(self, ids: list[int]) -> str:
         for j, t in enumerate(ids):

@@ -9,6 +9,9 @@ and never stored in the config.
 Choice probabilities ask for one token with the top ``TOP_LOGPROBS`` logprobs after the prompt
 (which ends at "Score:") and read "1".."5" from them; a server that returns no logprobs (for example
 ``transformers serve``) gets a clear error pointing to ``curate.mode=generate``.
+
+Token counts (``usage``) are the server's own, from each answer's ``usage`` field; a prompt whose
+answer has none is counted as ``uncounted``, never guessed.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
-from .base import ChoiceProbs, SamplingParams, prompt_seed
+from .base import ChoiceProbs, Completion, LogLik, SamplingParams, Usage, prompt_seed
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top, loglik_from_echo, token_text, top_logprobs_from_completion
 
 T = TypeVar("T")
@@ -109,6 +112,8 @@ class OpenAIGenerator:
             self._headers["Authorization"] = f"Bearer {key}"
         self._stop = threading.Event()
         self._rng = random.Random()
+        self._lock = threading.Lock()  # requests finish on the pool's threads
+        self.usage = Usage()
         if register_adapter and adapter:
             self.register_adapter(self.model, adapter)
 
@@ -116,29 +121,38 @@ class OpenAIGenerator:
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
         greedy = params.temperature == 0
+        self._count(Usage(calls=1))
 
-        def one(prompt: str) -> str:
+        def one(prompt: str) -> Completion:
             body = {"model": self.model, "prompt": prompt, "max_tokens": params.max_new_tokens,
                     "temperature": params.temperature, "top_p": 1.0 if greedy else params.top_p,
                     "seed": prompt_seed(params.seed, prompt) & 0x7FFFFFFF, "n": 1, "stream": False}
-            text = self._first_choice(self._post(body)).get("text")
+            answer = self._post(body)
+            choice = self._first_choice(answer)
+            text = choice.get("text")
             if not isinstance(text, str):
                 raise ServerError(f"{self.url}: the answer has no completion text: {_excerpt(text)}")
-            return text
+            self._count(usage_of([answer]))
+            return Completion(text, "length" if choice.get("finish_reason") == "length" else "stop")
 
         return self._map(one, prompts, "generate")
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         if not choices:
             raise ConfigError("choice_probs needs at least one choice")
+        self._count(Usage(calls=1))
 
         def one(prompt: str) -> ChoiceProbs:
-            top = self._top_logprobs(prompt)
+            top, answer = self._top_logprobs(prompt)
+            answers = [answer]
             probs = choice_probs_from_top(top, choices)
-            if probs.mass == 0 and top and token_text(max(top, key=lambda t: t[1])[0]) == "":
+            if probs.probs is None and top and token_text(max(top, key=lambda t: t[1])[0]) == "":
                 # The likeliest next token is a lone space (a SentencePiece "▁" before the digit):
                 # read the digit after it instead.
-                probs = choice_probs_from_top(self._top_logprobs(prompt + " "), choices)
+                top, answer = self._top_logprobs(prompt + " ")
+                answers.append(answer)
+                probs = choice_probs_from_top(top, choices)
+            self._count(usage_of(answers))
             return probs
 
         return self._map(one, prompts, "score")
@@ -149,12 +163,15 @@ class OpenAIGenerator:
         the text itself; the continuation is the tokens that start at or after the prompt's end."""
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        self._count(Usage(calls=1))
 
         def one(pair: tuple[str, str]) -> LogLik:
             prompt, continuation = pair
             body = {"model": self.model, "prompt": prompt + continuation, "max_tokens": 1, "temperature": 0.0,
                     "echo": True, "logprobs": 1, "n": 1, "stream": False}
-            got = loglik_from_echo(self._first_choice(self._post(body)), len(prompt), len(prompt) + len(continuation))
+            answer = self._post(body)
+            self._count(usage_of([answer]))
+            got = loglik_from_echo(self._first_choice(answer), len(prompt), len(prompt) + len(continuation))
             if got is None:
                 raise ConfigError(
                     f"{self.url} did not echo the prompt with per-token logprobs (asked echo=true, logprobs=1): this "
@@ -189,17 +206,23 @@ class OpenAIGenerator:
 
     # ----------------------------------------------------------------------- requests
 
-    def _top_logprobs(self, prompt: str) -> list[tuple[str, float]]:
+    def _count(self, usage: Usage) -> None:
+        with self._lock:
+            self.usage += usage
+
+    def _top_logprobs(self, prompt: str) -> tuple[list[tuple[str, float]], dict]:
+        """The top logprobs of the next token, and the whole answer."""
         body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
                 "logprobs": TOP_LOGPROBS, "n": 1, "stream": False}
-        top = top_logprobs_from_completion(self._first_choice(self._post(body)))
+        answer = self._post(body)
+        top = top_logprobs_from_completion(self._first_choice(answer))
         if top is None:
             raise ConfigError(
                 f"{self.url} returned no logprobs for a completion asked with logprobs={TOP_LOGPROBS}: this "
                 f"server does not provide logprobs, so logits curation cannot run on it; use curate.mode=generate "
                 f"(or a server that returns them, such as vLLM)"
             )
-        return top
+        return top, answer
 
     def _first_choice(self, answer: object) -> dict:
         choices = answer.get("choices") if isinstance(answer, dict) else None
@@ -261,14 +284,13 @@ class OpenAIGenerator:
         if not items:
             return out
         self._stop.clear()
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
+        from ..progress import task
 
-            bar = tqdm(total=len(items), desc=f"{what} ({self.model})", unit="req")
         todo = iter(enumerate(items))
         pending: dict[Future, int] = {}
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+        # The stage's bar when one is open; else, with progress on, one of its own.
+        with task(len(items), "requests", f"{what} ({self.model})", show=self.progress) as bar, \
+                ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
             def submit() -> None:
                 for i, item in todo:
                     pending[pool.submit(fn, item)] = i
@@ -281,18 +303,28 @@ class OpenAIGenerator:
                     done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                     for future in done:
                         out[pending.pop(future)] = future.result()
-                        if bar is not None:
-                            bar.update(1)
+                        bar.update(1)
                         submit()
             except BaseException:
                 self._stop.set()
                 for future in pending:
                     future.cancel()
                 raise
-            finally:
-                if bar is not None:
-                    bar.close()
         return out
+
+
+def usage_of(answers: Sequence[dict]) -> Usage:
+    """One prompt's usage from the server's answers to it: the ``usage`` field's ``prompt_tokens`` and
+    ``completion_tokens`` summed, or the prompt marked uncounted when an answer lacks them."""
+    prompt_tokens = generated = 0
+    for answer in answers:
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        counts = [usage.get(k) if isinstance(usage, dict) else None for k in ("prompt_tokens", "completion_tokens")]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+            return Usage(prompts=1, uncounted=1)
+        prompt_tokens += counts[0]
+        generated += counts[1]
+    return Usage(prompts=1, prompt_tokens=prompt_tokens, generated_tokens=generated)
 
 
 def _read_error(e: urllib.error.HTTPError) -> str:

@@ -18,7 +18,8 @@ from typing import Sequence
 
 from ..device import free_memory
 from ..errors import ConfigError
-from .base import ChoiceProbs, LogLik, SamplingParams, encode_pairs, encode_prompts, generator_name, prompt_seed
+from .base import (ChoiceProbs, Completion, LogLik, SamplingParams, Usage, encode_pairs, encode_prompts, generator_name,
+                   prompt_seed)
 from .hf import CHOICE_PROBE, choice_token_ids
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top
 
@@ -109,6 +110,7 @@ class VLLMGenerator:
         self.llm = vllm.LLM(**kwargs)
         self.lora = LoRARequest("humpback-adapter", 1, str(adapter)) if adapter else None
         self._choice_cache: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+        self.usage = Usage()
 
     # ----------------------------------------------------------------------- public
 
@@ -123,7 +125,8 @@ class VLLMGenerator:
             for p in prompts
         ]
         outputs = self._run([{"prompt_token_ids": ids} for ids in self._encode(prompts)], sampling)
-        return [o.outputs[0].text for o in outputs]
+        return [Completion(o.outputs[0].text, "length" if o.outputs[0].finish_reason == "length" else "stop")
+                for o in outputs]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         prefix, choice_ids = self._choice_tokens(tuple(choices))
@@ -165,9 +168,19 @@ class VLLMGenerator:
     # ----------------------------------------------------------------------- helpers
 
     def _run(self, prompts: list[dict], sampling):
+        self.usage += Usage(calls=1)
         if not prompts:
             return []
-        return self.llm.generate(prompts, sampling, use_tqdm=self.progress, lora_request=self.lora)
+        from ..progress import task
+
+        # vLLM's own bar would write to the run's log; the stage's bar moves when the call returns.
+        with task(len(prompts), "prompts", "generate", show=self.progress) as bar:
+            outputs = self.llm.generate(prompts, sampling, use_tqdm=False, lora_request=self.lora)
+            bar.update(len(prompts))
+        # Exact, from what vLLM says it ran: the prompt ids given and the ids it generated.
+        self.usage += Usage(prompts=len(outputs), prompt_tokens=sum(len(p["prompt_token_ids"]) for p in prompts),
+                            generated_tokens=sum(len(o.outputs[0].token_ids) for o in outputs))
+        return outputs
 
     def _encode(self, prompts: Sequence[str], reserve: int = 0) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts, self.max_prompt_tokens, reserve)

@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 #   logits_score, expected_score, probs, choice_mass (the rating judge's P("1".."5"), else null),
 #   value (float: the judge's own number, higher is better: expected score / score, mean log-prob, -IFD,
 #          the verifier's result; null when the row failed), raw (judge text, probabilities, the
-#          likelihoods or the verifier's error as JSON/text), parse_status (ok, or why not), judge (provenance).
+#          likelihoods or the verifier's error as JSON/text), parse_status (ok, or why not), judge (provenance),
+#   judge_input_cut_tokens (the rating judge: tokens of the candidate output cut to fit its prompt).
 SCORE_COLUMNS = ("candidate_id", "judge_kind", "mode", "score", "logits_score", "expected_score", "probs",
-                 "choice_mass", "value", "raw", "parse_status", "judge")
+                 "choice_mass", "value", "raw", "parse_status", "judge", "judge_input_cut_tokens")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Judge:
     cfg: "CurateConfig"
     model: Any = None  # a lazy model with .tokenizer and .generator (run.LazyModel); None for a verifier
     seed: int = 0
+    max_prompt_tokens: Optional[int] = None  # generation.max_prompt_tokens: prompts are fitted to it
 
     @property
     def served(self) -> Optional[str]:
@@ -58,7 +60,8 @@ def score_row(candidate_id: str, judge_kind: str, mode: str, judge: str, *, valu
     """A score row with every column of :data:`SCORE_COLUMNS`, in that order."""
     return {"candidate_id": candidate_id, "judge_kind": judge_kind, "mode": mode, "score": score,
             "logits_score": logits_score, "expected_score": expected_score, "probs": probs,
-            "choice_mass": choice_mass, "value": value, "raw": raw, "parse_status": parse_status, "judge": judge}
+            "choice_mass": choice_mass, "value": value, "raw": raw, "parse_status": parse_status, "judge": judge,
+            "judge_input_cut_tokens": None}
 
 
 def score_rows(rows: list[dict], judge: Judge) -> list[dict]:
@@ -84,4 +87,5 @@ def score_schema():
     return pa.schema([("candidate_id", pa.string()), ("judge_kind", pa.string()), ("mode", pa.string()),
                       ("score", pa.int64()), ("logits_score", pa.int64()), ("expected_score", pa.float64()),
                       ("probs", pa.list_(pa.float64())), ("choice_mass", pa.float64()), ("value", pa.float64()),
-                      ("raw", pa.string()), ("parse_status", pa.string()), ("judge", pa.string())])
+                      ("raw", pa.string()), ("parse_status", pa.string()), ("judge", pa.string()),
+                      ("judge_input_cut_tokens", pa.int64())])

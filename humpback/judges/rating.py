@@ -22,13 +22,32 @@ if TYPE_CHECKING:
 SCORE_PREFILL = "Score:"
 
 
-def judge_prompts(tokenizer, rows: list[dict], cfg: "CurateConfig", prefill: str = "") -> list[str]:
-    """The rendered judge prompts; for logits scoring each ends at 'Score:' so the next token is the rating."""
-    return [
-        render_prompt(tokenizer, messages_for(render_curation(r["instruction"], r["output"]), system=cfg.system_prompt),
-                      prefill=prefill)
-        for r in rows
-    ]
+def judge_prompts(tokenizer, rows: list[dict], cfg: "CurateConfig", prefill: str = "",
+                  max_tokens: int | None = None, cut: list | None = None) -> list[str]:
+    """The rendered judge prompts; for logits scoring each ends at 'Score:' so the next token is the rating.
+    With ``max_tokens``, a prompt that would be longer has its candidate output cut from the end instead
+    (:func:`humpback.generation.budget.fit_pair`: the rubric stays); ``cut`` gets the tokens cut per prompt."""
+    from ..generation.budget import fit_pair
+
+    def render(instruction: str, output: str) -> str:
+        return render_prompt(tokenizer, messages_for(render_curation(instruction, output), system=cfg.system_prompt),
+                             prefill=prefill)
+
+    if max_tokens is None:
+        return [render(r["instruction"], r["output"]) for r in rows]
+    # Logits scoring appends the choices' common prefix (at most one token) after "Score:".
+    budget = max_tokens - (1 if prefill else 0)
+    fitted = [fit_pair(tokenizer, render, r["instruction"], r["output"], budget) for r in rows]
+    if cut is not None:
+        cut.extend(f.cut_tokens for f in fitted)
+    return [f.prompt for f in fitted]
+
+
+def judge_sampling(cfg: "CurateConfig", seed: int):
+    """The judge's decoding in generate mode (greedy by default)."""
+    from ..generation.base import SamplingParams
+
+    return SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=seed)
 
 
 def rows_generate(rows: list[dict], outputs: list[str], judge: str) -> list[dict]:
@@ -41,9 +60,16 @@ def rows_generate(rows: list[dict], outputs: list[str], judge: str) -> list[dict
     return out
 
 
+NO_CHOICE = "no_choice_in_top_logprobs"  # a server's top logprobs held none of "1".."5"
+
+
 def rows_logits(rows: list[dict], choice_probs: list, judge: str) -> list[dict]:
     out = []
     for r, cp in zip(rows, choice_probs, strict=True):
+        if cp.probs is None:
+            out.append(score_row(r["candidate_id"], "rating", "logits", judge, value=None, raw="{}",
+                                 choice_mass=float(cp.mass), parse_status=NO_CHOICE))
+            continue
         ps = score_from_probs(cp.probs)
         probs = [float(p) for p in cp.probs]
         raw = json.dumps({k: round(p, 6) for k, p in zip(CHOICES, probs)})
@@ -62,19 +88,29 @@ def rows_both(rows: list[dict], outputs: list[str], choice_probs: list, judge: s
 
 
 def score(rows: list[dict], judge: Judge) -> list[dict]:
-    from ..generation.base import SamplingParams
+    import contextlib
+
+    from .. import progress
 
     cfg, model = judge.cfg, judge.model
     if not rows:
         return []
+    budget, cut = judge.max_prompt_tokens, []
     if cfg.mode in ("logits", "both"):
-        probs = model.generator.choice_probs(judge_prompts(model.tokenizer, rows, cfg, SCORE_PREFILL), CHOICES)
+        prompts = judge_prompts(model.tokenizer, rows, cfg, SCORE_PREFILL, budget, cut)
+        # In "both" mode the bar counts a pair once, when its generated judgement is done.
+        with progress.hold() if cfg.mode == "both" else contextlib.nullcontext():
+            probs = model.generator.choice_probs(prompts, CHOICES)
     if cfg.mode in ("generate", "both"):
-        params = SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
-                                seed=judge.seed)
-        outputs = model.generator.generate(judge_prompts(model.tokenizer, rows, cfg), params)
+        # (in both mode the cuts recorded are the logits prompts', one token shorter for the choice prefix)
+        prompts = judge_prompts(model.tokenizer, rows, cfg, max_tokens=budget, cut=cut if cfg.mode == "generate" else None)
+        outputs = model.generator.generate(prompts, judge_sampling(cfg, judge.seed))
     if cfg.mode == "logits":
-        return rows_logits(rows, probs, judge.name)
-    if cfg.mode == "generate":
-        return rows_generate(rows, outputs, judge.name)
-    return rows_both(rows, outputs, probs, judge.name)
+        out = rows_logits(rows, probs, judge.name)
+    elif cfg.mode == "generate":
+        out = rows_generate(rows, outputs, judge.name)
+    else:
+        out = rows_both(rows, outputs, probs, judge.name)
+    for row, n in zip(out, cut or [None] * len(out), strict=True):
+        row["judge_input_cut_tokens"] = n
+    return out

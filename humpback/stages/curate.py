@@ -17,7 +17,7 @@ from ..judges.health import health_counts, judge_health, merge_health_counts, se
 from ..layout import CANDIDATES
 from ..prompts import template_hash
 from ..run import RunContext
-from ..scoring import agreement, describe_rule, histogram, select, select_by_cutoff, selection_cutoff, selection_rule
+from ..scoring import agreement, histogram, select, select_by_cutoff, selection_cutoff, selection_rule, short_rule
 from ..store import StageResult, model_identity, shard_file, source_identity
 
 
@@ -30,10 +30,12 @@ def open_judge(rt: RunContext, k: int) -> tuple[Judge, list[str], dict | None]:
 
         load_verifier(cfg.verifier)  # a clear error now, before any work
         return Judge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
+    budget = rt.cfg.generation.max_prompt_tokens
     if rt.sources.judge:  # an outside judge replaces the run's own model
         model = rt.model(outside=rt.sources.judge)
-        return Judge(rt.sources.judge, cfg, model, rt.cfg.random_seed), [], model_identity(rt.sources.judge, None)
-    return Judge(rt.model_name(it.judge), cfg, rt.model(it.judge), rt.cfg.random_seed), [it.judge], None
+        return (Judge(rt.sources.judge, cfg, model, rt.cfg.random_seed, budget), [],
+                model_identity(rt.sources.judge, None))
+    return Judge(rt.model_name(it.judge), cfg, rt.model(it.judge), rt.cfg.random_seed, budget), [it.judge], None
 
 
 def score_stage(rt: RunContext, k: int) -> list[StageResult]:
@@ -60,7 +62,7 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
     try:
         results = [rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
                                           do_shard, finish, inputs=[CANDIDATES, *judge_inputs],
-                                          force=rt.forced(name), job="curate")]
+                                          force=rt.forced(name), job="curate", unit="pairs")]
         if dev is not None:
             results.append(_dev_stage(rt, k, judge, dev, {**deps, "dev_set": source_identity(
                 rt.sources.dev_set, None, full=True), "positive_score": cfg.dev_positive_score}, judge_inputs))
@@ -88,7 +90,7 @@ def _dev_stage(rt: RunContext, k: int, judge: Judge, dev: list[dict], deps: dict
         schema = score_schema().append(pa.field("label", pa.string())).append(pa.field("positive", pa.bool_()))
         rt.store.write_rows(it.dev_scores, rows, schema=schema)
         health = judge_health(health_counts(rows))
-        rt.log(f"  dev set: {len(rows)} labelled pairs scored ({sum(d['positive'] for d in dev)} positives)")
+        rt.result(f"dev set: {len(rows)} labelled pairs scored ({sum(d['positive'] for d in dev)} positives)")
         return {"pairs": len(rows), "positives": sum(d["positive"] for d in dev), "health": health}
 
     name = it.stage("dev")
@@ -105,6 +107,8 @@ def shard_score_stats(rows: list[dict]) -> dict:
     stats = {"scored": len(rows), "parse_failure_kinds": failures, "histogram": histogram([r["score"] for r in rows]),
              "expected_sum": sum(expected), "expected_n": len(expected), "value_sum": sum(values),
              "value_n": len(values), "value_min": min(values, default=None), "value_max": max(values, default=None),
+             "judge_inputs_cut": sum(1 for r in rows if r.get("judge_input_cut_tokens")),
+             "logits_failures": sum(1 for r in rows if r["mode"] in ("logits", "both") and r["logits_score"] is None),
              "health_counts": health_counts(rows)}
     if rows and rows[0]["mode"] == "both":
         stats["logits_histogram"] = histogram([r["logits_score"] for r in rows])
@@ -132,6 +136,8 @@ def merge_score_stats(shards: list[dict]) -> dict:
            "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None,
            "value_mean": sum(s["value_sum"] for s in shards) / value_n if value_n else None,
            "value_min": min(mins, default=None), "value_max": max(maxs, default=None),
+           "judge_inputs_cut": sum(s.get("judge_inputs_cut", 0) for s in shards),
+           "logits_failures": sum(s.get("logits_failures", 0) for s in shards),
            "health": judge_health(merge_health_counts([s["health_counts"] for s in shards]))}
     if any("pairs" in s for s in shards):
         out["logits_histogram"] = histogram([])
@@ -156,7 +162,7 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
         curated = select(candidates, rt.store.read_rows(it.scores), cfg)
         rt.store.write_rows(it.curated, curated, schema=_curated_schema())
         rate = len(curated) / len(candidates) if candidates else 0.0
-        rt.log(f"  curate: {len(curated)} of {len(candidates)} candidates kept: {describe_rule(rule)}")
+        rt.result(f"curate: {len(curated)} of {len(candidates)} candidates kept ({short_rule(rule)})")
         rt.metric("select", "curated", len(curated), iteration=k)
         rt.metric("select", "acceptance_rate", rate, iteration=k)
         stats = {"curated": len(curated), "acceptance_rate": rate, "rule": rule,
@@ -179,8 +185,8 @@ def _dev_quality(rt: RunContext, k: int, rule: dict, curated: list[dict]) -> dic
     quality = {**selection_quality([d["positive"] for d in dev], select_by_cutoff(dev, field, cutoff)),
                "cutoff": cutoff}
     p, r = quality["precision"], quality["recall"]
-    rt.log(f"  dev set: precision {_pct(p)}, recall {_pct(r)} over {quality['pairs']} labelled pairs "
-           f"({quality['positives']} positives, {quality['selected']} selected)")
+    rt.result(f"dev set: precision {_pct(p)}, recall {_pct(r)} over {quality['pairs']} labelled pairs "
+              f"({quality['positives']} positives, {quality['selected']} selected)")
     for key in ("precision", "recall", "f1"):
         if quality[key] is not None:
             rt.metric("select", f"dev/{key}", quality[key], iteration=k)
@@ -199,13 +205,20 @@ def _length_stats(curated: list[dict]) -> dict:
 
 
 def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
-    health = stats["health"]
-    rt.log(f"  score: {stats['scored']} pairs, histogram {stats['histogram']}, "
-           f"parse failures {stats['parse_failures']}" if stats["judge_kind"] == "rating" else
-           f"  score: {stats['scored']} pairs, {stats['judge_kind']} value mean {_pct(stats['value_mean'])} "
-           f"(min {_pct(stats['value_min'])}, max {_pct(stats['value_max'])}), failures {stats['parse_failures']}")
+    health, h = stats["health"], stats["histogram"]
+    if stats["judge_kind"] == "rating":
+        rt.result(f"score: {stats['scored']} pairs; scores 1/2/3/4/5: {'/'.join(str(h[str(i)]) for i in range(1, 6))}; "
+                  f"{stats['parse_failures']} parse failures")
+    else:
+        rt.result(f"score: {stats['scored']} pairs; {stats['judge_kind']} value mean {_pct(stats['value_mean'])} "
+                  f"(min {_pct(stats['value_min'])}, max {_pct(stats['value_max'])}); {stats['parse_failures']} failures")
     for warning in health["warnings"]:
-        rt.log(f"  WARNING (judge health): {warning}")
+        rt.warn(f"judge health, iteration {k}: {warning}")
+    if stats.get("judge_inputs_cut"):
+        rt.warn(f"score: {stats['judge_inputs_cut']} judge prompts over generation.max_prompt_tokens had their "
+                f"candidate output cut to fit (the rubric kept); see judge_input_cut_tokens in the scores")
+    rt.metric("score", "judge_inputs_cut", stats.get("judge_inputs_cut", 0), iteration=k)
+    rt.metric("score", "logits_failures", stats.get("logits_failures", 0), iteration=k)
     rt.metric("score", "scored", stats["scored"], iteration=k)
     rt.metric("score", "parse_failure_rate", stats["parse_failure_rate"], iteration=k)
     for score, count in stats["histogram"].items():
@@ -216,8 +229,8 @@ def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
     rt.metric("score", "health/warnings", len(health["warnings"]), iteration=k)
     if "agreement" in stats:
         a = stats["agreement"]
-        rt.log(f"  agreement of generated and logits scores over {a['pairs']} pairs: Spearman "
-               f"{a['spearman_generated_vs_expected']}, exact {a['exact_agreement']}")
+        rt.result(f"agreement of generated and logits scores over {a['pairs']} pairs: Spearman "
+                  f"{a['spearman_generated_vs_expected']}, exact {a['exact_agreement']}")
         for name in ("spearman_generated_vs_expected", "exact_agreement"):
             if a[name] is not None:
                 rt.metric("score", f"agreement/{name}", a[name], iteration=k)

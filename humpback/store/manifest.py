@@ -6,6 +6,10 @@ the recorded hashes of its input files, the format version). A finished stage wh
 and whose outputs are present with the recorded hashes, is skipped; anything else re-runs it, and
 the reason is printed. Because a stage's inputs enter its key through their content hashes, a
 change re-runs exactly the stages downstream of it.
+
+On the console a stage is one line when it starts (``[augment] running (new); reads ...`` or
+``[augment] up to date, skipped``), its bar, and its result line (:meth:`RunStore.result`), which the
+manifest keeps so that a skipped stage shows it again.
 """
 
 from __future__ import annotations
@@ -55,11 +59,13 @@ class RunStore:
     records each stage."""
 
     def __init__(self, root: Path | str, log: Callable[[str], None] = print, worker: Worker = Worker(),
-                 poll_seconds: float | None = None):
+                 poll_seconds: float | None = None, progress: bool = True):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.log = log
         self.worker = worker
+        self.progress = progress  # the sharded stages' bars
+        self._results: list[str] = []
         self.poll_seconds = poll_seconds if poll_seconds is not None else default_poll_seconds()
         self.attempt: Optional[int] = None  # this process's attempt at the run (see begin_attempt)
         with self._lock():
@@ -162,6 +168,7 @@ class RunStore:
         force: bool = False,
         job: Optional[str] = None,
         lineage: Optional[Sequence[Step]] = None,
+        reads: Sequence[str] = (),
     ) -> StageResult:
         """Run ``fn`` unless a finished stage with the same key and intact outputs exists.
 
@@ -169,6 +176,7 @@ class RunStore:
         earlier stages, whose recorded content hashes join the key. ``fn`` writes ``outputs``
         (atomically) and returns the stage's statistics. The lineage is one step of kind ``job``
         (default: the stage's kind) from the inputs to the outputs, unless ``lineage`` says more.
+        ``reads`` names what the stage reads from outside the run folder, for its start line.
         """
         outputs, inputs = tuple(outputs), tuple(inputs)
         result = self._result_factory(name, inputs, outputs, job, lineage)
@@ -180,10 +188,10 @@ class RunStore:
         prev = self.stage_entry(name)
         reason = self.why_run(prev, key, full, outputs, force)
         if reason is None:
-            self.log(f"[{name}] up to date, skipped")
+            self.skipped(name, prev)
             return result(False, "up to date", prev.get("stats", {}))
 
-        self.log(f"[{name}] running ({reason})")
+        self.log(start_line(name, reason, [*inputs, *reads]))
         started = time.time()
         self.start(name, key)
         with self.failing(name, key):
@@ -196,13 +204,15 @@ class RunStore:
 
     def sharded_stage(self, name: str, deps: dict, outputs: Sequence[str], n_items: int, shard_size: int,
                       do_shard: Callable[[int, int, int], dict], finish: Callable[[list[dict]], dict],
-                      inputs: Iterable[str] = (), force: bool = False, job: Optional[str] = None) -> StageResult:
-        """A stage whose work splits into shards, written as they finish (see :mod:`.shards`)."""
+                      inputs: Iterable[str] = (), force: bool = False, job: Optional[str] = None,
+                      unit: str = "items") -> StageResult:
+        """A stage whose work splits into shards, written as they finish (see :mod:`.shards`); its
+        bar counts ``n_items`` in ``unit`` (plural: "segments")."""
         from .shards import run_sharded
 
         outputs, inputs = tuple(outputs), tuple(inputs)
         ran, reason, stats = run_sharded(self, name, deps, outputs, n_items, shard_size, do_shard, finish,
-                                         inputs, force)
+                                         inputs, force, unit)
         return self._result_factory(name, inputs, outputs, job, None)(ran, reason, stats)
 
     @staticmethod
@@ -216,6 +226,7 @@ class RunStore:
                 "format_version": FORMAT_VERSION}
 
     def start(self, name: str, key: str, **extra: Any) -> None:
+        self._results = []
         self._set_stage(name, {"status": "running", "key": key, "started": _now(), "attempt": self.attempt, **extra})
 
     @contextlib.contextmanager
@@ -232,6 +243,18 @@ class RunStore:
                 self._set_stage(name, entry)
             raise
 
+    def result(self, line: str) -> None:
+        """The running stage's result line (``augment: 96 segments -> 96 candidates``), shown under its
+        bar and kept in its manifest entry, so that a later run that skips the stage shows it again."""
+        self._results.append(line)
+        self.log(f"  {line}")
+
+    def skipped(self, name: str, entry: dict) -> None:
+        """The lines of a stage skipped as up to date: that, and the result its run recorded."""
+        self.log(f"[{name}] up to date, skipped")
+        for line in entry.get("result", []):
+            self.log(f"  {line}")
+
     def finish(self, name: str, key: str, full: dict, outputs: Sequence[str], stats: dict, started: float) -> None:
         self._set_stage(name, {
             "status": "done",
@@ -243,7 +266,9 @@ class RunStore:
             "finished": _now(),
             "seconds": round(time.time() - started, 3),
             "worker": self.worker.index,
+            "result": self._results,
         })
+        self._results = []
 
     def finished_entry(self, name: str, key: str) -> Optional[dict]:
         """The manifest entry of ``name`` if it is done with ``key`` (re-read from disk), else None."""
@@ -298,6 +323,14 @@ class RunStore:
             if hash_path(p) != prev["outputs"].get(rel):
                 return f"output {rel} does not match its recorded hash"
         return None
+
+
+def start_line(name: str, reason: str, reads: Sequence[str], shards: str = "") -> str:
+    """``[augment] running (new); reads data/segments.parquet, models/backward``."""
+    line = f"[{name}] running ({reason})"
+    if reads:
+        line += "; reads " + ", ".join(reads)
+    return line + (f"; {shards}" if shards else "")
 
 
 def unfinished_reason(entry: dict) -> str:

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from .. import layout
+from .. import layout, progress
 from ..errors import StoreError
 from .io import hash_file, hash_json, write_json
+from .manifest import start_line
 from .workers import wait_until
 
 if TYPE_CHECKING:
@@ -33,11 +34,13 @@ def shard_file(folder: str, shard: int) -> str:
 
 def run_sharded(store: "RunStore", name: str, deps: dict, outputs: Sequence[str], n_items: int, shard_size: int,
                 do_shard: Callable[[int, int, int], dict], finish: Callable[[list[dict]], dict],
-                inputs: Sequence[str], force: bool) -> tuple[bool, str, dict]:
+                inputs: Sequence[str], force: bool, unit: str = "items") -> tuple[bool, str, dict]:
     """Run a sharded stage; returns (ran, reason, stats).
 
     ``outputs`` are folders; ``do_shard(shard, start, end)`` writes ``<folder>/part-NNNNN.parquet``
-    into each (atomically) and returns that shard's statistics; ``finish`` aggregates them.
+    into each (atomically) and returns that shard's statistics; ``finish`` aggregates them. The
+    stage's bar counts this worker's items in ``unit``; the generation backends advance it as they go
+    (:func:`humpback.progress.task`), and each finished shard sets it right.
     """
     store.refresh()
     full = store.depends_on({**deps, "shard_size": shard_size}, inputs)
@@ -45,7 +48,7 @@ def run_sharded(store: "RunStore", name: str, deps: dict, outputs: Sequence[str]
     prev = store.stage_entry(name)
     reason = store.why_run(prev, key, full, outputs, force)
     if reason is None:
-        store.log(f"[{name}] up to date, skipped")
+        store.skipped(name, prev)
         return False, "up to date", prev.get("stats", {})
     if force and store.worker.count > 1:
         raise StoreError(f"--force {name} needs a single worker (another may be reading its shards)")
@@ -57,14 +60,18 @@ def run_sharded(store: "RunStore", name: str, deps: dict, outputs: Sequence[str]
     ok = lambda s: _shard_ok(store, markers, s, key, outputs)  # noqa: E731
     mine = [s for s in range(n_shards) if store.worker.owns(s)]
     todo = [s for s in mine if not ok(s)]
-    store.log(f"[{name}] running ({reason}): {n_shards} shards, {len(mine) - len(todo)} of this worker's "
-              f"{len(mine)} already done")
+    store.log(start_line(name, reason, inputs, _shards_done(len(mine) - len(todo), len(mine), n_shards)))
     started = time.time()
     if store.worker.is_main:
         store.start(name, key, shards=n_shards)
-    with store.failing(name, key):
+    size = lambda s: min(n_items, (s + 1) * shard_size) - s * shard_size  # noqa: E731
+    with store.failing(name, key), \
+            progress.bar(sum(size(s) for s in mine), unit, layout.stage_kind(name),
+                         initial=sum(size(s) for s in mine if s not in todo), show=store.progress) as bar:
         for s in todo:
+            before = bar.n
             stats = do_shard(s, s * shard_size, min(n_items, (s + 1) * shard_size)) or {}
+            bar.update(before + size(s) - bar.n)
             files = [shard_file(out, s) for out in outputs]
             write_json(markers / f"part-{s:05d}.json",
                        {"key": key, "files": {f: hash_file(store.path(f)) for f in files}, "stats": stats})
@@ -98,6 +105,13 @@ def run_sharded(store: "RunStore", name: str, deps: dict, outputs: Sequence[str]
         stats = {**(finish(shard_stats) or {}), "shards": n_shards}
     store.finish(name, key, full, outputs, stats, started)
     return True, reason, stats
+
+
+def _shards_done(done: int, mine: int, n_shards: int) -> str:
+    """What the start line says about shards: nothing for a fresh single worker."""
+    if mine == n_shards:
+        return f"{done} of {n_shards} shards done" if done else ""
+    return f"{done} of this worker's {mine} shards done (of {n_shards})"
 
 
 def _shard_ok(store: "RunStore", markers: Path, shard: int, key: str, outputs: Sequence[str]) -> bool:

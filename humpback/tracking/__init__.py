@@ -67,6 +67,10 @@ class Tracker:
     def finish(self, failed: bool = False) -> None:
         """Flush and close (idempotent)."""
 
+    def where(self) -> Optional[str]:
+        """Where a person watches this mirror (a URL, or a folder and how to open it), for the console."""
+        return None
+
 
 def open_tracker(cfg: TrackingConfig, store: Any, name: str, config: dict) -> Tracker:
     """The tracker of ``cfg.backend`` for the run folder of ``store``; ``config`` is the resolved config

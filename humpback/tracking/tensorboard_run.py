@@ -73,6 +73,9 @@ class TensorBoardTracker(Tracker):
         self.writer.flush()
         self.logged.done(f"losses:{model}", digest)
 
+    def where(self) -> Optional[str]:
+        return f"tensorboard --logdir {self.writer.log_dir}"
+
     def finish(self, failed: bool = False) -> None:
         if not self._finished:
             self._finished = True

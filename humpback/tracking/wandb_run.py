@@ -119,6 +119,11 @@ class WandbTracker(Tracker):
             # The callback adds the TrainingArguments to the config; the recipe's keys stay on top.
             self.run.config.update(self.config, allow_val_change=True)
 
+    def where(self) -> Optional[str]:
+        url = getattr(self.run, "url", None) if self.mode == "online" else None
+        return f"wandb run {url}" if url else \
+            f"wandb {self.mode} run in {self.store.path(layout.WANDB)} (wandb sync its offline-run-* folder)"
+
     def finish(self, failed: bool = False) -> None:
         if not self._finished:
             self._finished = True

@@ -4,26 +4,31 @@ moved into place only when it is complete.
 
 Under ``accelerate launch`` every process runs :func:`main` of this module on a job spec written by
 :func:`train_model`; the Trainer distributes the work and the main process saves the model and
-writes the result.
+writes the result. Everything the processes print goes, line by line, to the run's log; the main
+process's training events (:mod:`.steps`) draw the bar in the parent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
+from ..console import details
 from ..errors import HumpbackError
 from .sft import TrainJob
+from .steps import StepBar, print_event, read_event
+
+launched = details.getChild("launch")  # the launched processes' output, in the run's log
 
 
-def train_model(job: TrainJob, rows: list[dict], rows_path: Optional[Path], model_dir: Path,
-                log: Callable[[str], None] = print) -> dict:
+def train_model(job: TrainJob, rows: list[dict], rows_path: Optional[Path], model_dir: Path) -> dict:
     """Train ``job`` on ``rows`` (saved at ``rows_path``, which ``accelerate launch`` reads) into
     ``model_dir``; returns the training summary (:meth:`TrainResult.summary`)."""
     scratch = model_dir.with_name(model_dir.name + ".partial")
@@ -31,7 +36,7 @@ def train_model(job: TrainJob, rows: list[dict], rows_path: Optional[Path], mode
     if job.cfg.accelerate_config:
         if rows_path is None:
             raise HumpbackError("training under accelerate launch needs the rows saved to a file")
-        result = _launched(job, rows_path, scratch, log)
+        result = _launched(job, rows_path, scratch)
     else:
         from .sft import train_sft
 
@@ -41,7 +46,7 @@ def train_model(job: TrainJob, rows: list[dict], rows_path: Optional[Path], mode
     return result
 
 
-def _launched(job: TrainJob, rows_path: Path, scratch: Path, log: Callable[[str], None]) -> dict:
+def _launched(job: TrainJob, rows_path: Path, scratch: Path) -> dict:
     from ..store import write_json
 
     spec_dir = scratch.parent / (scratch.name + ".spec")
@@ -53,10 +58,25 @@ def _launched(job: TrainJob, rows_path: Path, scratch: Path, log: Callable[[str]
     if job.cfg.num_processes:
         cmd += ["--num_processes", str(job.cfg.num_processes)]
     cmd += ["-m", "humpback.training.launch", "--spec", str(spec)]
-    log("  launching: " + " ".join(cmd))
-    proc = subprocess.run(cmd)
+    details.info("launching: %s", " ".join(cmd))
+    bar, last = StepBar(job.progress), ""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                          bufsize=1) as proc:
+        try:
+            for line in proc.stdout:
+                event = read_event(line)
+                if event is not None:
+                    bar(event)
+                    continue
+                text = line.rstrip("\n").split("\r")[-1].rstrip()  # a bar's updates: the last one
+                if text:
+                    launched.info(text)
+                    last = text
+        finally:
+            bar.close()
     if proc.returncode != 0 or not result_path.exists():
-        raise HumpbackError(f"training under accelerate launch failed (exit {proc.returncode}); its log is above")
+        raise HumpbackError(f"training under accelerate launch failed (exit {proc.returncode}); "
+                            f"its last line of output: {last or '(none)'}")
     result = json.loads(result_path.read_text())
     shutil.rmtree(spec_dir, ignore_errors=True)
     return result
@@ -67,11 +87,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--spec", required=True, help="job spec JSON written by train_model")
     args = p.parse_args(argv)
 
+    from ..progress import library_bars
     from ..store import read_table, write_json
     from .sft import train_sft
 
+    # The output is a pipe to the parent, which logs it: plain records, no library bars.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    details.setLevel(logging.INFO)
+    library_bars(False)
     spec = json.loads(Path(args.spec).read_text())
-    result = train_sft(TrainJob.from_dict(spec["job"]), read_table(Path(spec["rows"])), Path(spec["output"]))
+    job = TrainJob.from_dict(spec["job"])
+    result = train_sft(job, read_table(Path(spec["rows"])), Path(spec["output"]),
+                       events=print_event if job.progress else (lambda event: None))
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(Path(spec["result"]), result.summary())
 

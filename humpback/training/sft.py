@@ -9,19 +9,25 @@ the main process writes ``output_dir``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..chat import ensure_chat_template
 from ..config import TrainConfig
 from ..device import free_memory
 from ..errors import DataError
 from ..progress import progress_bars
-from .schedule import paper_accumulation, paper_steps
+from .schedule import lr_schedule, paper_accumulation, paper_steps
+from .steps import StepBar, step_callback
+
+# A model config's dropout probabilities: attention_dropout (Llama, Qwen2, Mistral), hidden_dropout,
+# resid_pdrop / embd_pdrop / attn_pdrop (GPT-2), hidden_dropout_prob (BERT-style), ...
+_DROPOUT_KEY = re.compile(r"(dropout|pdrop)", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class TrainJob:
@@ -31,7 +37,7 @@ class TrainJob:
     cfg: TrainConfig
     seed: int
     revision: Optional[str] = None
-    progress: bool = True
+    progress: bool = True  # the bar of optimizer steps (humpback.training.steps)
     report_to: str = "none"  # the Trainer's own reporting ("wandb": see humpback.tracking)
     run_name: Optional[str] = None
 
@@ -53,12 +59,19 @@ class TrainResult:
     tokens: Optional[int] = None  # non-padding input tokens seen, all processes together
     # Examples TRL dropped because their prompt alone fills max_length (None with packing: not countable).
     dropped_examples: Optional[int] = None
+    dropout: Optional[dict] = None  # full finetuning: the model's dropout settings it trained with
 
     def summary(self) -> dict:
         """What a finetuning stage records in its stats."""
         return {"num_examples": self.num_examples, "dropped_examples": self.dropped_examples, "steps": self.steps,
                 "train_loss": self.train_loss, "losses": self.losses, "runtime_s": self.runtime_s,
-                "tokens": self.tokens}
+                "tokens": self.tokens, "dropout": self.dropout}
+
+
+def dropout_settings(config: Any) -> dict[str, float]:
+    """The dropout probabilities a model config has (numeric attributes named ``*dropout*``/``*pdrop*``)."""
+    return {k: v for k, v in config.to_dict().items()
+            if _DROPOUT_KEY.search(k) and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def to_prompt_completion(rows: list[dict]) -> list[dict]:
@@ -78,15 +91,19 @@ def to_prompt_completion(rows: list[dict]) -> list[dict]:
     return out
 
 
-def train_sft(job: TrainJob, rows: list[dict], output_dir: Path) -> TrainResult:
-    """Finetune ``job.base_model`` on chat ``rows`` and save the adapter (or full model) and tokenizer."""
+def train_sft(job: TrainJob, rows: list[dict], output_dir: Path,
+              events: Optional[Callable[[dict], None]] = None) -> TrainResult:
+    """Finetune ``job.base_model`` on chat ``rows`` and save the adapter (or full model) and tokenizer.
+    The training's progress goes to ``events`` (default: a bar of optimizer steps when ``job.progress``)."""
     if not rows:
         raise DataError("no training examples")
     scratch = Path(tempfile.mkdtemp(prefix="humpback-trainer-"))
+    bar = StepBar(job.progress) if events is None else None
     try:
-        with progress_bars(job.progress):
-            trainer = build_trainer(job, rows, scratch)
+        with progress_bars(False):  # TRL's tokenizing bars and the weight loading bar: not ours to show
+            trainer = build_trainer(job, rows, scratch, events or bar)
             dropped = None if job.cfg.packing else len(rows) - len(trainer.train_dataset)
+            dropout = dropout_settings(trainer.model.config) if job.cfg.full_finetune else None
             out = trainer.train()
             # Every process takes part (ZeRO-3 gathers the weights); only the main one writes. The
             # Trainer saves its processing class, the tokenizer with the chat template used, beside it.
@@ -101,18 +118,24 @@ def train_sft(job: TrainJob, rows: list[dict], output_dir: Path) -> TrainResult:
             runtime_s=float(out.metrics.get("train_runtime", 0.0)),
             tokens=int(state.num_input_tokens_seen) if state.num_input_tokens_seen else None,
             dropped_examples=dropped,
+            dropout=dropout,
         )
         if trainer.args.should_save:
             (Path(output_dir) / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it
         del trainer
         return result
     finally:
+        if bar is not None:
+            bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
         free_memory()
 
 
-def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
-    """The SFTTrainer that :func:`train_sft` runs (its prepared dataset is inspectable before training)."""
+def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path,
+                  events: Optional[Callable[[dict], None]] = None) -> Any:
+    """The SFTTrainer that :func:`train_sft` runs (its prepared dataset is inspectable before training).
+    Its progress goes to ``events`` (:mod:`.steps`), its log dicts to the run's log: the Trainer's
+    own bar and printed dicts are removed."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -140,11 +163,20 @@ def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
     # bf16; plain full finetuning keeps fp32 weights and trains under bf16 autocast.
     deepspeed = cfg.deepspeed is not None or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
     load_bf16 = bf16 and (not cfg.full_finetune or deepspeed)
+    model_kwargs: dict[str, Any] = {"revision": revision, "dtype": "bfloat16" if load_bf16 else "float32"}
+    if cfg.full_finetune and cfg.dropout is not None:
+        # The paper's dropout, on every dropout probability the model's config has (LoRA: lora_dropout).
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(job.base_model, revision=revision)
+        model_kwargs.update(dict.fromkeys(dropout_settings(config), cfg.dropout))
+    scheduler, scheduler_kwargs = lr_schedule(cfg.lr_scheduler_type, cfg.learning_rate, cfg.min_lr_ratio)
     args = SFTConfig(
         output_dir=str(scratch_dir),
         seed=job.seed,
         learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
+        lr_scheduler_type=scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs,
         # transformers 5 has no warmup_ratio: a float below 1 in warmup_steps is the ratio.
         warmup_steps=min(cfg.warmup_ratio, 0.999),
         weight_decay=cfg.weight_decay,
@@ -160,12 +192,13 @@ def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
         logging_steps=cfg.logging_steps,
         deepspeed=cfg.deepspeed,
         completion_only_loss=True,
-        model_init_kwargs={"revision": revision, "dtype": "bfloat16" if load_bf16 else "float32"},
+        model_init_kwargs=model_kwargs,
         save_strategy="no",
         report_to=job.report_to,
         run_name=job.run_name,
-        disable_tqdm=not job.progress,
+        disable_tqdm=True,  # the bar is ours (humpback.training.steps)
         include_num_input_tokens_seen="non_padding",
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning needs an accelerator (torch warns otherwise)
     )
     peft_config = None
     if not cfg.full_finetune:
@@ -183,12 +216,11 @@ def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=[step_callback(events or (lambda event: None))],
     )
-    if not job.progress:
-        # With tqdm off the Trainer prints every log dict instead (PrinterCallback); quiet means quiet.
-        from transformers import PrinterCallback
+    from transformers import PrinterCallback
 
-        trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(PrinterCallback)  # with tqdm off the Trainer would print every log dict
     return trainer
 
 
