@@ -47,6 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", help="re-score the saved candidates with this model (hub id or local path), "
                                    "then select and train")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser("eval", help="evaluate a run's models (held-out loss, answers, pairwise win rate, lm-eval); "
+                                    "also a replay's output", epilog="Overrides: eval.*, generation.*, tracking.* keys, "
+                                                                     "e.g. eval.judge=Qwen/Qwen2.5-7B-Instruct")
+    p.add_argument("run_dir", help="the run folder")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.reference=previous eval.judge_mode=logits")
+    p.add_argument("--iteration", type=int, help="only model K (0: M0); default: every trained model and the base model")
+    p.add_argument("--export", nargs=2, metavar=("FORMAT", "DIR"),
+                   help="also write each model's answers for another evaluator: alpaca_eval DIR "
+                        "(DIR/<model>/model_outputs.json)")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="re-run eval stages even if up to date (eval, loss, answers, judge, lm_eval, or one model's: "
+                        "iter_2/eval/judge); repeatable")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p = sub.add_parser("export", help="export an iteration's curated corpus with a provenance dataset card")
     p.add_argument("run_dir")
     p.add_argument("--iteration", type=int, required=True)
@@ -124,6 +137,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                         threshold=args.threshold, judge=args.judge, overrides=overrides)
         print(f"\nReplayed iteration {result['iteration']} (mixture sha256 {result['mixture_sha256'][:16]}) "
               f"on {result['base_model']}: {result['model']}")
+        return 0
+    if args.command == "eval":
+        from .eval_command import evaluate_run
+        from .view.scoreboard import format_eval_table, read_evals
+
+        evaluate_run(Path(args.run_dir), args.iteration, overrides, export=args.export and (args.export[0], Path(args.export[1])),
+                     force=tuple(args.force))
+        print(format_eval_table(read_evals(Path(args.run_dir))))
+        if args.export:
+            print(f"AlpacaEval model outputs: {Path(args.export[1])}/<model>/model_outputs.json")
         return 0
     if args.command == "export":
         from .export import export

@@ -1,33 +1,46 @@
-"""Data stages: the seed pairs as used, and the unlabelled corpus cut into clean segments."""
+"""Data stages: the seed pairs as used (less the held-out ones), and the unlabelled corpus cut into
+clean segments."""
 
 from __future__ import annotations
 
 import hashlib
 
 from ..config import to_dict
-from ..layout import FUNNEL, SEED, SEGMENTS
+from ..layout import FUNNEL, HELDOUT, SEED, SEGMENTS
 from ..run import RunContext
 from ..store import StageResult, source_identity, write_json, write_table_stream
 
 
 def seed_stage(rt: RunContext) -> StageResult:
-    """Read the seed pairs in their source format and save them as (id, instruction, output, source)."""
+    """Read the seed pairs in their source format and save them as (id, instruction, output, source):
+    the held-out ones (``seed.heldout``) in HELDOUT, the rest, which every mixture trains on, in SEED."""
     cfg = rt.sources.seed
 
     def work() -> dict:
         from ..data.seed import load_seed
+        from ..evaluation.prompt_set import split_heldout
 
         result = load_seed(cfg)
         rows = [
             {"id": _pair_id(p.instruction, p.output), "instruction": p.instruction, "output": p.output, "source": p.source}
             for p in result.pairs
         ]
-        rt.store.write_rows(SEED, rows)
-        rt.log(f"  seed: {len(rows)} pairs ({result.format} format) from {result.stats.get('records_read')} records")
-        return {"format": result.format, **result.stats}
+        train, heldout = split_heldout(rows, cfg.heldout, where=cfg.path or cfg.dataset)
+        rt.store.write_rows(SEED, train, schema=_seed_schema())
+        rt.store.write_rows(HELDOUT, heldout, schema=_seed_schema())
+        rt.log(f"  seed: {len(rows)} pairs ({result.format} format) from {result.stats.get('records_read')} records; "
+               f"{len(heldout)} held out for evaluation")
+        return {"format": result.format, **result.stats, "pairs": len(train), "heldout_pairs": len(heldout)}
 
     deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
-    return rt.store.stage("seed", deps, [SEED], work, force=rt.forced("seed"), job="prepare")
+    return rt.store.stage("seed", deps, [SEED, HELDOUT], work, force=rt.forced("seed"), job="prepare")
+
+
+def _seed_schema():
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.string()), ("instruction", pa.string()), ("output", pa.string()),
+                      ("source", pa.string())])
 
 
 def segments_stage(rt: RunContext) -> StageResult:
@@ -42,7 +55,8 @@ def segments_stage(rt: RunContext) -> StageResult:
         from ..data.corpus import iter_documents
         from ..data.segment import Segmenter, check_not_empty, describe_funnel
 
-        seed_outputs = [r["output"] for r in rt.store.read_rows(SEED)]
+        # Held-out answers count as seed: a segment that copies one would carry it into training.
+        seed_outputs = [r["output"] for rel in (SEED, HELDOUT) for r in rt.store.read_rows(rel)]
         segmenter = Segmenter(cfg, seed_outputs)
         skipped: list = []
         rows = (
@@ -62,7 +76,7 @@ def segments_stage(rt: RunContext) -> StageResult:
         return {"funnel": funnel, "skipped_examples": [list(x) for x in skipped[:5]]}
 
     deps = {"corpus": to_dict(rt.cfg.corpus), "source": source_identity(cfg.path, cfg.dataset, full=False)}
-    return rt.store.stage("segments", deps, [SEGMENTS, FUNNEL], work, inputs=[SEED], force=rt.forced("segments"),
+    return rt.store.stage("segments", deps, [SEGMENTS, FUNNEL], work, inputs=[SEED, HELDOUT], force=rt.forced("segments"),
                           job="prepare")
 
 

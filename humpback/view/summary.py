@@ -1,4 +1,5 @@
-"""The per-iteration summary ``humpback run`` prints at the end, from the iterations' figures."""
+"""The end-of-run summary ``humpback run`` prints: the "Did it get better?" table of every evaluated model
+(:mod:`.scoreboard`), then one row per iteration from the iterations' figures."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from .. import layout
 
 
 def format_summary(summaries: list[dict], run_dir: Path) -> str:
-    """One row per iteration (its ``iter_K/stats.json``), then the run folder and the report."""
+    """The eval table, one row per iteration (its ``iter_K/stats.json``), then the run folder and the report."""
+    from .scoreboard import format_eval_table, read_evals
+
     head = (f"{'iter':>4} {'segments':>8} {'cands':>6} {'parse_fail':>10} {'curated':>7} {'loss':>7}  "
             f"{'scores 1/2/3/4/5':<18} selection")
-    lines = ["", "Per-iteration summary", head]
+    lines = [format_eval_table(read_evals(Path(run_dir))), "", "Per-iteration summary", head]
     for s in summaries:
         h = s.get("score_histogram") or {}
         hist = "/".join(str(h.get(str(i), 0)) for i in range(1, 6))
