@@ -32,7 +32,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[Optional[fl
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    lo = 0.0 if successes == 0 else max(0.0, center - half)  # exactly 0 and 1 at the ends, not 1e-17 off
+    hi = 1.0 if successes == n else min(1.0, center + half)
+    return lo, hi
 
 
 def exact_match_stats(matches: Sequence[Optional[bool]]) -> dict:

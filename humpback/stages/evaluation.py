@@ -135,15 +135,16 @@ def evaluate(rt: RunContext, labels: list[str]) -> list[dict]:
     for label in labels:
         done = [r for r in results[label] if r is not None]
         rt.tracker.log_steps(*done)
-        out.append(write_stats(rt, label, ran=any(r.ran for r in done)))
+        out.append(write_stats(rt, label, refs[label], ran=any(r.ran for r in done)))
     return out
 
 
-def write_stats(rt: RunContext, label: str, ran: bool = True) -> dict:
+def write_stats(rt: RunContext, label: str, reference: Optional[str], ran: bool = True) -> dict:
     """The model's stats.json from its stages' figures, and (when a stage ran) its metrics."""
     ev = layout.evaluation(label)
     rt.store.refresh()
-    stats = eval_stats(rt.store.manifest["stages"], label, rt.cfg.eval.length_drift_ratio)
+    stats = eval_stats(rt.store.manifest["stages"], label, rt.cfg.eval.length_drift_ratio, reference,
+                       rt.cfg.eval.lm_eval_tasks)
     if rt.store.worker.is_main:
         write_json(rt.store.path(ev.stats), stats)
         if ran:
