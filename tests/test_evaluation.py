@@ -256,3 +256,62 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+LM_TASK = """task: humpback_tiny_choice
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: answer
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+LM_DATA = [{"question": "What does len return?", "choices": ["the length", "the colour"], "answer": 0},
+           {"question": "What does print do?", "choices": ["writes text", "sorts a list"], "answer": 0},
+           {"question": "Which keyword defines a function?", "choices": ["class", "def"], "answer": 1}]
+
+
+def _local_task(folder: Path) -> Path:
+    folder.mkdir()
+    data = folder / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in LM_DATA))
+    (folder / "tiny.yaml").write_text(LM_TASK.format(data=data))
+    return folder
+
+
+def test_lm_eval_local_task_runs_on_the_tiny_model_offline(evaluated, tmp_path):
+    pytest.importorskip("lm_eval")
+    run_dir = _copy(evaluated[0], tmp_path / "run")
+    tasks = _local_task(tmp_path / "tasks")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")}
+    proc = subprocess.run([sys.executable, "-m", "humpback", "eval", str(run_dir), "--iteration", "1", "--quiet",
+                           "eval.lm_eval_tasks=[humpback_tiny_choice]", f"eval.lm_eval_include_path={tasks}"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / layout.evaluation("iter_1").lm_eval).read_text())
+    acc = result["metrics"]["humpback_tiny_choice"]["acc"]
+    assert acc in (0, 1 / 3, 2 / 3, 1) and result["n_samples"]["humpback_tiny_choice"]["effective"] == 3
+    stats = json.loads((run_dir / layout.evaluation("iter_1").stats).read_text())
+    assert stats["lm_eval"] == {"humpback_tiny_choice/acc": acc}
+    assert "humpback_tiny_choice/acc" in proc.stdout  # a column of the table
+    assert "[iter_1/eval/lm_eval] running (new)" in proc.stdout
+
+
+def test_an_lm_eval_task_that_does_not_exist_stops_before_any_model_loads(evaluated, tmp_path, capsys):
+    pytest.importorskip("lm_eval")
+    run_dir = _copy(evaluated[0], tmp_path / "run")
+    tasks = _local_task(tmp_path / "tasks")
+    before = (run_dir / layout.MANIFEST).read_text()
+    code = cli.main(["eval", str(run_dir), "eval.lm_eval_tasks=[humpback_tiny_chioce]",
+                     f"eval.lm_eval_include_path={tasks}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'eval.lm_eval_tasks': lm-eval has no task 'humpback_tiny_chioce'" in err
+    assert "did you mean 'humpback_tiny_choice'" in err
+    assert (run_dir / layout.MANIFEST).read_text() == before

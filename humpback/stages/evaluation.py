@@ -36,6 +36,9 @@ def prompts_stage(rt: RunContext) -> StageResult:
     from ..evaluation.prompt_set import heldout_prompts, load_prompts, prompts_schema
 
     cfg, source = rt.cfg.eval, rt.sources.eval_prompts
+    if source is None and not _recorded(rt, HELDOUT):
+        raise ConfigError(f"{rt.store.root}: no held-out seed pairs to evaluate on (the run was made without "
+                          f"'seed.heldout', or before it existed): name a prompt set with 'eval.prompts'")
 
     def work() -> dict:
         if source is None:
