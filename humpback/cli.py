@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="re-run a stage even if it is up to date (seed, segments, backward, m0, augment, "
-                        "score, select, train, or one iteration's: iter_2/score); repeatable")
+                        "score, select, train, eval, answers, judge, or one iteration's: iter_2/score); repeatable")
     p.add_argument("--num-workers", type=int, default=None,
                    help="split generation and scoring shards over N workers sharing the run folder "
                         "(default: SLURM_ARRAY_TASK_COUNT or WORLD_SIZE, else 1)")
@@ -142,8 +142,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .eval_command import evaluate_run
         from .view.scoreboard import format_eval_table, read_evals
 
-        evaluate_run(Path(args.run_dir), args.iteration, overrides, export=args.export and (args.export[0], Path(args.export[1])),
-                     force=tuple(args.force))
+        export = (args.export[0], Path(args.export[1])) if args.export else None
+        evaluate_run(Path(args.run_dir), args.iteration, overrides, export=export, force=tuple(args.force))
         print(format_eval_table(read_evals(Path(args.run_dir))))
         if args.export:
             print(f"AlpacaEval model outputs: {Path(args.export[1])}/<model>/model_outputs.json")

@@ -48,7 +48,8 @@ def merge_answer_stats(shards: Sequence[dict]) -> dict:
             **exact_match_stats(matches)}
 
 
-def length_drift(chars_mean: Optional[float], m0_chars_mean: Optional[float], ratio: float) -> tuple[Optional[float], Optional[bool]]:
+def length_drift(chars_mean: Optional[float], m0_chars_mean: Optional[float],
+                 ratio: float) -> tuple[Optional[float], Optional[bool]]:
     """(length_ratio, length_drift) of a model against M0; (None, None) when either mean is missing or M0's is 0."""
     if chars_mean is None or not m0_chars_mean:
         return None, None
