@@ -315,3 +315,27 @@ def test_an_lm_eval_task_that_does_not_exist_stops_before_any_model_loads(evalua
     assert code == 2 and "'eval.lm_eval_tasks': lm-eval has no task 'humpback_tiny_chioce'" in err
     assert "did you mean 'humpback_tiny_choice'" in err
     assert (run_dir / layout.MANIFEST).read_text() == before
+
+
+def test_prompts_with_reference_answers_get_exact_match_with_its_interval(evaluated, tmp_path, capsys):
+    from humpback.evaluation.exact import wilson_interval
+
+    run_dir = _copy(evaluated[0], tmp_path / "run")
+    answers = read_table(run_dir / layout.evaluation("iter_1").answers)
+    # The held-out instructions again, in the same order and shards (greedy answers come out the same):
+    # six carry the answer model 1 gave as their exact reference, two a wrong one.
+    prompts = tmp_path / "world.jsonl"
+    prompts.write_text("".join(json.dumps({"instruction": a["instruction"],
+                                           "reference": a["output"] if i < 6 else a["output"] + " (not this)"}) + "\n"
+                               for i, a in enumerate(answers)))
+    # no reference outputs to judge against: the default eval.reference is refused, naming the key
+    assert cli.main(["eval", str(run_dir), "--iteration", "1", f"eval.prompts={prompts}"]) == 2
+    assert "'eval.reference: outputs' needs a reference 'output' on every eval prompt" in capsys.readouterr().err
+    stats = evaluate_run(run_dir, iteration=1, overrides=[f"eval.prompts={prompts}", "eval.reference=none",
+                                                          "tracking.progress=false"], log=lambda _: None)[0]
+    assert (stats["exact_match"], stats["exact_match_n"]) == (6 / 8, 8)
+    assert stats["exact_match_ci"] == list(wilson_interval(6, 8))
+    assert stats["win_rate"] is None and stats["reference"] is None
+    rows = read_table(run_dir / layout.evaluation("iter_1").answers)
+    assert [r["exact_match"] for r in rows] == [True] * 6 + [False] * 2
+    assert [r["dataset"] for r in rows] == ["world"] * 8
