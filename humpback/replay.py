@@ -8,7 +8,8 @@
   training.
 
 The output folder is a run folder of its own: the imported files are registered in its manifest
-with their hashes, so a replay resumes like a run.
+with their hashes, so a replay resumes like a run. The held-out seed pairs come along, so that
+``humpback eval`` measures the fresh checkpoint on the original run's yardstick.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Callable, Optional
 
 from . import layout
 from .config import load_config
-from .errors import HumpbackError
+from .errors import HumpbackError, StoreError
 from .loop import open_run
 from .stages.curate import score_stage, select_stage
 from .stages.finetune import mixture_model_stage, next_model_stage
@@ -56,6 +57,8 @@ def replay(
     cfg = load_config(source / layout.CONFIG, extra)
     rt = open_run(cfg, output, log=log, overwrite=overwrite, command=f"replay {source} --iteration {iteration}")
     try:
+        if _recorded(src, layout.HELDOUT):
+            rt.store.import_output(src, layout.HELDOUT)
         if judge is None and threshold is None:
             mixture_hash = rt.store.import_output(src, it.mixture)
             log(f"[replay] iteration {iteration} mixture verified: sha256 {mixture_hash[:16]}")
@@ -73,3 +76,11 @@ def replay(
         rt.close()
     return {"iteration": iteration, "model": str(rt.store.path(it.model)),
             "mixture_sha256": mixture_hash, "train": result.stats, "base_model": cfg.base_model}
+
+
+def _recorded(store: RunStore, rel: str) -> bool:
+    try:
+        store.output_hash(rel)
+        return True
+    except StoreError:
+        return False

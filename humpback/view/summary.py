@@ -1,4 +1,5 @@
-"""The per-iteration summary ``humpback run`` prints at the end, from the iterations' figures."""
+"""The end-of-run summary ``humpback run`` prints: the "Did it get better?" table of every evaluated model
+(:mod:`.scoreboard`), then one row per iteration from the iterations' figures."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ from .. import layout
 
 
 def format_summary(summaries: list[dict], run_dir: Path) -> str:
-    """One row per iteration (its ``iter_K/stats.json``), then the run folder and the report. The
+    """The eval table ("Did it get better?"), one row per iteration (its ``iter_K/stats.json``), then the
+    run folder and the report. The
     selection rule is a column when it differs between iterations, else one line under the table, so
     that the table fits an 80-column terminal."""
     rules = {s.get("selection") or "-" for s in summaries}
     per_row = len(rules) > 1
     head = (f"{'iter':>4} {'segments':>8} {'cands':>6} {'parse_fail':>10} {'curated':>7} {'loss':>7}  "
             f"{'scores 1/2/3/4/5':<18}" + (" selection" if per_row else ""))
-    lines = ["", "Per-iteration summary", head.rstrip()]
+    from .scoreboard import format_eval_table, read_evals
+
+    lines = [format_eval_table(read_evals(Path(run_dir))), "", "Per-iteration summary", head.rstrip()]
     for s in summaries:
         h = s.get("score_histogram") or {}
         hist = "/".join(str(h.get(str(i), 0)) for i in range(1, 6))
