@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="re-run a stage even if it is up to date (seed, segments, backward, m0, augment, "
-                        "score, select, train, or one iteration's: iter_2/score); repeatable")
+                        "score, select, train, eval, answers, judge, or one iteration's: iter_2/score); repeatable")
     p.add_argument("--num-workers", type=int, default=None,
                    help="split generation and scoring shards over N workers sharing the run folder "
                         "(default: SLURM_ARRAY_TASK_COUNT or WORLD_SIZE, else 1)")
@@ -62,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_console_args(p)
     p.add_argument("--overwrite", action="store_true",
                    help="--output holds another replay (other base model, seed or corpus): delete it first")
+    p = sub.add_parser("eval", help="evaluate a run's models (held-out loss, answers, pairwise win rate, lm-eval); "
+                                    "also a replay's output", epilog="Overrides: eval.*, generation.*, tracking.* keys, "
+                                                                     "e.g. eval.judge=Qwen/Qwen2.5-7B-Instruct")
+    p.add_argument("run_dir", help="the run folder")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.reference=previous eval.judge_mode=logits")
+    p.add_argument("--iteration", type=int, help="only model K (0: M0); default: every trained model and the base model")
+    p.add_argument("--export", nargs=2, metavar=("FORMAT", "DIR"),
+                   help="also write each model's answers for another evaluator: alpaca_eval DIR "
+                        "(DIR/<model>/model_outputs.json)")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="re-run eval stages even if up to date (eval, loss, answers, judge, lm_eval, or one model's: "
+                        "iter_2/eval/judge); repeatable")
+    _add_console_args(p)
     p = sub.add_parser("export", help="export an iteration's curated corpus with a provenance dataset card")
     p.add_argument("run_dir")
     p.add_argument("--iteration", type=int, required=True)
@@ -149,6 +162,20 @@ def _dispatch(args: argparse.Namespace) -> int:
                             overwrite=args.overwrite)
             console.summary(f"\nReplayed iteration {result['iteration']} (mixture sha256 "
                             f"{result['mixture_sha256'][:16]}) on {result['base_model']}: {_shown(result['model'])}")
+        return 0
+    if args.command == "eval":
+        from .eval_command import evaluate_run
+        from .view.scoreboard import format_eval_table, read_evals
+
+        export = (args.export[0], Path(args.export[1])) if args.export else None
+        if not (Path(args.run_dir) / "manifest.json").exists():
+            raise HumpbackError(f"{args.run_dir}: not a humpback run folder (no manifest.json)")
+        with _console(Path(args.run_dir), None, mode, bars=not args.quiet) as log:
+            evaluate_run(Path(args.run_dir), args.iteration, overrides, export=export, force=tuple(args.force),
+                         log=log, command=shlex.join(["humpback", *args.argv]))
+            console.summary(format_eval_table(read_evals(Path(args.run_dir))))
+            if args.export:
+                console.summary(f"AlpacaEval model outputs: {Path(args.export[1])}/<model>/model_outputs.json")
         return 0
     if args.command == "export":
         from .export import export

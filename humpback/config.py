@@ -19,7 +19,7 @@ from typing import Any, Iterable, Literal, Optional, Union
 import yaml
 
 from .errors import ConfigError
-from .prompts import SEED_SYSTEM_PROMPT
+from .prompts import EVAL_SYSTEM_PROMPT, SEED_SYSTEM_PROMPT
 
 log = logging.getLogger(__name__)
 # A threshold above this on the expected score (a mean over P("1".."5")) keeps almost nothing:
@@ -59,6 +59,9 @@ class SeedConfig:
         False, "Keep pairs that repeat an earlier pair's instruction and output (ids numbered #2, #3...); "
                "by default each is kept once and the duplicates are counted.")
     skip_invalid: bool = _f(False, "Skip (and count) invalid records instead of stopping with an error.")
+    heldout: float = _f(
+        0.05, "Seed instructions (with their pairs) kept out of every training mixture for evaluation: a fraction "
+              "below 1, or a count; 0: none.")
 
     def validate(self, where: "Source") -> None:
         if (self.path is None) == (self.dataset is None):
@@ -68,6 +71,8 @@ class SeedConfig:
         if self.sample is not None and self.max_examples is not None:
             raise ConfigError(f"{where.of('seed.sample', 'seed.max_examples')}: set at most one of 'seed.sample' "
                               f"(drawn at random) and 'seed.max_examples' (the first ones)")
+        if self.heldout < 0 or (self.heldout >= 1 and not float(self.heldout).is_integer()):
+            raise ConfigError(f"{where.of('seed.heldout')}: 'seed.heldout' must be a fraction in [0, 1) or a whole count, got {self.heldout!r}")
 
 
 @dataclass
@@ -299,6 +304,70 @@ class CurateConfig:
 
 
 @dataclass
+class EvalConfig:
+    enabled: bool = _f(True, "Evaluate the base model, M0 and every M_K (held-out loss, answers, pairwise win rate).")
+    prompts: Optional[str] = _f(
+        None, "Eval prompt set: a local JSON/JSONL/Parquet file or folder, or a `datasets` id, whose records have "
+              "`instruction` (and optionally `output`, `reference`); null: the held-out seed instructions.")
+    prompts_config: Optional[str] = _f(None, "The `eval.prompts` dataset's configuration name, if it has several.")
+    prompts_split: str = _f("train", "Split of the `eval.prompts` dataset.")
+    max_prompts: Optional[int] = _f(None, "Answer at most this many eval prompts (the first ones).")
+    system_prompt: Optional[str] = _f(EVAL_SYSTEM_PROMPT, "System prompt of the answers (paper: both tags; null: none).")
+    temperature: float = _f(0.0, "Answer sampling temperature (0 = greedy).")
+    top_p: float = _f(1.0, "Answer nucleus sampling top_p (with temperature > 0).")
+    max_new_tokens: int = _f(512, "Longest answer, in tokens.")
+    reference: Literal["outputs", "previous", "m0", "base", "none"] = _f(
+        "outputs", "What each model's answers are judged against: the prompt set's reference `output`s (the held-out "
+                   "seed answers by default), the previous model's answers, M0's, the base model's; `none`: no judging.")
+    judge: str = _f("base", "The pairwise judge: `base` (the run's base model) or a hub id or local path; with "
+                            "`eval.judge_api_base`, the model the endpoint serves (its tokenizer renders the prompts).")
+    judge_api_base: Optional[str] = _f(
+        None, "An OpenAI-compatible endpoint (up to /v1) that serves `eval.judge`; null: load the judge in process.")
+    judge_mode: Literal["generate", "logits"] = _f(
+        "generate", "`generate`: the judge reasons and writes 'Winner: A|B|tie'; `logits`: P('A') vs P('B') after "
+                    "'Winner:' in one forward pass per order.")
+    judge_max_new_tokens: int = _f(256, "generate mode: longest judge output, in tokens.")
+    judge_system_prompt: Optional[str] = _f(None, "System prompt given to the pairwise judge (null: none).")
+    bootstrap_samples: int = _f(2000, "Bootstrap resamples of the prompts for the win rate's 95% interval.")
+    length_drift_ratio: float = _f(
+        1.5, "Flag a model whose mean answer length is more than this many times M0's, or less than 1/this.")
+    lm_eval_tasks: list[str] = _f([], "lm-evaluation-harness tasks run on each model (pip install humpback[eval]).")
+    lm_eval_include_path: Optional[str] = _f(None, "A folder of your own lm-eval task YAML files.")
+    lm_eval_limit: Optional[int] = _f(None, "lm-eval: at most this many examples per task.")
+    lm_eval_num_fewshot: Optional[int] = _f(None, "lm-eval: few-shot examples (null: each task's default).")
+    lm_eval_batch_size: int = _f(8, "lm-eval: batch size.")
+    lm_eval_chat_template: bool = _f(False, "lm-eval: render requests with the chat template and `eval.system_prompt`.")
+
+    def validate(self, where: str) -> None:
+        if self.temperature < 0:
+            raise ConfigError(f"{where}: 'eval.temperature' must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{where}: 'eval.top_p' must be in (0, 1], got {self.top_p}")
+        for key in ("max_new_tokens", "judge_max_new_tokens", "bootstrap_samples", "lm_eval_batch_size"):
+            _positive(where, f"eval.{key}", getattr(self, key))
+        _positive(where, "eval.max_prompts", self.max_prompts, allow_none=True)
+        _positive(where, "eval.lm_eval_limit", self.lm_eval_limit, allow_none=True)
+        if self.lm_eval_num_fewshot is not None and self.lm_eval_num_fewshot < 0:
+            raise ConfigError(f"{where}: 'eval.lm_eval_num_fewshot' must be >= 0, got {self.lm_eval_num_fewshot}")
+        if self.length_drift_ratio <= 1:
+            raise ConfigError(f"{where}: 'eval.length_drift_ratio' must be > 1, got {self.length_drift_ratio}")
+        if self.judge_api_base is not None and not self.judge_api_base.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: 'eval.judge_api_base' must start with http:// or https://, "
+                              f"got {self.judge_api_base!r}")
+        if self.lm_eval_include_path is not None and not Path(self.lm_eval_include_path).is_dir():
+            raise ConfigError(f"{where}: 'eval.lm_eval_include_path': no such folder {self.lm_eval_include_path!r}")
+        if self.prompts is not None and not self.prompts.startswith("builtin:") and _looks_local(self.prompts) \
+                and not Path(self.prompts).expanduser().exists():
+            raise ConfigError(f"{where}: 'eval.prompts': no such file or folder {self.prompts!r}")
+
+
+def _looks_local(ref: str) -> bool:
+    """A hub id is ``name`` or ``owner/name``; a path with a suffix, a leading ./ / ~ or more slashes is a file."""
+    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or Path(ref).suffix.lower() in (
+        ".json", ".jsonl", ".parquet", ".gz")
+
+
+@dataclass
 class TrainConfig:
     learning_rate: float = _f(2e-4, "Peak learning rate (LoRA: ~10x the paper's full-finetuning 1e-5/2e-5).")
     lr_scheduler_type: str = _f("linear", "Any transformers scheduler name.")
@@ -388,6 +457,7 @@ class RunConfig:
     curate: CurateConfig = _section(CurateConfig, "Self-curation (judge).")
     train: TrainConfig = _section(TrainConfig, "Finetuning of the backward, seed and next models.")
     tracking: TrackingConfig = _section(TrackingConfig, "Metrics and logging.")
+    eval: EvalConfig = _section(EvalConfig, "Evaluation of every model of the run.")
 
     def validate(self, where: "Source") -> None:
         _positive(where, "iterations", self.iterations)
@@ -396,6 +466,9 @@ class RunConfig:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value) and hasattr(value, "validate"):
                 value.validate(where)
+        if self.eval.enabled and self.eval.prompts is None and self.seed.heldout == 0:
+            raise ConfigError(f"{where}: 'eval.enabled' needs eval prompts: hold seed pairs out ('seed.heldout' > 0) "
+                              f"or name a prompt set ('eval.prompts')")
 
 
 def _positive(where: "Source", key: str, value: Any, allow_none: bool = False) -> None:
@@ -448,8 +521,10 @@ def config_warnings(cfg: "RunConfig", data: dict, src: "Source | None" = None) -
     curate = data.get("curate") if isinstance(data.get("curate"), dict) else {}
     c = cfg.curate
     out = []
+    defaults = {f.name: f.default for f in dataclasses.fields(CurateConfig)}
     for key in ("threshold", "top_fraction", "top_k"):
-        if key in curate and c.select != key:
+        # A key left at its default says nothing (a dumped config.yaml names every key).
+        if key in curate and c.select != key and getattr(c, key) != defaults[key]:
             out.append(f"{src.of('curate.' + key)}: 'curate.{key}' is ignored: curate.select is {c.select!r}")
     if c.select == "threshold" and c.score_field() == "expected_score" and c.threshold > EXPECTED_THRESHOLD_WARN:
         out.append(f"{src.of('curate.threshold')}: 'curate.threshold: {c.threshold:g}' on the expected score keeps "

@@ -24,7 +24,8 @@ TENSORBOARD = "tensorboard"
 REPLAY_AGREEMENT = "replay_agreement.json"  # a re-scoring replay: the new judge's scores vs the run's own
 LOGS = "logs"  # one log file per attempt: run_log()
 
-SEED = "data/seed.parquet"
+SEED = "data/seed.parquet"  # the seed pairs models train on (the held-out ones are not among them)
+HELDOUT = "data/heldout.parquet"  # seed pairs kept out of every training mixture (seed.heldout)
 SEGMENTS = "data/segments.parquet"
 FUNNEL = "data/funnel.json"
 BACKWARD_TRAIN = "data/train_backward.parquet"
@@ -33,10 +34,13 @@ BACKWARD = "models/backward"
 M0 = "models/m0"
 CANDIDATES = "augment/candidates"
 REJECTED = "augment/rejected"
+EVAL_PROMPTS = "eval/prompts.parquet"  # the prompt set every model answers
 
 # Stages that run once per run, in loop order; each iteration adds ITERATION_STAGES.
-RUN_STAGES = ("seed", "segments", "backward", "m0", "augment")
+RUN_STAGES = ("seed", "segments", "eval_prompts", "backward", "m0", "augment")
 ITERATION_STAGES = ("score", "dev", "select", "train")  # dev: only with curate.dev_set
+# Each evaluated model's stages (see Evaluation); ``--force eval`` re-runs all of them.
+EVAL_STAGES = ("loss", "answers", "judge", "lm_eval")
 
 _ITER = re.compile(r"iter_(\d+)(?:/|$)")
 _LOG = re.compile(r"run-(\d+)(?:\.worker-(\d+))?\.log")
@@ -119,6 +123,12 @@ def iterations_on_disk(root: Path) -> list[int]:
     return sorted(k for p in Path(root).glob("iter_*") if (k := iteration_of(p.name)) is not None)
 
 
+def is_eval_stage(name: str) -> bool:
+    """An evaluation stage: ``eval_prompts``, or a model's ``eval/m0/answers``, ``iter_2/eval/judge``, ..."""
+    head, _, kind = name.rpartition("/")
+    return name == "eval_prompts" or (kind in EVAL_STAGES and (head.startswith("eval/") or head.endswith("/eval")))
+
+
 def stage_kind(name: str) -> str:
     """``iter_2/score`` -> ``score``; a run stage is its own kind. ``--force`` matches either form."""
     return name.rsplit("/", 1)[-1]
@@ -127,13 +137,19 @@ def stage_kind(name: str) -> str:
 # Names of the run's artifacts (trackers) and models (loss curves), by path.
 _NAMES = {SEED: "seed", SEGMENTS: "segments", FUNNEL: "funnel", BACKWARD_TRAIN: "mixture-backward",
           M0_TRAIN: "mixture-m0", BACKWARD: "model-backward", M0: "model-m0", CANDIDATES: "candidates",
-          REJECTED: "rejected"}
+          REJECTED: "rejected", HELDOUT: "heldout", EVAL_PROMPTS: "eval-prompts"}
 _MODEL_LABELS = {BACKWARD: "backward", M0: "m0"}
 
 
 def artifact(rel: str) -> tuple[str, str]:
     """(name, type) of a run-folder output as a tracker artifact: ``iter_2/curated.parquet`` ->
     ``("curated-2", "dataset")``, ``models/m0`` -> ``("model-m0", "model")``."""
+    for label in _eval_labels(rel):
+        ev = evaluation(label)
+        kinds = {ev.answers: "answers", ev.judgements: "judgements", ev.heldout_loss: "heldout-loss",
+                 ev.lm_eval: "lm-eval"}
+        if rel in kinds:
+            return f"eval-{kinds[rel]}-{label.replace('_', '-')}", "dataset"
     k = iteration_of(rel)
     if k is not None:
         it = iteration(k)
@@ -152,3 +168,87 @@ def model_label(rel: str) -> str:
     """The short name of a model of the run: ``backward``, ``m0``, ``iter_2``."""
     k = iteration_of(rel)
     return iteration(k).dir if k is not None else _MODEL_LABELS[rel]
+
+
+# --------------------------------------------------------------------------- evaluation
+
+BASE = "base"  # the label of the base model itself (no adapter)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The paths and stage names of one model's evaluation. ``label`` is ``base``, ``m0`` or ``iter_K``:
+    the base model and M0 are evaluated under ``eval/base/`` and ``eval/m0/``, model K under ``iter_K/eval/``."""
+
+    label: str
+
+    @property
+    def dir(self) -> str:
+        return f"eval/{self.label}" if self.label in (BASE, "m0") else f"{self.label}/eval"
+
+    @property
+    def adapter(self) -> Optional[str]:
+        """The model's adapter in the run folder; None for the base model."""
+        if self.label == BASE:
+            return None
+        return M0 if self.label == "m0" else iteration(iteration_of(self.label)).model
+
+    @property
+    def step(self) -> int:
+        """The model's place on a plot across the run: -1 the base model, 0 M0, K model K."""
+        return -1 if self.label == BASE else 0 if self.label == "m0" else iteration_of(self.label)
+
+    @property
+    def heldout_loss(self) -> str:
+        return f"{self.dir}/heldout_loss.parquet"
+
+    @property
+    def answers(self) -> str:
+        return f"{self.dir}/answers"  # a folder of shards
+
+    @property
+    def judgements(self) -> str:
+        return f"{self.dir}/judgements"  # a folder of shards
+
+    @property
+    def lm_eval(self) -> str:
+        return f"{self.dir}/lm_eval.json"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.dir}/stats.json"
+
+    def stage(self, what: str) -> str:
+        """The manifest name of one of this model's eval stages (``loss``, ``answers``, ``judge``, ``lm_eval``)."""
+        if what not in EVAL_STAGES:
+            raise ValueError(f"unknown eval stage {what!r}")
+        return f"{self.dir}/{what}"
+
+    def previous(self) -> Optional[str]:
+        """The label of the model trained before this one: base <- m0 <- iter_1 <- iter_2 ..."""
+        if self.label == BASE:
+            return None
+        if self.label == "m0":
+            return BASE
+        k = iteration_of(self.label)
+        return "m0" if k == 1 else iteration(k - 1).dir
+
+
+def evaluation(label: str) -> Evaluation:
+    if label not in (BASE, "m0") and (iteration_of(label) is None or label != iteration(iteration_of(label)).dir):
+        raise ValueError(f"unknown model {label!r}: expected base, m0 or iter_K")
+    return Evaluation(label)
+
+
+def eval_labels(iterations: int) -> list[str]:
+    """Every evaluated model of a run, in training order: base, m0, iter_1 .. iter_N."""
+    return [BASE, "m0"] + [iteration(k).dir for k in range(1, iterations + 1)]
+
+
+def _eval_labels(rel: str) -> list[str]:
+    """The label whose eval folder holds ``rel`` (a list of at most one)."""
+    if rel.startswith("eval/"):
+        label = rel.split("/")[1]
+        return [label] if label in (BASE, "m0") else []
+    k = iteration_of(rel)
+    return [iteration(k).dir] if k is not None and rel.startswith(f"{iteration(k).dir}/eval/") else []

@@ -2,6 +2,8 @@
 
     seed, segments -> backward model, M0 -> candidates -> for K in 1..N: scores (+ dev scores) -> A(K) -> M_K
 
+with every model (the base model, M0, each M_K) evaluated as it is trained when ``eval.enabled``.
+
 The run store decides whether each stage must run (see :mod:`humpback.store`); each stage's result
 says what it read and wrote, which is the lineage the tracker records.
 """
@@ -17,6 +19,7 @@ from .config import RunConfig, to_dict
 from .run import RunContext, Sources, config_text, guard_recipe
 from .stages.augment import augment_stage
 from .stages.curate import score_stage, select_stage
+from .stages.evaluation import evaluate, preflight, prompts_stage
 from .stages.finetune import backward_stage, m0_stage, next_model_stage
 from .stages.prepare import segments_stage, seed_stage
 from .store import RunStore, StageResult, Worker, write_json, write_text
@@ -62,8 +65,11 @@ def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Call
 
 
 def prepare(rt: RunContext) -> dict:
-    """The data stages only: seed selection and corpus cleaning. Returns the funnel."""
+    """The data stages only: seed selection (and the held-out split), corpus cleaning, the eval prompt
+    set. Returns the funnel."""
     results = seed_stage(rt), segments_stage(rt)
+    if rt.cfg.eval.enabled:
+        results += (prompts_stage(rt),)
     rt.tracker.log_steps(*results)
     return json.loads(rt.store.path(layout.FUNNEL).read_text())
 
@@ -84,8 +90,13 @@ def run(rt: RunContext) -> list[dict]:
 
 def _stages(rt: RunContext) -> list[dict]:
     prepare(rt)
+    evaluating = rt.cfg.eval.enabled
+    if evaluating:
+        preflight(rt)  # before any model loads
     _track_model(rt, backward_stage(rt), layout.BACKWARD)
     _track_model(rt, m0_stage(rt), layout.M0)
+    if evaluating:
+        evaluate(rt, [layout.BASE, "m0"])
     rt.tracker.log_steps(augment_stage(rt))
     summaries = []
     for k in range(1, rt.cfg.iterations + 1):
@@ -94,6 +105,8 @@ def _stages(rt: RunContext) -> list[dict]:
         model = next_model_stage(rt, k)
         rt.tracker.log_steps(*scores, selected)
         _track_model(rt, model, layout.iteration(k).model)
+        if evaluating:
+            evaluate(rt, [layout.iteration(k).dir])
         stats = iteration_stats(rt.store.manifest["stages"], k)
         if rt.store.worker.is_main:
             write_json(rt.store.path(layout.iteration(k).stats), stats)

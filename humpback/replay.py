@@ -10,7 +10,8 @@
   and training. The new scores' agreement with the run's own is recorded.
 
 The output folder is a run folder of its own: the imported files are registered in its manifest
-with their hashes, so a replay resumes like a run.
+with their hashes, so a replay resumes like a run. The held-out seed pairs come along, so that
+``humpback eval`` measures the fresh checkpoint on the original run's yardstick.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable, Optional
 
 from . import layout
 from .config import load_config
-from .errors import HumpbackError
+from .errors import HumpbackError, StoreError
 from .loop import open_run
 from .scoring import judge_agreement, selection_rule
 from .stages.curate import score_stage, select_stage
@@ -63,6 +64,8 @@ def replay(
     reselect = rescore or threshold is not None or selection_rule(cfg.curate) != selection_rule(before)
     rt = open_run(cfg, output, log=log, overwrite=overwrite, command=f"replay {source} --iteration {iteration}")
     try:
+        if _recorded(src, layout.HELDOUT):
+            rt.store.import_output(src, layout.HELDOUT)
         if not reselect:
             mixture_hash = rt.store.import_output(src, it.mixture)
             log(f"[replay] iteration {iteration} mixture verified: sha256 {mixture_hash[:16]}")
@@ -88,3 +91,11 @@ def replay(
         rt.close()
     return {"iteration": iteration, "model": str(rt.store.path(it.model)),
             "mixture_sha256": mixture_hash, "train": result.stats, "base_model": cfg.base_model}
+
+
+def _recorded(store: RunStore, rel: str) -> bool:
+    try:
+        store.output_hash(rel)
+        return True
+    except StoreError:
+        return False

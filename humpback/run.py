@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from . import console, layout, progress
-from .config import CorpusConfig, RunConfig, SeedConfig, dump_yaml, to_dict
+from .config import CorpusConfig, GenerationConfig, RunConfig, SeedConfig, dump_yaml, to_dict
 from .errors import ConfigError
 from .progress import progress_bars
 from .store import RunStore, model_identity
@@ -31,6 +31,8 @@ class Sources:
     corpus: CorpusConfig
     judge: Optional[str]  # curate.judge: an outside judge, or None for the run's own models
     dev_set: Optional[str] = None  # curate.dev_set: the labelled pairs every iteration's judge scores
+    eval_judge: Optional[str] = None  # eval.judge when it names a model ("base": None)
+    eval_prompts: Optional[str] = None  # eval.prompts (None: the held-out seed instructions)
 
     @classmethod
     def resolve(cls, cfg: RunConfig) -> "Sources":
@@ -43,6 +45,8 @@ class Sources:
                 corpus=dataclasses.replace(cfg.corpus, path=resolve(cfg.corpus.path) if cfg.corpus.path else None),
                 judge=resolve(cfg.curate.judge) if cfg.curate.judge else None,
                 dev_set=resolve(cfg.curate.dev_set) if cfg.curate.dev_set else None,
+                eval_judge=resolve(cfg.eval.judge) if cfg.eval.judge != "base" else None,
+                eval_prompts=resolve(cfg.eval.prompts) if cfg.eval.prompts else None,
             )
 
 
@@ -75,8 +79,10 @@ class RunContext:
         return model_identity(self.base_model, self.cfg.base_model_revision)
 
     def forced(self, stage: str) -> bool:
-        """``--force X`` re-runs stage ``X`` (``iter_2/score``) or every stage of kind ``X`` (``score``)."""
-        return stage in self.force or layout.stage_kind(stage) in self.force
+        """``--force X`` re-runs stage ``X`` (``iter_2/score``) or every stage of kind ``X`` (``score``);
+        ``--force eval`` every evaluation stage."""
+        return (stage in self.force or layout.stage_kind(stage) in self.force
+                or ("eval" in self.force and layout.is_eval_stage(stage)))
 
     def generation_key(self) -> dict:
         """What a generating stage's output depends on besides its own settings and model."""
@@ -119,18 +125,21 @@ class RunContext:
         """Provenance name of a model of this run: the base model plus the adapter's run-folder path."""
         return self.cfg.base_model + (f"+{adapter_rel}" if adapter_rel else "")
 
-    def model(self, adapter_rel: Optional[str] = None, outside: Optional[str] = None) -> "LazyModel":
+    def model(self, adapter_rel: Optional[str] = None, outside: Optional[str] = None,
+              generation: Optional[GenerationConfig] = None) -> "LazyModel":
         """The base model with an adapter of this run (None: the base model alone), or an ``outside``
-        model altogether, opened on first use."""
+        model altogether, opened on first use; ``generation`` replaces the recipe's backend settings
+        (an evaluation judge behind its own endpoint)."""
         adapter = self.store.path(adapter_rel) if adapter_rel is not None and outside is None else None
         label = "judge" if outside else layout.model_label(adapter_rel) if adapter_rel else "base"
         return LazyModel(self, outside or self.base_model, adapter, None if outside else self.cfg.base_model_revision,
-                         label, self.store.output_hash(adapter_rel) if adapter is not None else None)
+                         generation, label, self.store.output_hash(adapter_rel) if adapter is not None else None)
 
-    def served_name(self, label: str, adapter: Optional[Path], adapter_hash: Optional[str]) -> Optional[str]:
+    def served_name(self, label: str, adapter: Optional[Path], adapter_hash: Optional[str],
+                    g: Optional[GenerationConfig] = None) -> Optional[str]:
         """openai backend: the model name requests for this model of the run go to (None: the default
-        rule of the backend, the adapter's path or the model id)."""
-        g = self.cfg.generation
+        rule of the backend, the adapter's path or the model id); ``g``: the backend settings in use."""
+        g = g or self.cfg.generation
         if label in g.served_models:
             return g.served_models[label]
         if g.load_adapters and adapter is not None:
@@ -240,8 +249,9 @@ def check_served_models(cfg: RunConfig) -> list[str]:
 
 def check_force(force: Iterable[str], iterations: int) -> None:
     """Every ``--force`` value names a stage kind or one iteration's stage."""
-    kinds = layout.RUN_STAGES + layout.ITERATION_STAGES
+    kinds = layout.RUN_STAGES + layout.ITERATION_STAGES + layout.EVAL_STAGES + ("eval",)
     named = {layout.iteration(k).stage(s) for k in range(1, iterations + 1) for s in layout.ITERATION_STAGES}
+    named |= {layout.evaluation(m).stage(s) for m in layout.eval_labels(iterations) for s in layout.EVAL_STAGES}
     for value in force:
         if value not in kinds and value not in named:
             raise ConfigError(f"command line: --force {value!r} is not a stage of this run; stages: "
@@ -273,8 +283,10 @@ class LazyModel:
     shared with the generator."""
 
     def __init__(self, rt: RunContext, model: str, adapter: Optional[Path], revision: Optional[str],
-                 label: str = "base", adapter_hash: Optional[str] = None):
+                 generation: Optional[GenerationConfig] = None, label: str = "base",
+                 adapter_hash: Optional[str] = None):
         self.rt, self.model, self.adapter, self.revision = rt, model, adapter, revision
+        self.generation = generation or rt.cfg.generation
         self.label, self.adapter_hash = label, adapter_hash
         self._generator = None
 
@@ -295,9 +307,9 @@ class LazyModel:
                 model, adapter, revision = str(adapter), None, None
             with progress_bars(rt.progress):  # quiet: no "Loading weights" bars either
                 self._generator = load_generator(
-                    rt.cfg.generation, model, adapter=str(adapter) if adapter is not None else None,
+                    self.generation, model, adapter=str(adapter) if adapter is not None else None,
                     revision=revision, progress=rt.progress, seed=rt.cfg.random_seed, tokenizer=self.tokenizer,
-                    served_name=rt.served_name(self.label, self.adapter, self.adapter_hash))
+                    served_name=rt.served_name(self.label, self.adapter, self.adapter_hash, self.generation))
         return self._generator
 
     @property

@@ -59,6 +59,7 @@ def _plots(html_text):
 def test_run_writes_the_report_prints_its_path_and_imports_no_wandb(cli_run):
     run_dir, stdout, stderr = cli_run
     assert f"Report: {run_dir / 'report.html'}" in stdout
+    assert stdout.index("Did it get better?") < stdout.index("Per-iteration summary")  # the summary opens with it
     assert (run_dir / "report.html").stat().st_size > 10_000
     assert json.loads(stdout.splitlines()[-1]) == []  # tracking.backend none: wandb never imported
     # quiet: no progress bars, no printed Trainer log dicts
@@ -75,7 +76,7 @@ def test_report_images_are_plots_of_the_runs_numbers(cli_run, tmp_path, capsys):
     assert cli.main(["report", str(run_dir), "--output", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
     plots = _plots(out.read_text())
-    assert set(plots) == {"funnel", "score_histograms", "rates", "lengths", "losses"}
+    assert set(plots) == {"eval", "funnel", "score_histograms", "rates", "lengths", "losses"}
     for name, (src, _) in plots.items():
         assert src.startswith("data:image/png;base64,")
         png = base64.b64decode(src.split(",", 1)[1])
@@ -109,6 +110,11 @@ def test_report_images_are_plots_of_the_runs_numbers(cli_run, tmp_path, capsys):
             assert lengths[name][f"A({k})"] == counts.tolist()
         counts, _ = np.histogram([len(c[field]) for c in candidates], bins=edges)
         assert lengths[name]["candidates"] == counts.tolist()
+    evals = plots["eval"][1]
+    assert evals["models"] == ["base", "m0", "iter_1", "iter_2"]
+    for key in ("heldout_loss", "win_rate", "lc_win_rate", "answer_chars_mean"):
+        assert evals[key] == [json.loads((run_dir / p / "stats.json").read_text())[key]
+                              for p in ("eval/base", "eval/m0", "iter_1/eval", "iter_2/eval")], key
     losses = plots["losses"][1]
     for label, stage in (("model backward", "backward"), ("model m0", "m0"), ("model 1", "iter_1/train"),
                          ("model 2", "iter_2/train")):

@@ -76,19 +76,21 @@ def stage_status(run_dir: Path, name: str) -> str | None:
 
 def test_sigkill_during_augmentation_and_curation_then_resume(baseline, tmp_path):
     run_dir = tmp_path / "run"
-    # 1. killed during augmentation, after its first shard (each shard is followed by a 3 s pause)
-    proc = start(run_dir, tmp_path / "1.log", pause="3")
+    # 1. killed during augmentation, after its first shard (each shard is followed by a 3 s pause; the
+    # evaluation's shards, which would come first, are left out: test_evaluation kills a judging)
+    no_eval = "eval.enabled=false"
+    proc = start(run_dir, tmp_path / "1.log", no_eval, pause="3")
     assert kill_after_first_shard(proc, run_dir / ".progress" / "augment") < 3
     assert stage_status(run_dir, "augment") == "running"
     # 2. resumed, then killed during the first curation
-    proc = start(run_dir, tmp_path / "2.log", pause="3")
+    proc = start(run_dir, tmp_path / "2.log", no_eval, pause="3")
     assert kill_after_first_shard(proc, run_dir / ".progress" / "iter_1_score") < 3
     log2 = " ".join((tmp_path / "2.log").read_text().split())  # the console wraps long lines off a terminal
     kept = re.search(r"\[augment\] running \(did not finish last time\); reads [^;]+; (\d) of 3 shards done", log2)
     assert kept and int(kept.group(1)) >= 1, log2
     assert stage_status(run_dir, "augment") == "done" and stage_status(run_dir, "iter_1/score") == "running"
     # 3. resumed to the end
-    proc = start(run_dir, tmp_path / "3.log")
+    proc = start(run_dir, tmp_path / "3.log", no_eval)
     assert proc.wait(timeout=600) == 0, (tmp_path / "3.log").read_text()
     log3 = " ".join((tmp_path / "3.log").read_text().split())
     assert "[augment] up to date, skipped" in log3 and "[m0] up to date, skipped" in log3
@@ -130,7 +132,7 @@ def test_replay_iteration_2_trains_on_the_saved_mixture(baseline, tmp_path):
     assert result["mixture_sha256"] == recorded["iter_2/train.parquet"]
     assert (out / "iter_2" / "model" / "adapter_model.safetensors").exists()
     stages = json.loads((out / "manifest.json").read_text())["stages"]
-    assert set(stages) == {"import/iter_2/train.parquet", "iter_2/train"}  # nothing generated
+    assert set(stages) == {"import/data/heldout.parquet", "import/iter_2/train.parquet", "iter_2/train"}  # nothing generated
     assert json.loads((out / "iter_2" / "model" / "adapter_config.json").read_text())["r"] == 4
 
 

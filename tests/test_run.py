@@ -76,7 +76,8 @@ def test_run_folder_matches_the_contract(tiny_run):
     assert read_table(run_dir / "iter_2/scores")[0]["judge"].endswith("iter_1/model")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert all(s["status"] == "done" for s in manifest["stages"].values())
-    assert len(manifest["stages"]) == 11
+    # 11 stages of the loop, the eval prompt set, and loss, answers and judge for base, M0, M1 and M2
+    assert len(manifest["stages"]) == 11 + 1 + 3 * 4
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {(m["iteration"], m["name"]) for m in metrics} >= {(1, "curated"), (2, "curated"), (2, "parse_failure_rate")}
 
@@ -93,7 +94,9 @@ def test_rerun_resumes_and_a_new_threshold_reselects_only(tiny_run, tmp_path):
     lines.clear()
     run(open_run(load_config(TINY, FAST + [f"curate.threshold={threshold}"]), run_dir, log=lines.append))
     ran = [line.split("]")[0][1:] for line in lines if line.startswith("[") and "running" in line]
-    assert ran == ["iter_1/select", "iter_1/train", "iter_2/score", "iter_2/select", "iter_2/train"]
+    assert ran == ["iter_1/select", "iter_1/train", "iter_1/eval/loss", "iter_1/eval/answers", "iter_1/eval/judge",
+                   "iter_2/score", "iter_2/select", "iter_2/train", "iter_2/eval/loss", "iter_2/eval/answers",
+                   "iter_2/eval/judge"]
     assert "[iter_1/select] running (changed: threshold); reads augment/candidates, iter_1/scores" in lines
     assert "[augment] up to date, skipped" in lines
 

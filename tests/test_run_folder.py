@@ -166,7 +166,7 @@ def _start(run_dir: Path, log: Path, pause: str | None = None) -> subprocess.Pop
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, limit: float = 240) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, limit: float = 900) -> None:
     deadline = time.time() + limit
     while not path.exists():
         assert proc.poll() is None, "the run ended first"

@@ -1,7 +1,9 @@
 """The paper's prompts, as text files beside this module, and the pure functions that render them.
 
 ``backward.txt`` is the backward model's prompt (the one the authors reused in a later paper);
-``curate.txt`` is the self-curation prompt of the paper's Table 1, verbatim.
+``curate.txt`` is the self-curation prompt of the paper's Table 1, verbatim; ``pairwise.txt`` is the
+evaluation judge's prompt (ours: the paper judged with AlpacaEval's GPT-4 prompt), which compares two
+answers to one instruction.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ __all__ = [
     "template_hash",
     "render_backward",
     "render_curation",
+    "render_pairwise",
+    "EVAL_SYSTEM_PROMPT",
 ]
+
+# At inference the paper gave both tags together, which scored best.
+EVAL_SYSTEM_PROMPT = f"{SEED_SYSTEM_PROMPT} {WEB_SYSTEM_PROMPT}"
 
 
 @cache
@@ -44,3 +51,8 @@ def render_backward(output: str) -> str:
 def render_curation(instruction: str, output: str) -> str:
     """The user turn that asks the judge to rate the pair on the paper's 5-point scale."""
     return template("curate").format(instruction=instruction, output=output)
+
+
+def render_pairwise(instruction: str, answer_a: str, answer_b: str) -> str:
+    """The user turn that asks the evaluation judge which of two answers to ``instruction`` is better."""
+    return template("pairwise").format(instruction=instruction, answer_a=answer_a, answer_b=answer_b)

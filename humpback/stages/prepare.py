@@ -1,4 +1,5 @@
-"""Data stages: the seed pairs as used, and the unlabelled corpus cut into clean segments."""
+"""Data stages: the seed pairs as used (less the held-out ones), and the unlabelled corpus cut into
+clean segments."""
 
 from __future__ import annotations
 
@@ -6,32 +7,44 @@ import hashlib
 
 from ..config import to_dict, who_set
 from ..console import details
-from ..layout import FUNNEL, SEED, SEGMENTS
+from ..layout import FUNNEL, HELDOUT, SEED, SEGMENTS
 from ..run import RunContext
 from ..store import StageResult, source_identity, write_json, write_table_stream
 
 
 def seed_stage(rt: RunContext) -> StageResult:
-    """Read the seed pairs in their source format and save them as (id, instruction, output, source)."""
+    """Read the seed pairs in their source format and save them as (id, instruction, output, source):
+    the held-out ones (``seed.heldout``) in HELDOUT, the rest, which every mixture trains on, in SEED."""
     cfg = rt.sources.seed
 
     def work() -> dict:
         from ..data.seed import load_seed
+        from ..evaluation.prompt_set import split_heldout
 
         result = load_seed(cfg, format_set_by=who_set(rt.cfg, "seed.format"), random_seed=rt.cfg.random_seed)
         rows = seed_rows(result.pairs)
-        rt.store.write_rows(SEED, rows)
-        rt.result(f"seed: {len(rows)} pairs ({result.format} format) from {result.stats.get('records_read')} records")
+        train, heldout = split_heldout(rows, cfg.heldout, where=cfg.path or cfg.dataset)
+        rt.store.write_rows(SEED, train, schema=_seed_schema())
+        rt.store.write_rows(HELDOUT, heldout, schema=_seed_schema())
+        rt.result(f"seed: {len(rows)} pairs ({result.format} format) from {result.stats.get('records_read')} records; "
+                  f"{len(heldout)} held out for evaluation")
         if result.stats.get("duplicates"):
             what = "kept, with numbered ids" if cfg.keep_duplicates else "kept once (seed.keep_duplicates keeps them)"
             rt.warn(f"seed: {result.stats['duplicates']} pairs repeat an earlier pair's instruction and output: {what}")
-        return {"format": result.format, **result.stats}
+        return {"format": result.format, **result.stats, "pairs": len(train), "heldout_pairs": len(heldout)}
 
     deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
     if cfg.sample is not None:  # the draw depends on the run's seed
         deps["random_seed"] = rt.cfg.random_seed
-    return rt.store.stage("seed", deps, [SEED], work, force=rt.forced("seed"), job="prepare",
+    return rt.store.stage("seed", deps, [SEED, HELDOUT], work, force=rt.forced("seed"), job="prepare",
                           reads=[_source(rt.cfg.seed.path, cfg.dataset)])
+
+
+def _seed_schema():
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.string()), ("instruction", pa.string()), ("output", pa.string()),
+                      ("source", pa.string())])
 
 
 def segments_stage(rt: RunContext) -> StageResult:
@@ -46,7 +59,8 @@ def segments_stage(rt: RunContext) -> StageResult:
         from ..data.corpus import ReadLog, iter_documents
         from ..data.segment import Segmenter, check_not_empty, describe_funnel
 
-        seed_outputs = [r["output"] for r in rt.store.read_rows(SEED)]
+        # Held-out answers count as seed: a segment that copies one would carry it into training.
+        seed_outputs = [r["output"] for rel in (SEED, HELDOUT) for r in rt.store.read_rows(rel)]
         segmenter = Segmenter(cfg, seed_outputs)
         skipped: list = []
         read = ReadLog()
@@ -72,8 +86,8 @@ def segments_stage(rt: RunContext) -> StageResult:
         return {"funnel": funnel, "skipped_examples": [list(x) for x in skipped[:5]]}
 
     deps = {"corpus": to_dict(rt.cfg.corpus), "source": source_identity(cfg.path, cfg.dataset, full=False)}
-    return rt.store.stage("segments", deps, [SEGMENTS, FUNNEL], work, inputs=[SEED], force=rt.forced("segments"),
-                          job="prepare", reads=[_source(rt.cfg.corpus.path, cfg.dataset)])
+    return rt.store.stage("segments", deps, [SEGMENTS, FUNNEL], work, inputs=[SEED, HELDOUT],
+                          force=rt.forced("segments"), job="prepare", reads=[_source(rt.cfg.corpus.path, cfg.dataset)])
 
 
 def seed_rows(pairs: list) -> list[dict]:

@@ -67,7 +67,8 @@ class RunStore:
         self.progress = progress  # the sharded stages' bars
         self._results: list[str] = []
         self.poll_seconds = poll_seconds if poll_seconds is not None else default_poll_seconds()
-        self.attempt: Optional[int] = None  # this process's attempt at the run (see begin_attempt)
+        self._attempt: Optional[int] = None  # this process's attempt at the run (see begin_attempt)
+        self._command: Optional[str] = None
         with self._lock():
             self.manifest = self._load_manifest()
 
@@ -128,16 +129,28 @@ class RunStore:
             self.manifest["updated"] = _now()
             write_json(self.path(layout.MANIFEST), self.manifest)
 
-    def begin_attempt(self, command: str) -> int:
-        """Record a new attempt at this run (each ``humpback run`` of the folder is one) and return its id."""
-        with self._lock():
-            self.manifest = self._load_manifest()
-            attempts = self.manifest.setdefault("attempts", [])
-            self.attempt = len(attempts) + 1
-            attempts.append({"attempt": self.attempt, "started": _now(), "pid": os.getpid(),
-                             "host": socket.gethostname(), "command": command})
-            write_json(self.path(layout.MANIFEST), self.manifest)
-        return self.attempt
+    def begin_attempt(self, command: str) -> None:
+        """Make this process a new attempt at the run (each command on the folder is one). It is
+        recorded in the manifest when it first writes something (a stage starts, a figure is logged),
+        so a command that stops before doing anything leaves the manifest as it was."""
+        self._command = command
+
+    @property
+    def attempt(self) -> Optional[int]:
+        """This process's attempt id (recorded on first use), or the latest one for a helper worker."""
+        if self._attempt is None and self._command is not None:
+            with self._lock():
+                self.manifest = self._load_manifest()
+                attempts = self.manifest.setdefault("attempts", [])
+                self._attempt = len(attempts) + 1
+                attempts.append({"attempt": self._attempt, "started": _now(), "pid": os.getpid(),
+                                 "host": socket.gethostname(), "command": self._command})
+                write_json(self.path(layout.MANIFEST), self.manifest)
+        return self._attempt
+
+    @attempt.setter
+    def attempt(self, value: Optional[int]) -> None:
+        self._attempt = value
 
     def latest_attempt(self) -> Optional[int]:
         attempts = self.manifest.get("attempts") or []
@@ -227,7 +240,8 @@ class RunStore:
 
     def start(self, name: str, key: str, **extra: Any) -> None:
         self._results = []
-        self._set_stage(name, {"status": "running", "key": key, "started": _now(), "attempt": self.attempt, **extra})
+        attempt = self.attempt  # first, under its own lock: it may record the attempt
+        self._set_stage(name, {"status": "running", "key": key, "started": _now(), "attempt": attempt, **extra})
 
     @contextlib.contextmanager
     def failing(self, name: str, key: str):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from .. import layout
 from ..scoring import SCORES, describe_rule, short_rule
@@ -79,3 +79,43 @@ def iteration_stats(stages: dict, k: int) -> dict:
     stats.update(score_histogram=score.get("histogram"), rule=select.get("rule"), losses=train.get("losses"),
                  judge_health=score.get("health"), dev=select.get("dev"))
     return stats
+
+
+# --------------------------------------------------------------------------- evaluation
+
+# The keys of every model's eval stats.json (iter_K/eval/, eval/base/, eval/m0/): always all present,
+# None where not measured. README "Evaluation" documents them.
+EVAL_KEYS = ("model", "step", "generator", "heldout_loss", "heldout_pairs", "heldout_tokens", "answers",
+             "answer_chars_mean", "answer_chars_median", "answer_tokens_mean", "empty_answers", "length_ratio",
+             "length_drift", "reference", "judge", "judge_mode", "win_rate", "win_rate_ci", "lc_win_rate",
+             "position_consistency", "position_a_rate", "prompts_judged", "wins", "losses", "ties",
+             "parse_failures", "exact_match", "exact_match_ci", "exact_match_n", "lm_eval")
+# The numbers logged to metrics.jsonl and the tracker (stage "eval", x-axis: -1 base, 0 M0, K model K).
+EVAL_METRICS = ("heldout_loss", "win_rate", "lc_win_rate", "position_consistency", "answer_chars_mean",
+                "length_ratio", "exact_match")
+
+
+def eval_stats(stages: dict, label: str, drift_ratio: float = 1.5, reference: Optional[str] = "outputs",
+               lm_eval_tasks: Sequence[str] = ()) -> dict:
+    """A model's eval ``stats.json`` from its eval stages' figures in ``stages`` (the manifest's); the
+    length ratio is against M0's answers. ``reference`` and ``lm_eval_tasks`` are the settings in force:
+    a judging against another reference, or a task no longer asked for, is not reported."""
+    from ..evaluation.answers import length_drift
+
+    ev = layout.evaluation(label)
+    done = lambda name: stages.get(name, {}).get("stats") if stages.get(name, {}).get("status") == "done" else None  # noqa: E731
+    loss = done(ev.stage("loss")) or {}
+    answers = done(ev.stage("answers")) or {}
+    judge = done(ev.stage("judge")) or {}
+    judge = judge if reference is not None and judge.get("reference") == reference else {}
+    lm = (done(ev.stage("lm_eval")) or {}).get("lm_eval") or {}
+    lm = {k: v for k, v in lm.items() if k.split("/", 1)[0] in lm_eval_tasks}
+    m0 = done(layout.evaluation("m0").stage("answers")) or {}
+    ratio, drift = (None, None) if label in (layout.BASE, "m0") else length_drift(
+        answers.get("answer_chars_mean"), m0.get("answer_chars_mean"), drift_ratio)
+    out = {key: None for key in EVAL_KEYS}
+    out.update({k: v for part in (loss, answers, judge) for k, v in part.items() if k in EVAL_KEYS})
+    out.update(model=label, step=ev.step, length_ratio=ratio, length_drift=drift, lm_eval=lm or None)
+    out["win_rate_ci"] = judge.get("win_rate_ci") or [None, None]
+    out["exact_match_ci"] = answers.get("exact_match_ci") or [None, None]
+    return out

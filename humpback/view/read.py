@@ -44,6 +44,7 @@ class RunView:
     seed_losses: dict  # model -> [{"step", "loss"}] for backward and m0
     iterations: list
     missing: list
+    evals: list = field(default_factory=list)  # each evaluated model's eval stats.json (base, m0, iter_K)
 
 
 def read_run(run_dir: Path) -> RunView:
@@ -71,8 +72,10 @@ def read_run(run_dir: Path) -> RunView:
     planned = int(config.get("iterations") or 0)
     ks = sorted(set(range(1, planned + 1)) | set(layout.iterations_on_disk(run_dir)))
     iterations = [read_iteration(run_dir, k, candidates, stages) for k in ks]
+    from .scoreboard import read_evals
+
     return RunView(run_dir, config.get("name") or run_dir.name, config, funnel, candidates, stages, metrics,
-                   seed_losses, iterations, missing)
+                   seed_losses, iterations, missing, read_evals(run_dir))
 
 
 def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None,

@@ -40,8 +40,44 @@ def plots(view: RunView) -> list[Plot]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    makers = (funnel_plot, score_histograms_plot, rates_plot, lengths_plot, losses_plot)
+    makers = (eval_plot, funnel_plot, score_histograms_plot, rates_plot, lengths_plot, losses_plot)
     return [p for p in (make(view) for make in makers) if p is not None]
+
+
+def eval_plot(view: RunView) -> Optional[Plot]:
+    """Held-out loss, win rate (with its 95% interval) and mean answer length of every evaluated model."""
+    rows = view.evals
+    if not rows:
+        return None
+    labels = [r["model"] for r in rows]
+    xs = list(range(len(rows)))
+    fig, axes = _figure(1, 3, width=12)
+    series = {"models": labels, "heldout_loss": [r.get("heldout_loss") for r in rows],
+              "win_rate": [r.get("win_rate") for r in rows], "win_rate_ci": [r.get("win_rate_ci") for r in rows],
+              "lc_win_rate": [r.get("lc_win_rate") for r in rows],
+              "answer_chars_mean": [r.get("answer_chars_mean") for r in rows]}
+    loss = [(x, v) for x, v in zip(xs, series["heldout_loss"]) if v is not None]
+    axes[0].plot([x for x, _ in loss], [v for _, v in loss], marker="o")
+    axes[0].set_title("held-out loss (lower is better)")
+    win = [(x, r["win_rate"], r.get("win_rate_ci") or [None, None]) for x, r in zip(xs, rows) if r.get("win_rate") is not None]
+    if win:
+        lo = [w - (ci[0] if ci[0] is not None else w) for _, w, ci in win]
+        hi = [(ci[1] if ci[1] is not None else w) - w for _, w, ci in win]
+        axes[1].errorbar([x for x, _, _ in win], [w for _, w, _ in win], yerr=[lo, hi], marker="o", capsize=4,
+                         label="win rate, 95% CI")
+        lc = [(x, r["lc_win_rate"]) for x, r in zip(xs, rows) if r.get("lc_win_rate") is not None]
+        axes[1].plot([x for x, _ in lc], [v for _, v in lc], marker="s", linestyle="--", label="length-controlled")
+        axes[1].axhline(0.5, color="#8c8c8c", linewidth=0.8)
+        axes[1].legend(fontsize=8)
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[1].set_title("win rate vs reference")
+    chars = [(x, v) for x, v in zip(xs, series["answer_chars_mean"]) if v is not None]
+    axes[2].bar([x for x, _ in chars], [v for _, v in chars], color="#4c72b0")
+    axes[2].set_title("mean answer length (characters)")
+    for ax in axes:
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels)
+    return _finish(fig, "eval", "Did it get better?", series)
 
 
 def funnel_plot(view: RunView) -> Optional[Plot]:
@@ -232,8 +268,9 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
     warnings = [f"iteration {it.k} judge: {w}" for it in view.iterations for w in it.figures.get("judge_warnings") or []]
     if warnings:
         parts.append("<div class='warning'>" + "".join(f"<p><b>WARNING</b> {e(w)}</p>" for w in warnings) + "</div>")
-    parts.append("<h2>Per-iteration summary</h2>" + _summary_table(view))
     by_name = {p.name: p for p in figures}
+    parts.append("<h2>Did it get better?</h2>" + _eval_table(view) + _img(by_name.get("eval")))
+    parts.append("<h2>Per-iteration summary</h2>" + _summary_table(view))
     sections = [("funnel", "Filter funnel", _funnel_table(view)),
                 ("score_histograms", "Score histograms (each iteration's judge: " + _judges(view) + ")", ""),
                 ("rates", "Acceptance and parse-failure rates, judge health, dev-set precision and recall", ""),
@@ -241,13 +278,7 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
                 ("losses", "Training loss curves", "")]
     for name, title, extra in sections:
         parts.append(f"<h2>{e(title)}</h2>")
-        plot = by_name.get(name)
-        if plot is None:
-            parts.append("<p class='missing'>Nothing to plot yet.</p>")
-        else:
-            b64 = base64.b64encode(plot.png).decode()
-            parts.append(f"<img class='plot' alt='{e(plot.title)}' data-plot='{e(name)}' "
-                         f"data-values='{e(json.dumps(plot.data))}' src='data:image/png;base64,{b64}'>")
+        parts.append(_img(by_name.get(name)) or "<p class='missing'>Nothing to plot yet.</p>")
         parts.append(extra)
     for it in view.iterations:
         parts.append(f"<h2>Iteration {it.k}: sampled pairs</h2>")
@@ -262,6 +293,31 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>humpback report: {e(view.name)}</title><style>{_CSS}</style></head>\n"
             f"<body>\n{body}\n<script>{_JS}</script>\n</body></html>\n")
+
+
+def _img(plot: Optional[Plot]) -> str:
+    if plot is None:
+        return ""
+    e = html.escape
+    b64 = base64.b64encode(plot.png).decode()
+    return (f"<img class='plot' alt='{e(plot.title)}' data-plot='{e(plot.name)}' "
+            f"data-values='{e(json.dumps(plot.data))}' src='data:image/png;base64,{b64}'>")
+
+
+def _eval_table(view: RunView) -> str:
+    """The "Did it get better?" table: every evaluated model, the figures of its eval stats.json."""
+    from .scoreboard import cell, columns, notes_line, warnings
+
+    rows = view.evals
+    if not rows:
+        return "<p class='missing'>No model evaluated yet (eval.enabled, or humpback eval RUN_DIR).</p>"
+    e = html.escape
+    cols = columns(rows)
+    head = "<tr>" + "".join(f"<th>{e(t)}</th>" for _, t in cols) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td data-key='{e(k)}'>{e(cell(r, k))}</td>" for k, _ in cols) + "</tr>"
+                   for r in rows)
+    notes = "".join(f"<p class='missing'>{e(w)}</p>" for w in warnings(rows))
+    return f"<p>{e(notes_line(rows))}</p><table class='eval'>{head}{body}</table>{notes}"
 
 
 def _summary_table(view: RunView) -> str:

@@ -1,4 +1,5 @@
-"""The per-iteration summary ``humpback run`` prints at the end, from the iterations' figures."""
+"""The end-of-run summary ``humpback run`` prints: the "Did it get better?" table of every evaluated model
+(:mod:`.scoreboard`), then one row per iteration from the iterations' figures."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ from .. import layout
 
 
 def format_summary(summaries: list[dict], run_dir: Path) -> str:
-    """One row per iteration (its ``iter_K/stats.json``), the judge-health warnings, then the run folder
-    and the report. The selection rule is a column when it differs between iterations, else one line
-    under the table, so that the table fits an 80-column terminal; the judge column says ``ok`` or
-    ``WARN``, and each warning gets a line of its own."""
+    """The eval table ("Did it get better?"), one row per iteration (its ``iter_K/stats.json``), the
+    judge-health warnings, then the run folder and the report. The selection rule is a column when it
+    differs between iterations, else one line under the table, so that the table fits an 80-column
+    terminal; the judge column says ``ok`` or ``WARN``, and each warning gets a line of its own."""
     rules = {s.get("selection") or "-" for s in summaries}
     per_row = len(rules) > 1
     dev = any(s.get("dev") for s in summaries)
     head = (f"{'iter':>4} {'segments':>8} {'cands':>6} {'fails':>5} {'curated':>7} {'loss':>7}  {'scores 1/2/3/4/5':<18} "
             f"{'judge':<5}" + (f" {'dev P/R':<9}" if dev else "") + (" selection" if per_row else ""))
-    lines = ["", "Per-iteration summary", head.rstrip()]
+    from .scoreboard import format_eval_table, read_evals
+
+    lines = [format_eval_table(read_evals(Path(run_dir))), "", "Per-iteration summary", head.rstrip()]
     for s in summaries:
         h = s.get("score_histogram") or {}
         hist = "/".join(str(h.get(str(i), 0)) for i in range(1, 6))
