@@ -12,27 +12,38 @@ def format_summary(summaries: list[dict], run_dir: Path) -> str:
     """The eval table ("Did it get better?"), one row per iteration (its ``iter_K/stats.json``), the
     judge-health warnings, then the run folder and the report. The selection rule is a column when it
     differs between iterations, else one line under the table, so that the table fits an 80-column
-    terminal; the judge column says ``ok`` or ``WARN``, and each warning gets a line of its own."""
-    rules = {s.get("selection") or "-" for s in summaries}
-    per_row = len(rules) > 1
-    dev = any(s.get("dev") for s in summaries)
-    head = (f"{'iter':>4} {'segments':>8} {'cands':>6} {'fails':>5} {'curated':>7} {'loss':>7}  {'scores 1/2/3/4/5':<18} "
-            f"{'judge':<5}" + (f" {'dev P/R':<9}" if dev else "") + (" selection" if per_row else ""))
+    terminal; the judge column says ``ok`` or ``WARN``, and each warning gets a line of its own. With a
+    dev set, the selection's precision/recall on it; with exact answers, model K's exact match."""
     from .scoreboard import format_eval_table, read_evals
 
-    lines = [format_eval_table(read_evals(Path(run_dir))), "", "Per-iteration summary", head.rstrip()]
+    evals = {r["model"]: r for r in read_evals(Path(run_dir))}
+    rules = {s.get("selection") or "-" for s in summaries}
+    per_row = len(rules) > 1
+    rating = any(s.get("judge_kind", "rating") == "rating" for s in summaries)
+    cols = [("iter", ">"), ("segments", ">"), ("cands", ">"), ("fails", ">"), ("curated", ">"), ("loss", ">"),
+            ("scores 1/2/3/4/5" if rating else "judge mean", "<"), ("judge", "<")]
+    if any(s.get("dev") for s in summaries):
+        cols.append(("dev P/R", "<"))
+    exact = any((evals.get(layout.iteration(s["iteration"]).dir) or {}).get("exact_match") is not None
+                for s in summaries)
+    if exact:
+        cols.append(("exact match [95% CI]", ">"))
+    if per_row:
+        cols.append(("selection", "<"))
+    rows = []
     for s in summaries:
+        ev = evals.get(layout.iteration(s["iteration"]).dir) or {}
+        cells = {"iter": str(s["iteration"]), "segments": _n(s.get("segments")), "cands": _n(s.get("candidates")),
+                 "fails": _n(s.get("parse_failures")), "curated": _n(s.get("curated")),
+                 "loss": f"{s['train_loss']:.3f}" if s.get("train_loss") is not None else "-",
+                 "judge": health_cell(s.get("judge_health")), "dev P/R": dev_cell(s.get("dev")),
+                 "exact match [95% CI]": exact_cell(ev), "selection": s.get("selection") or "-"}
         h = s.get("score_histogram") or {}
-        hist = "/".join(str(h.get(str(i), 0)) for i in range(1, 6))
-        if s.get("judge_kind", "rating") != "rating":  # no 1-5 scores: the judge's mean value instead
-            hist = f"mean {s['value_mean']:.3f}" if s.get("value_mean") is not None else "-"
-        loss = f"{s['train_loss']:.3f}" if s.get("train_loss") is not None else "-"
-        row = (f"{s['iteration']:>4} {_n(s.get('segments')):>8} {_n(s.get('candidates')):>6} "
-               f"{_n(s.get('parse_failures')):>5} {_n(s.get('curated')):>7} {loss:>7}  {hist:<18} "
-               f"{health_cell(s.get('judge_health')):<5}")
-        if dev:
-            row += f" {dev_cell(s.get('dev')):<9}"
-        lines.append((row + (f" {s.get('selection') or '-'}" if per_row else "")).rstrip())
+        value = "-" if s.get("value_mean") is None else f"{s['value_mean']:.3f}"
+        cells[cols[6][0]] = ("/".join(str(h.get(str(i), 0)) for i in range(1, 6))
+                             if s.get("judge_kind", "rating") == "rating" else value)
+        rows.append([cells[name] for name, _ in cols])
+    lines = [format_eval_table(list(evals.values())), "", "Per-iteration summary"] + _table(cols, rows)
     if summaries and not per_row:
         lines.append(f"selection: {rules.pop()}")
     warnings = warning_lines(summaries)
@@ -42,6 +53,24 @@ def format_summary(summaries: list[dict], run_dir: Path) -> str:
     if (Path(run_dir) / layout.REPORT).exists():
         lines.append(f"Report: {Path(run_dir) / layout.REPORT}")
     return "\n".join(lines)
+
+
+def _table(cols: list[tuple[str, str]], rows: list[list[str]]) -> list[str]:
+    widths = [max([len(name)] + [len(r[i]) for r in rows]) for i, (name, _) in enumerate(cols)]
+
+    def line(cells: list[str]) -> str:
+        return " ".join(c.rjust(w) if align == ">" else c.ljust(w)
+                        for c, w, (_, align) in zip(cells, widths, cols)).rstrip()
+
+    return [line([name for name, _ in cols])] + [line(r) for r in rows]
+
+
+def exact_cell(ev: dict) -> str:
+    """``0.810 [0.75, 0.86]``: a model's held-out exact match with its 95% interval."""
+    em, ci = ev.get("exact_match"), ev.get("exact_match_ci") or [None, None]
+    if em is None:
+        return "-"
+    return f"{em:.3f} [{_f(ci[0])}, {_f(ci[1])}]" if ci[0] is not None else f"{em:.3f}"
 
 
 def health_cell(health: dict | None) -> str:
