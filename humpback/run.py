@@ -296,15 +296,20 @@ class LazyModel:
 
         return load_chat_tokenizer(self.model, self.revision, self.adapter)
 
+    def weights(self) -> tuple[str, Optional[Path], Optional[str]]:
+        """(model, adapter, revision) to load: a folder that ``train.full_finetune`` saved is the whole
+        model, not an adapter on the base."""
+        if self.adapter is not None and is_full_model(self.adapter):
+            return str(self.adapter), None, None
+        return self.model, self.adapter, self.revision
+
     @property
     def generator(self):
         if self._generator is None:
             from .generation import load_generator
 
             rt = self.rt
-            model, adapter, revision = self.model, self.adapter, self.revision
-            if adapter is not None and is_full_model(adapter):  # train.full_finetune saved the whole model
-                model, adapter, revision = str(adapter), None, None
+            model, adapter, revision = self.weights()
             with progress_bars(rt.progress):  # quiet: no "Loading weights" bars either
                 self._generator = load_generator(
                     self.generation, model, adapter=str(adapter) if adapter is not None else None,

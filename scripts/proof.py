@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from humpback import layout  # noqa: E402
 from humpback.config import load_config  # noqa: E402
+from humpback.eval_command import evaluate_run  # noqa: E402
 from humpback.judges.health import selection_quality  # noqa: E402
 from humpback.loop import open_run, run  # noqa: E402
 from humpback.replay import replay  # noqa: E402
@@ -82,9 +83,9 @@ def pool_quality(run_dir: Path, k: int) -> dict:
 
 
 def model_row(arm: str, iteration: int, run_dir: Path, label: str) -> dict:
-    from humpback.view.read import exact_match_of  # the eval stage's figures
-
-    em = exact_match_of(run_dir, label)
+    """One model's line: its exact match from the run's eval stage (``stats.json`` of its evaluation),
+    the curation that made it, on the pool and on the dev set."""
+    em = json.loads((run_dir / layout.evaluation(label).stats).read_text())
     row = {"arm": arm, "iteration": iteration, "model": label, "exact_match": em["exact_match"],
            "exact_match_ci": em["exact_match_ci"], "exact_match_n": em["exact_match_n"],
            "precision": None, "recall": None, "dev_precision": None, "dev_recall": None, "curated": None}
@@ -149,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     clock.time("self-curated run (backward, M0, augment, M1, M2, evals)",
                lambda: run(open_run(cfg, self_dir, log=log)))
     for arm, extra in ARMS.items():
-        clock.time(f"{arm} arm (replay of iteration 1)",
-                   lambda extra=extra, arm=arm: replay(self_dir, out / arm, 1, overrides=overrides + extra, log=log))
+        def replayed(extra=extra, arm=arm):
+            replay(self_dir, out / arm, 1, overrides=overrides + extra, log=log)
+            evaluate_run(out / arm, iteration=1, log=log)  # the same eval stage, on the replay's model
+
+        clock.time(f"{arm} arm (replay of iteration 1, eval)", replayed)
     rows = [model_row("seed only", 0, self_dir, "m0"),
             model_row("uncurated", 1, out / "uncurated", "iter_1"),
             model_row("verifier", 1, out / "verifier", "iter_1"),

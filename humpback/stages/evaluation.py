@@ -224,7 +224,8 @@ def _torch_model(rt: RunContext, model: LazyModel):
         gen = model.generator
         return gen.model, gen.device, lambda: None
     g = rt.cfg.generation
-    gen = HFGenerator(model.model, adapter=str(model.adapter) if model.adapter else None, revision=model.revision,
+    weights, adapter, revision = model.weights()
+    gen = HFGenerator(weights, adapter=str(adapter) if adapter else None, revision=revision,
                       device=g.device, dtype=g.dtype, batch_size=g.batch_size, tokenizer=model.tokenizer)
     return gen.model, gen.device, gen.close
 
