@@ -1,6 +1,7 @@
 """The Humpback loop as a short list of stage calls.
 
     seed, segments -> backward model, M0 -> candidates -> for K in 1..N: scores -> A(K) -> M_K
+    seed, seed tasks -> M0, tasks -> candidates -> ...            (augment.source: self_instruct)
 
 The run store decides whether each stage must run (see :mod:`humpback.store`); each stage's result
 says what it read and wrote, which is the lineage the tracker records.
@@ -19,6 +20,7 @@ from .stages.augment import augment_stage
 from .stages.curate import score_stage, select_stage
 from .stages.finetune import backward_stage, m0_stage, next_model_stage
 from .stages.prepare import segments_stage, seed_stage
+from .stages.self_instruct import instances_stage, seed_tasks_stage, tasks_stage
 from .store import RunStore, StageResult, Worker, write_json, write_text
 from .store.lock import RunLock, describe as describe_holder
 from .store.manifest import unfinished_reason
@@ -60,7 +62,12 @@ def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Call
 
 
 def prepare(rt: RunContext) -> dict:
-    """The data stages only: seed selection and corpus cleaning. Returns the funnel."""
+    """The data stages only: seed selection and corpus cleaning (Self-Instruct: the seed tasks). Returns
+    the funnel (Self-Instruct: the seed tasks' statistics)."""
+    if rt.cfg.augment.source == "self_instruct":
+        results = seed_stage(rt), seed_tasks_stage(rt)
+        rt.tracker.log_steps(*results)
+        return results[1].stats
     results = seed_stage(rt), segments_stage(rt)
     rt.tracker.log_steps(*results)
     return json.loads(rt.store.path(layout.FUNNEL).read_text())
@@ -82,9 +89,13 @@ def run(rt: RunContext) -> list[dict]:
 
 def _stages(rt: RunContext) -> list[dict]:
     prepare(rt)
-    _track_model(rt, backward_stage(rt), layout.BACKWARD)
-    _track_model(rt, m0_stage(rt), layout.M0)
-    rt.tracker.log_steps(augment_stage(rt))
+    if rt.cfg.augment.source == "self_instruct":  # the base model writes tasks, then their instances
+        _track_model(rt, m0_stage(rt), layout.M0)
+        rt.tracker.log_steps(tasks_stage(rt), instances_stage(rt))
+    else:
+        _track_model(rt, backward_stage(rt), layout.BACKWARD)
+        _track_model(rt, m0_stage(rt), layout.M0)
+        rt.tracker.log_steps(augment_stage(rt))
     summaries = []
     for k in range(1, rt.cfg.iterations + 1):
         scores = score_stage(rt, k)

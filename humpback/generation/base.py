@@ -18,6 +18,11 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 128
     seed: int = 0
+    # Subtracted from the logit of every token already generated in this answer (OpenAI's and vLLM's
+    # presence penalty; Self-Instruct samples with 2.0 and 1.5).
+    presence_penalty: float = 0.0
+    # The answer ends right after the first of these strings (kept in the text); see cut_at_stop.
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -26,6 +31,15 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must not be empty")
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to and including the earliest of the ``stop`` strings (unchanged when none occurs).
+    Every backend returns what this gives, whether or not its engine stops early on its own."""
+    ends = [i + len(s) for s in stop if (i := text.find(s)) >= 0]
+    return text[: min(ends)] if ends else text
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import gc
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
-from .base import ChoiceProbs, SamplingParams, encode_prompts, generator_name, prompt_seed
+from .base import ChoiceProbs, SamplingParams, cut_at_stop, encode_prompts, generator_name, prompt_seed
 from .decoding import Decoder
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
@@ -109,20 +109,24 @@ class HFGenerator:
     # ----------------------------------------------------------------------- public
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
+        if not prompts:
+            return []
         encoded = self._encode(prompts)
         prefix = self.decoder.prefix(encoded)
         out: list[str | None] = [None] * len(prompts)
         for batch, ids in self._batches(encoded, "generate"):
             seeds = [prompt_seed(params.seed, prompts[i]) for i in batch] if params.temperature > 0 else None
             new = self.decoder.generate(ids, params.max_new_tokens, self.eos_token_ids, params.temperature,
-                                        params.top_p, seeds, prefix)
+                                        params.top_p, seeds, prefix, params.presence_penalty)
             for i, tokens in zip(batch, new):
-                out[i] = self._decode(tokens)
+                out[i] = cut_at_stop(self._decode(tokens), params.stop)
         return out  # type: ignore[return-value]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         import torch
 
+        if not prompts:
+            return []
         prefix_ids, choice_ids = self._choice_tokens(tuple(choices))
         encoded = [ids + prefix_ids for ids in self._encode(prompts, reserve=len(prefix_ids))]
         shared = self.decoder.prefix(encoded)

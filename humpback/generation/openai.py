@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
-from .base import ChoiceProbs, SamplingParams, prompt_seed
+from .base import ChoiceProbs, SamplingParams, cut_at_stop, prompt_seed
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top, token_text, top_logprobs_from_completion
 
 T = TypeVar("T")
@@ -121,10 +121,14 @@ class OpenAIGenerator:
             body = {"model": self.model, "prompt": prompt, "max_tokens": params.max_new_tokens,
                     "temperature": params.temperature, "top_p": 1.0 if greedy else params.top_p,
                     "seed": prompt_seed(params.seed, prompt) & 0x7FFFFFFF, "n": 1, "stream": False}
+            if params.presence_penalty:
+                body["presence_penalty"] = params.presence_penalty
+            # No "stop" is sent: servers drop the stop string from the text, which then no longer tells
+            # whether the answer stopped; the text is cut here instead.
             text = self._first_choice(self._post(body)).get("text")
             if not isinstance(text, str):
                 raise ServerError(f"{self.url}: the answer has no completion text: {_excerpt(text)}")
-            return text
+            return cut_at_stop(text, params.stop)
 
         return self._map(one, prompts, "generate")
 

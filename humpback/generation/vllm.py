@@ -17,7 +17,7 @@ from typing import Sequence
 
 from ..device import free_memory
 from ..errors import ConfigError
-from .base import ChoiceProbs, SamplingParams, encode_prompts, generator_name, prompt_seed
+from .base import ChoiceProbs, SamplingParams, cut_at_stop, encode_prompts, generator_name, prompt_seed
 from .hf import CHOICE_PROBE, choice_token_ids
 from .logprobs import TOP_LOGPROBS, choice_probs_from_top
 
@@ -102,12 +102,13 @@ class VLLMGenerator:
             self._vllm.SamplingParams(
                 n=1, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
                 max_tokens=params.max_new_tokens, seed=prompt_seed(params.seed, p) & 0x7FFFFFFF,
-                skip_special_tokens=True,
+                skip_special_tokens=True, presence_penalty=params.presence_penalty,
+                stop=list(params.stop) or None, include_stop_str_in_output=True,
             )
             for p in prompts
         ]
         outputs = self._run([{"prompt_token_ids": ids} for ids in self._encode(prompts)], sampling)
-        return [o.outputs[0].text for o in outputs]
+        return [cut_at_stop(o.outputs[0].text, params.stop) for o in outputs]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         prefix, choice_ids = self._choice_tokens(tuple(choices))
