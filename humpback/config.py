@@ -252,8 +252,31 @@ class CurateConfig:
     judge: Optional[str] = _f(
         None, "An outside judge (hub id or local path) instead of the run's own model K-1 in every iteration."
     )
+    judge_kind: Literal["rating", "rubric"] = _f(
+        "rating", "`rating`: the paper's 5-point prompt (curate.mode); `rubric`: the weave rubric judge, one "
+                  "yes/no question per principle read from the judge's logits (curate.rubric).")
+    rubric: Optional[str] = _f(
+        None, "rubric judge: a rubric in the weave layout (==[Principle: ...; Weight: ...; Answer: Yes]==), as a "
+              "file, a `datasets` id or local dataset folder, or null for builtin:rubric-paper (the paper's "
+              "5-point criteria as yes/no questions).")
+    rubric_field: str = _f("text", "rubric judge: the dataset field that holds the rubric text (rows joined in order).")
+    rubric_combine: Literal["mean", "softmin"] = _f(
+        "mean", "rubric judge: a pair's score from its principles' signed log-odds: the weighted mean, or a "
+                "weighted soft minimum (close to the worst principle).")
+    rubric_temperature: float = _f(1.0, "rubric judge, softmin: the temperature (small: the minimum; large: the mean).")
 
     def validate(self, where: "Source") -> None:
+        if self.judge_kind == "rubric":  # the score is a log-odds: any threshold; no generated score
+            if self.select_on != "auto":
+                raise ConfigError(f"{where.of('curate.select_on', 'curate.judge_kind')}: the rubric judge has one score "
+                                  f"(its combined log-odds); leave 'curate.select_on' at auto")
+            if not self.rubric_temperature > 0:
+                raise ConfigError(f"{where.of('curate.rubric_temperature')}: 'curate.rubric_temperature' must be > 0")
+            if not 0 < self.top_fraction <= 1:
+                raise ConfigError(f"{where.of('curate.top_fraction')}: 'curate.top_fraction' must be in (0, 1], "
+                                  f"got {self.top_fraction}")
+            _positive(where, "curate.top_k", self.top_k)
+            return
         if not 1 <= self.threshold <= 5:
             raise ConfigError(f"{where.of('curate.threshold')}: 'curate.threshold' must be between 1 and 5, got {self.threshold}")
         if not 0 < self.top_fraction <= 1:
@@ -270,6 +293,8 @@ class CurateConfig:
 
     def score_field(self) -> str:
         """The scores column that selection reads."""
+        if self.judge_kind == "rubric":
+            return "value"
         on = self.select_on
         if on == "auto":
             on = "argmax" if self.mode == "logits" else "generated"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Optional, Protocol, Sequence, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,34 @@ class ChoiceProbs:
     mass: float  # total probability the model put on the choices before renormalising
 
 
+@dataclass(frozen=True)
+class AnswerLogprobs:
+    """The next token's log-probability of each answer (e.g. yes / no), summed over the answer's token
+    variants. None: no variant was among the top tokens a server returned; ``floor`` then bounds it
+    (the least log-probability returned, or what the returned tokens leave). Exact backends: no floor."""
+
+    logprobs: tuple[Optional[float], ...]
+    floor: Optional[float] = None
+
+
+def answer_variants(words: Sequence[str]) -> list[str]:
+    """Each word as it may come next: bare and after a space ("yes", " yes", "Yes", " Yes", ...)."""
+    return [v for w in words for v in (w, " " + w)]
+
+
+def answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
+    """The ids of the variants of ``words`` that are one token for ``tokenizer`` (a leading token that is
+    only a space, as SentencePiece gives before a word, is not counted)."""
+    ids = set()
+    for v in answer_variants(words):
+        toks = tokenizer(v, add_special_tokens=False)["input_ids"]
+        while len(toks) > 1 and not tokenizer.decode(toks[:1]).strip():
+            toks = toks[1:]
+        if len(toks) == 1 and tokenizer.decode(toks).strip() == v.strip():
+            ids.add(toks[0])
+    return sorted(ids)
+
+
 @runtime_checkable
 class Generator(Protocol):
     name: str  # provenance: model id/path (+ "@revision") (+ "+adapter:<path>")
@@ -58,6 +86,11 @@ class Generator(Protocol):
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         """P(choice | prompt + " ") over single-token choices (e.g. "1".."5" after "Score:")."""
+        ...
+
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[AnswerLogprobs]:
+        """log P(answer | prompt) for the next token, per answer summed over the one-token variants of its
+        words (``answers`` such as (("yes", "Yes", "YES"), ("no", "No", "NO")))."""
         ...
 
     def close(self) -> None:

@@ -8,7 +8,8 @@ import gc
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
-from .base import ChoiceProbs, SamplingParams, cut_at_stop, encode_prompts, generator_name, prompt_seed
+from .base import (AnswerLogprobs, ChoiceProbs, SamplingParams, answer_token_ids, cut_at_stop, encode_prompts,
+                   generator_name, prompt_seed)
 from .decoding import Decoder
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
@@ -141,6 +142,23 @@ class HFGenerator:
                 out[i] = ChoiceProbs(probs=tuple(normed[row]), mass=float(mass[row]))
         return out  # type: ignore[return-value]
 
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[AnswerLogprobs]:
+        """Exact: the log-softmax of the next token, log-sum-exp over each answer's token ids."""
+        import torch
+
+        if not prompts:
+            return []
+        ids = [self._answer_ids(tuple(words)) for words in answers]
+        encoded = self._encode(prompts)
+        shared = self.decoder.prefix(encoded)
+        out: list[AnswerLogprobs | None] = [None] * len(prompts)
+        for batch, rows in self._batches(encoded, "judge"):
+            logp = torch.log_softmax(self.decoder.prefill(rows, shared).logits.float(), dim=-1)
+            per_answer = [torch.logsumexp(logp[:, torch.tensor(a, device=self.device)], dim=-1).tolist() for a in ids]
+            for row, i in enumerate(batch):
+                out[i] = AnswerLogprobs(tuple(float(lp[row]) for lp in per_answer))
+        return out  # type: ignore[return-value]
+
     def close(self) -> None:
         import torch
 
@@ -174,6 +192,13 @@ class HFGenerator:
                 ids = ids[:j]
                 break
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _answer_ids(self, words: tuple[str, ...]) -> list[int]:
+        ids = answer_token_ids(self.tokenizer, words)
+        if not ids:
+            raise ConfigError(f"{self.name}: none of {list(words)} is one token for this tokenizer (with or without "
+                              f"a leading space), so its probability cannot be read in one forward pass")
+        return ids
 
     def _choice_tokens(self, choices: tuple[str, ...]) -> tuple[list[int], list[int]]:
         if choices not in self._choice_cache:

@@ -27,8 +27,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
-from .base import ChoiceProbs, SamplingParams, cut_at_stop, prompt_seed
-from .logprobs import TOP_LOGPROBS, choice_probs_from_top, token_text, top_logprobs_from_completion
+from .base import AnswerLogprobs, ChoiceProbs, SamplingParams, cut_at_stop, prompt_seed
+from .logprobs import (TOP_LOGPROBS, answer_logprobs_from_top, choice_probs_from_top, token_text,
+                       top_logprobs_from_completion)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -146,6 +147,16 @@ class OpenAIGenerator:
             return probs
 
         return self._map(one, prompts, "score")
+
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[AnswerLogprobs]:
+        def one(prompt: str) -> AnswerLogprobs:
+            top = self._top_logprobs(prompt)
+            found = answer_logprobs_from_top(top, answers)
+            if all(x is None for x in found.logprobs) and top and token_text(max(top, key=lambda t: t[1])[0]) == "":
+                found = answer_logprobs_from_top(self._top_logprobs(prompt + " "), answers)  # a lone "▁" first
+            return found
+
+        return self._map(one, prompts, "judge")
 
     def close(self) -> None:
         self._stop.set()

@@ -75,10 +75,20 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
         model = rt.model(it.judge)
         judge_inputs, judge_identity = [it.judge], None
 
+    rubric = None
+    if cfg.judge_kind == "rubric":
+        from ..judges.rubric import load_rubric
+
+        rubric = load_rubric(cfg.rubric, cfg.rubric_field)
+
     def do_shard(shard: int, start: int, end: int) -> dict:
         from ..generation.base import SamplingParams
 
         part = candidates.rows[start:end]
+        if rubric is not None:
+            rows = rubric_score_rows(model, part, rubric, cfg, judge)
+            rt.store.write_rows(shard_file(it.scores, shard), rows, schema=_score_schema(rubric=True))
+            return {**shard_score_stats(rows), "served_by": model.served if part else None}
         params = SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
                                 seed=rt.cfg.random_seed)
         if cfg.mode in ("logits", "both"):
@@ -96,11 +106,25 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
 
     def finish(shards: list[dict]) -> dict:
         model.close()
-        return _score_stats(rt, k, {"judge": judge, **merge_score_stats(shards)})
+        stats = {"judge": judge, **merge_score_stats(shards)}
+        if rubric is not None:
+            sums = stats.pop("principles", None) or [[0.0, 0, 0] for _ in rubric.principles]
+            stats["rubric"] = {"source": rubric.source, "hash": rubric.text_hash, "combine": cfg.rubric_combine,
+                               "principles": [{"principle": p.name, "weight": p.weight, "answer": p.answer,
+                                               "mean_log_odds": total / n if n else None, "fails": fails,
+                                               "failures": stats["scored"] - n}
+                                              for p, (total, n, fails) in zip(rubric.principles, sums)]}
+            for p in stats["rubric"]["principles"]:
+                rt.metric("score", f"rubric/{p['principle']}/fails", p["fails"], iteration=k)
+        return _score_stats(rt, k, stats)
 
     deps = {"mode": cfg.mode, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
             "system_prompt": cfg.system_prompt, "template": template_hash("curate"), "base": rt.base_identity,
             **rt.generation_key(), "judge": judge_identity}
+    if rubric is not None:  # the rubric judge: its rubric and combination instead of the rating settings
+        deps = {"judge_kind": "rubric", "rubric": rubric.text_hash, "combine": cfg.rubric_combine,
+                "rubric_temperature": cfg.rubric_temperature, "system_prompt": cfg.system_prompt,
+                "base": rt.base_identity, **rt.generation_key(), "judge": judge_identity}
     name = it.stage("score")
     try:
         return rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
@@ -108,6 +132,19 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
                                       job="curate")
     finally:
         model.close()
+
+
+def rubric_score_rows(model, part: list[dict], rubric, cfg: CurateConfig, judge: str) -> list[dict]:
+    """The rubric judge on one shard: one forward pass per (pair, principle), read as yes/no log-odds."""
+    from ..judges.rubric import ANSWERS, score_rows
+
+    prompts = [render_prompt(model.tokenizer, messages_for(rubric.question(p, c["instruction"], c["output"]),
+                                                           system=cfg.system_prompt))
+               for c in part for p in rubric.principles]
+    answers = model.generator.answer_logprobs(prompts, ANSWERS) if prompts else []
+    n = len(rubric.principles)
+    return score_rows(part, rubric, [answers[i * n:(i + 1) * n] for i in range(len(part))], judge,
+                      cfg.rubric_combine, cfg.rubric_temperature)
 
 
 def shard_score_stats(rows: list[dict]) -> dict:
@@ -118,6 +155,12 @@ def shard_score_stats(rows: list[dict]) -> dict:
     expected = [r["expected_score"] for r in rows if r["expected_score"] is not None]
     stats = {"scored": len(rows), "parse_failure_kinds": failures, "histogram": histogram([r["score"] for r in rows]),
              "expected_sum": sum(expected), "expected_n": len(expected)}
+    if rows and rows[0].get("judge_kind") == "rubric":  # per principle: [sum of signed log-odds, pairs, fails]
+        columns = list(zip(*[r["principles"] for r in rows]))
+        stats["principles"] = [[sum(v for v in col if v is not None), sum(v is not None for v in col),
+                                sum(v is not None and v < 0 for v in col)] for col in columns]
+        values = [r["value"] for r in rows if r["value"] is not None]
+        stats["value_sum"], stats["value_n"] = sum(values), len(values)
     if rows and rows[0]["mode"] == "both":
         stats["logits_histogram"] = histogram([r["logits_score"] for r in rows])
         stats["pairs"] = [[r["score"], r["logits_score"], r["expected_score"]] for r in rows]
@@ -139,6 +182,11 @@ def merge_score_stats(shards: list[dict]) -> dict:
            "scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
            "parse_failure_rate": failures / n if n else 0.0, "histogram": hist,
            "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None}
+    if any("principles" in s for s in shards):
+        parts = [s["principles"] for s in shards if "principles" in s]
+        out["principles"] = [[sum(p[j][k] for p in parts) for k in range(3)] for j in range(len(parts[0]))]
+        n = sum(s.get("value_n", 0) for s in shards)
+        out["value_mean"] = sum(s.get("value_sum", 0.0) for s in shards) / n if n else None
     if any("pairs" in s for s in shards):
         out["logits_histogram"] = histogram([])
         for s in shards:
@@ -198,13 +246,17 @@ def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
     return stats
 
 
-def _score_schema():
+def _score_schema(rubric: bool = False):
     import pyarrow as pa
 
-    return pa.schema([("candidate_id", pa.string()), ("mode", pa.string()), ("score", pa.int64()),
-                      ("logits_score", pa.int64()), ("expected_score", pa.float64()), ("probs", pa.list_(pa.float64())),
-                      ("choice_mass", pa.float64()), ("raw", pa.string()), ("parse_status", pa.string()),
-                      ("judge", pa.string())])
+    fields = [("candidate_id", pa.string()), ("mode", pa.string()), ("score", pa.int64()),
+              ("logits_score", pa.int64()), ("expected_score", pa.float64()), ("probs", pa.list_(pa.float64())),
+              ("choice_mass", pa.float64()), ("raw", pa.string()), ("parse_status", pa.string()),
+              ("judge", pa.string())]
+    if rubric:  # the pair's score, and each principle's signed log-odds beside it
+        fields += [("judge_kind", pa.string()), ("value", pa.float64()), ("principles", pa.list_(pa.float64())),
+                   ("principle_failures", pa.int64())]
+    return pa.schema(fields)
 
 
 def _curated_schema():
