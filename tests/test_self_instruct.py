@@ -248,15 +248,21 @@ def tables(run_dir: Path) -> dict:
 
 @pytest.mark.timeout(900)
 def test_killed_generation_resumes_with_the_same_pool(tmp_path):
+    """SIGKILL between two rounds of task generation, then resume: the same tasks, rejects and candidates
+    as an uninterrupted run, and the rounds that were done are not generated again."""
     baseline = tmp_path / "baseline"
     generate_only(baseline)
     expected = tables(baseline)
     assert len(expected["augment/tasks"]) == 12 and expected["augment/candidates"]
 
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, str(ROOT / "tests" / "paused_humpback.py"), "3", "run", str(RECIPE), "--run-dir",
-           str(run_dir), *FAST]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), *sys.path])}
+    # The generation stages alone, pausing 3 s after each round so that the kill lands between rounds.
+    script = ("import sys, time; from humpback.store import shards; "
+              "shards.after_shard.append(lambda stage, r: time.sleep(3)); "
+              "from test_self_instruct import generate_only; from pathlib import Path; "
+              "generate_only(Path(sys.argv[1]), print)")
+    cmd = [sys.executable, "-c", script, str(run_dir)]
     proc = subprocess.Popen(cmd, env=env, stdout=open(tmp_path / "1.log", "w"), stderr=subprocess.STDOUT)
     markers = run_dir / ".progress" / "tasks"
     deadline = time.time() + 600

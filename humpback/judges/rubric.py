@@ -26,6 +26,7 @@ yes/no principles.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -116,6 +117,7 @@ def parse_rubric(text: str, source: str = "rubric") -> Rubric:
     return Rubric(preamble, tuple(principles), source)
 
 
+@functools.lru_cache(maxsize=8)
 def load_rubric(ref: Optional[str], field: str = "text", split: str = "train") -> Rubric:
     """The rubric ``curate.rubric`` names: ``builtin:rubric-paper`` (the default), a file, or a ``datasets``
     id (or local dataset folder) whose rows' ``field`` holds the rubric's text, joined in row order."""
@@ -210,6 +212,32 @@ def score_rows(candidates: list[dict], rubric: Rubric, answers: list, judge: str
                      "parse_status": "ok" if score is not None else "no_answer_token", "judge": judge,
                      "principles": signed, "principle_failures": failed})
     return rows
+
+
+def questions(tokenizer, rows: list[dict], rubric: Rubric, system: Optional[str]) -> list[str]:
+    """The rendered judge prompts, pair by pair and principle by principle: each principle's question as
+    the user turn, the answer position right after the assistant header."""
+    from ..chat import messages_for, render_prompt
+
+    return [render_prompt(tokenizer, messages_for(rubric.question(p, r["instruction"], r["output"]), system=system))
+            for r in rows for p in rubric.principles]
+
+
+def judge_rows(model, rows: list[dict], rubric: Rubric, cfg, judge: str) -> list[dict]:
+    """The rubric judge on ``rows`` with ``model`` (a lazy model: ``.tokenizer``, ``.generator``): one
+    forward pass per (pair, principle), read as yes/no log-probabilities, then :func:`score_rows`."""
+    prompts = questions(model.tokenizer, rows, rubric, cfg.system_prompt)
+    answers = model.generator.answer_logprobs(prompts, ANSWERS) if prompts else []
+    n = len(rubric.principles)
+    return score_rows(rows, rubric, [answers[i * n:(i + 1) * n] for i in range(len(rows))], judge,
+                      cfg.rubric_combine, cfg.rubric_temperature)
+
+
+def score(rows: list[dict], judge) -> list[dict]:
+    """The judges' function shape, ``score(rows, judge)``: ``judge.cfg`` (the curate settings),
+    ``judge.model`` and ``judge.name``."""
+    rubric = load_rubric(judge.cfg.rubric, judge.cfg.rubric_field)
+    return judge_rows(judge.model, rows, rubric, judge.cfg, judge.name)
 
 
 def principle_stats(principles: Sequence[dict], rows: list[dict], kept: Optional[set] = None) -> list[dict]:

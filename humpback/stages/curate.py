@@ -86,7 +86,9 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
 
         part = candidates.rows[start:end]
         if rubric is not None:
-            rows = rubric_score_rows(model, part, rubric, cfg, judge)
+            from ..judges.rubric import judge_rows
+
+            rows = judge_rows(model, part, rubric, cfg, judge)
             rt.store.write_rows(shard_file(it.scores, shard), rows, schema=_score_schema(rubric=True))
             return {**shard_score_stats(rows), "served_by": model.served if part else None}
         params = SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
@@ -132,19 +134,6 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
                                       job="curate")
     finally:
         model.close()
-
-
-def rubric_score_rows(model, part: list[dict], rubric, cfg: CurateConfig, judge: str) -> list[dict]:
-    """The rubric judge on one shard: one forward pass per (pair, principle), read as yes/no log-odds."""
-    from ..judges.rubric import ANSWERS, score_rows
-
-    prompts = [render_prompt(model.tokenizer, messages_for(rubric.question(p, c["instruction"], c["output"]),
-                                                           system=cfg.system_prompt))
-               for c in part for p in rubric.principles]
-    answers = model.generator.answer_logprobs(prompts, ANSWERS) if prompts else []
-    n = len(rubric.principles)
-    return score_rows(part, rubric, [answers[i * n:(i + 1) * n] for i in range(len(part))], judge,
-                      cfg.rubric_combine, cfg.rubric_temperature)
 
 
 def shard_score_stats(rows: list[dict]) -> dict:

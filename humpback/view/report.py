@@ -235,8 +235,9 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
                 ("score_histograms", "Score histograms (each iteration's judge: " + _judges(view) + ")", ""),
                 ("rates", "Acceptance and parse-failure rates", ""),
                 ("lengths", "Instruction and output lengths (candidate pool and each curated set)", ""),
-                ("losses", "Training loss curves", ""),
-                ("principles", "Rubric principles: which reject the most pairs", _principles_tables(view))]
+                ("losses", "Training loss curves", "")]
+    if (view.config.get("curate") or {}).get("judge_kind") == "rubric":
+        sections.append(("principles", "Rubric principles: which reject the most pairs", _principles_tables(view)))
     for name, title, extra in sections:
         parts.append(f"<h2>{e(title)}</h2>")
         plot = by_name.get(name)
