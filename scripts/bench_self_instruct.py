@@ -13,8 +13,8 @@
      pool start per instruction; it is left out, in its favour.
    - humpback: :class:`humpback.data.rouge.RougePool` over all N. Its decisions on the sampled
      instructions are checked against the reference's.
-   The instructions are sentences from Python's reference documentation, a third of them near-copies
-   (words dropped, inserted or swapped) of earlier ones, so both verdicts occur.
+   The instructions are a verb and pieces of two sentences of Python's reference documentation, a third
+   of them near-copies (words dropped, inserted or swapped) of earlier ones, so both verdicts occur.
 2. Rubric judging against rating-judge logits mode, on the same (instruction, output) pairs with the
    tiny model and the hf backend: pairs per second (the rubric asks each of its principles in its own
    forward pass; the rating judge reads P("1".."5") in one).
@@ -37,11 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def instructions(n: int, seed: int = 0) -> list[str]:
-    """``n`` instruction-like sentences, a third of them near-copies of earlier ones."""
+    """``n`` instruction-like texts: a verb, then pieces of two sentences of Python's documentation
+    spliced together (so most are new), a third of them near-copies of earlier ones."""
     import pydoc_data.topics
 
     sentences = sorted({" ".join(s.split()) for text in pydoc_data.topics.topics.values()
                         for s in text.replace("\n", " ").split(". ") if 4 <= len(s.split()) <= 30})
+    verbs = ["Explain", "Describe", "Summarise", "Rewrite", "Classify", "List", "Compare", "Translate", "Find",
+             "Give an example of", "Tell me whether", "Write a question about", "Check if", "Correct"]
     rng = random.Random(seed)
     out: list[str] = []
     while len(out) < n:
@@ -58,8 +61,9 @@ def instructions(n: int, seed: int = 0) -> list[str]:
                     j = rng.randrange(len(words))
                     words[i], words[j] = words[j], words[i]
         else:
-            words = rng.choice(sentences).split()
-            words = words[rng.randrange(max(1, len(words) - 8)):][: rng.randint(6, 30)]
+            a, b = rng.choice(sentences).split(), rng.choice(sentences).split()
+            words = (rng.choice(verbs).split() + a[rng.randrange(max(1, len(a) - 4)):][: rng.randint(3, 12)]
+                     + b[rng.randrange(max(1, len(b) - 4)):][: rng.randint(3, 12)])
         out.append(" ".join(words))
     return out
 

@@ -246,10 +246,12 @@ def tables(run_dir: Path) -> dict:
                                                        "augment/rejected")}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_killed_generation_resumes_with_the_same_pool(tmp_path):
     """SIGKILL between two rounds of task generation, then resume: the same tasks, rejects and candidates
-    as an uninterrupted run, and the rounds that were done are not generated again."""
+    as an uninterrupted run, and the rounds that were done are not generated again. Slow: three
+    generation runs of the tiny model and a killed process, over a minute on 2 cores."""
     baseline = tmp_path / "baseline"
     generate_only(baseline)
     expected = tables(baseline)
@@ -282,3 +284,34 @@ def test_killed_generation_resumes_with_the_same_pool(tmp_path):
     log = []
     generate_only(run_dir, log.append)
     assert "[tasks] up to date, skipped" in log and "[augment] up to date, skipped" in log
+
+
+# --------------------------------------------------------------------------- sampling settings
+
+
+def test_cut_at_stop_keeps_the_earliest_stop():
+    from humpback.generation.base import cut_at_stop
+
+    assert cut_at_stop(" a task\n10. another\n\nrest", ("\n\n", "\n16", "16.")) == " a task\n10. another\n\n"
+    assert cut_at_stop(" x\n15. y\n16. z", ("\n\n", "\n16", "16.")) == " x\n15. y\n16"
+    assert cut_at_stop("no stop here", ("\n\n",)) == "no stop here"
+
+
+def test_presence_penalty_on_the_hf_backend(tiny_model_dir):
+    """Greedy decoding with a large presence penalty never picks a token it already generated; the
+    text is cut after the first stop string."""
+    from humpback.generation.base import SamplingParams
+    from humpback.generation.hf import HFGenerator
+
+    gen = HFGenerator(str(tiny_model_dir), batch_size=2)
+    prompts = ["Come up with a series of tasks:\n1.", "Task: Name a colour.\nOutput:"]
+    plain = gen.decoder.generate([gen.tokenizer(p)["input_ids"] for p in prompts], 24, [-1])
+    penalised = gen.decoder.generate([gen.tokenizer(p)["input_ids"] for p in prompts], 24, [-1],
+                                     presence_penalty=1e4)
+    assert any(len(set(t)) < len(t) for t in plain)  # the random model repeats itself when greedy...
+    assert all(len(set(t)) == len(t) for t in penalised)  # ...and not with the penalty
+    text = gen.generate(prompts[:1], SamplingParams(max_new_tokens=24))[0]
+    stop = text[5:7]
+    assert gen.generate(prompts[:1], SamplingParams(max_new_tokens=24, stop=(stop,)))[0] == \
+        text[: text.find(stop) + len(stop)]
+    gen.close()
