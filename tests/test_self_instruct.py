@@ -315,3 +315,23 @@ def test_presence_penalty_on_the_hf_backend(tiny_model_dir):
     assert gen.generate(prompts[:1], SamplingParams(max_new_tokens=24, stop=(stop,)))[0] == \
         text[: text.find(stop) + len(stop)]
     gen.close()
+
+
+def test_seed_tasks_in_the_self_instruct_format(tmp_path):
+    from humpback.config import SeedConfig
+    from humpback.data.seed import SeedTask, load_seed_tasks
+
+    path = tmp_path / "seed_tasks.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "seed_task_0", "instruction": "Is the review positive?", "is_classification": True,
+         "instances": [{"input": "Great food.", "output": "Yes"}, {"input": "Cold soup.", "output": "No"}]},
+        {"id": "seed_task_1", "instruction": "Name three rivers.", "instances": [{"input": "", "output": "Nile"}]},
+    ]) + "\n")
+    tasks, fmt = load_seed_tasks(SeedConfig(path=str(path)))
+    assert fmt == "self_instruct"
+    assert tasks == [SeedTask("Is the review positive?", (("Great food.", "Yes"), ("Cold soup.", "No")), True,
+                              f"{path}:1"),
+                     SeedTask("Name three rivers.", (("", "Nile"),), False, f"{path}:2")]
+    alpaca = tmp_path / "alpaca.jsonl"
+    alpaca.write_text(json.dumps({"instruction": "Add 2 and 2.", "output": "4"}) + "\n")
+    assert load_seed_tasks(SeedConfig(path=str(alpaca)))[0][0].instances == (("", "4"),)
