@@ -143,8 +143,14 @@ def test_log_odds_by_hand_on_the_tiny_model(tiny_model_dir):
 
     from humpback.generation.hf import HFGenerator
 
-    gen = HFGenerator(str(tiny_model_dir), batch_size=2)
+    from humpback.judges.rubric import questions
+
+    gen = HFGenerator(str(tiny_model_dir), batch_size=4)
+    pairs = [{"instruction": "What does `len` do?", "output": "It returns the number of items of a container."},
+             {"instruction": "Explain the `pass` statement.", "output": "It does nothing."}]
+    # Two unrelated prompts, and the rubric's questions about two pairs (batched by shared prefix).
     prompts = ["Is the sky blue? Answer:", "<|user|>\nDoes the answer help?\n<|assistant|>\n"]
+    prompts += questions(gen.tokenizer, pairs, load_rubric(None), "Answer in the style of an AI Assistant.")
     got = gen.answer_logprobs(prompts, ANSWERS)
     tok = gen.tokenizer
     yes = tok.convert_tokens_to_ids(["yes", "Ġyes", "Yes", "ĠYes", "YES", "ĠYES"])

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 from ..errors import ConfigError
 from .base import (AnswerLogprobs, ChoiceProbs, SamplingParams, answer_token_ids, cut_at_stop, encode_prompts,
                    generator_name, prompt_seed)
-from .decoding import Decoder
+from .decoding import Decoder, shared_prefix_length
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
 CHOICE_PROBE = "Score:"
@@ -150,10 +150,9 @@ class HFGenerator:
             return []
         ids = [self._answer_ids(tuple(words)) for words in answers]
         encoded = self._encode(prompts)
-        shared = self.decoder.prefix(encoded)
         out: list[AnswerLogprobs | None] = [None] * len(prompts)
-        for batch, rows in self._batches(encoded, "judge"):
-            logp = torch.log_softmax(self.decoder.prefill(rows, shared).logits.float(), dim=-1)
+        for batch, rows in self._prefix_batches(encoded):
+            logp = torch.log_softmax(self.decoder.prefill(rows, self.decoder.prefix(rows)).logits.float(), dim=-1)
             per_answer = [torch.logsumexp(logp[:, torch.tensor(a, device=self.device)], dim=-1).tolist() for a in ids]
             for row, i in enumerate(batch):
                 out[i] = AnswerLogprobs(tuple(float(lp[row]) for lp in per_answer))
@@ -185,6 +184,22 @@ class HFGenerator:
         for s in starts:
             batch = order[s: s + self.batch_size]
             yield batch, [encoded[i] for i in batch]
+
+    def _prefix_batches(self, encoded: list[list[int]]):
+        """(original indices, their ids) per batch, the prompts that share the longest prefixes together:
+        in token order, a batch ends where the next prompt shares less than half of the batch's first
+        one. The rubric judge's questions about one pair differ only at the end, so each batch computes
+        that pair's text once (its shared prefix) and only the questions per row."""
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i])
+        batch: list[int] = []
+        for i in order:
+            if batch and (len(batch) == self.batch_size or
+                          2 * shared_prefix_length([encoded[batch[0]], encoded[i]], 1) < len(encoded[batch[0]])):
+                yield batch, [encoded[j] for j in batch]
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch, [encoded[j] for j in batch]
 
     def _decode(self, ids: list[int]) -> str:
         for j, t in enumerate(ids):
