@@ -1,7 +1,9 @@
 """The paper's prompts, as text files beside this module, and the pure functions that render them.
 
 ``backward.txt`` is the backward model's prompt (the one the authors reused in a later paper);
-``curate.txt`` is the self-curation prompt of the paper's Table 1, verbatim.
+``curate.txt`` is the self-curation prompt of the paper's Table 1, verbatim. ``self_instruct_*.txt`` are
+Self-Instruct's published prompts (Wang et al. 2022; rendered by :mod:`humpback.data.self_instruct`), and
+``rubric_paper.txt`` the paper's 5-point criteria as a weave rubric (:mod:`humpback.judges.rubric`).
 """
 
 from __future__ import annotations
