@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import re
 import types
 import typing
@@ -19,6 +20,11 @@ import yaml
 
 from .errors import ConfigError
 from .prompts import SEED_SYSTEM_PROMPT
+
+log = logging.getLogger(__name__)
+# A threshold above this on the expected score (a mean over P("1".."5")) keeps almost nothing:
+# expected >= t needs P("5") >= t - 4 even with all the rest on "4".
+EXPECTED_THRESHOLD_WARN = 4.5
 
 
 def _f(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
@@ -35,15 +41,20 @@ def _section(cls: type, help: str) -> Any:
 
 @dataclass
 class SeedConfig:
-    path: Optional[str] = _f(None, "Local JSON/JSONL/Parquet file or folder of seed pairs.")
+    path: Optional[str] = _f(None, "JSON/JSONL/Parquet file, folder or URL of seed pairs (oasst: message rows "
+                                   "or the official *.trees.jsonl export).")
     dataset: Optional[str] = _f(None, "A `datasets` hub id or local dataset folder, read with load_dataset.")
     dataset_config: Optional[str] = _f(None, "The dataset's configuration name, if it has several.")
     split: str = _f("train", "Split of `seed.dataset` to read.")
     format: Literal["auto", "messages", "alpaca", "oasst", "self_instruct"] = _f(
         "auto", "Seed record format; `auto` detects it from the first record's keys."
     )
-    language: Optional[str] = _f("en", "oasst only: keep trees in this language (null keeps all).")
+    language: Optional[str] = _f(
+        "en", "oasst only: keep trees whose prompt and reply are in this language (null keeps all).")
     max_examples: Optional[int] = _f(None, "Keep at most this many seed pairs (the first ones).")
+    sample: Optional[int] = _f(
+        None, "Keep this many seed pairs drawn at random (seeded by `random_seed`) from all that were "
+              "selected (paper: 3,200 from oasst1).")
     keep_duplicates: bool = _f(
         False, "Keep pairs that repeat an earlier pair's instruction and output (ids numbered #2, #3...); "
                "by default each is kept once and the duplicates are counted.")
@@ -53,15 +64,29 @@ class SeedConfig:
         if (self.path is None) == (self.dataset is None):
             raise ConfigError(f"{where.of('seed.path', 'seed.dataset')}: set exactly one of 'seed.path' and 'seed.dataset'")
         _positive(where, "seed.max_examples", self.max_examples, allow_none=True)
+        _positive(where, "seed.sample", self.sample, allow_none=True)
+        if self.sample is not None and self.max_examples is not None:
+            raise ConfigError(f"{where.of('seed.sample', 'seed.max_examples')}: set at most one of 'seed.sample' "
+                              f"(drawn at random) and 'seed.max_examples' (the first ones)")
 
 
 @dataclass
 class CorpusConfig:
-    path: Optional[str] = _f(None, "Local JSONL/JSON/Parquet/text file or folder of unlabelled documents.")
+    path: Optional[str] = _f(
+        None, "File, folder or URL (fsspec) of unlabelled documents: JSONL/JSON/Parquet, text, HTML pages, "
+              "WARC(.gz) web archives, or a .paths(.gz) list of them (Common Crawl's warc.paths.gz).")
     dataset: Optional[str] = _f(None, "A `datasets` hub id or local dataset folder, streamed.")
     dataset_config: Optional[str] = _f(None, "The dataset's configuration name, if it has several.")
     split: str = _f("train", "Split of `corpus.dataset` to stream.")
     text_field: str = _f("text", "Field that holds a document's text (JSON, Parquet, datasets).")
+    html_field: Optional[str] = _f(
+        None, "Field that holds a document's raw HTML instead (JSON, Parquet, datasets): pages are cut at "
+              "their <h1>-<h6> headers. null: records hold text (`corpus.text_field`).")
+    language: Optional[str] = _f(
+        None, "Keep only segments in this language (ISO 639-1, e.g. `en`; paper: English), identified with "
+              "py3langid, whose model ships with it. null keeps every language.")
+    require_header: bool = _f(
+        False, "Drop text that no header precedes (the paper's segments all follow an HTML header).")
     max_documents: Optional[int] = _f(None, "Read at most this many documents.")
     max_segments: Optional[int] = _f(None, "Keep at most this many segments (the first that survive).")
     min_chars: int = _f(600, "Drop segments shorter than this (paper: 600).")
@@ -171,6 +196,9 @@ class AugmentConfig:
     max_repeated_ngram_fraction: float = _f(
         0.5, "Drop instructions whose word 3-grams are repeated more than this fraction (degenerate)."
     )
+    keep_truncated: bool = _f(
+        False, "Keep instructions that ran out of max_new_tokens as candidates (they are flagged, `truncated`, "
+               "and counted either way); false rejects them as `truncated`.")
 
     # self_instruct: the published settings (Wang et al. 2022) are the defaults.
     target_tasks: int = _f(1000, "self_instruct: rounds of task generation go on until the pool holds this many "
@@ -305,6 +333,9 @@ class CurateConfig:
 class TrainConfig:
     learning_rate: float = _f(2e-4, "Peak learning rate (LoRA: ~10x the paper's full-finetuning 1e-5/2e-5).")
     lr_scheduler_type: str = _f("linear", "Any transformers scheduler name.")
+    min_lr_ratio: Optional[float] = _f(
+        None, "With lr_scheduler_type linear or cosine: decay to this fraction of the peak instead of 0 "
+              "(paper: 1e-5 to 9e-6, 0.9). null: decay to 0.")
     warmup_ratio: float = _f(0.03, "Fraction of steps used for warmup.")
     weight_decay: float = _f(0.1, "Weight decay (paper: 0.1).")
     num_train_epochs: float = _f(3.0, "Epochs, when `train.steps` is `epochs`.")
@@ -319,6 +350,9 @@ class TrainConfig:
     gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
     bf16: Optional[bool] = _f(None, "Mixed precision in bfloat16; null: on when a GPU supports it.")
     full_finetune: bool = _f(False, "Train every weight instead of a LoRA adapter.")
+    dropout: Optional[float] = _f(
+        0.1, "Full finetuning: every dropout probability of the model's config (attention_dropout, ...) "
+             "is set to this (paper: 0.1). null keeps the model's own. LoRA uses lora_dropout.")
     lora_r: int = _f(16, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA alpha.")
     lora_dropout: float = _f(0.1, "LoRA dropout (paper: dropout 0.1).")
@@ -335,6 +369,15 @@ class TrainConfig:
                     "max_length", "lora_r", "lora_alpha", "logging_steps", "num_train_epochs"):
             _positive(where, f"train.{key}", getattr(self, key))
         _fraction(where, "train.warmup_ratio", self.warmup_ratio)
+        if self.min_lr_ratio is not None:
+            if not 0 <= self.min_lr_ratio < 1:
+                raise ConfigError(f"{where.of('train.min_lr_ratio')}: 'train.min_lr_ratio' must be in [0, 1), "
+                                  f"got {self.min_lr_ratio!r}")
+            if self.lr_scheduler_type not in ("linear", "cosine"):
+                raise ConfigError(f"{where.of('train.min_lr_ratio', 'train.lr_scheduler_type')}: 'train.min_lr_ratio' "
+                                  f"needs train.lr_scheduler_type linear or cosine, got {self.lr_scheduler_type!r}")
+        if self.dropout is not None:
+            _fraction(where, "train.dropout", self.dropout)
         _fraction(where, "train.lora_dropout", self.lora_dropout)
         for key in ("deepspeed", "accelerate_config"):
             value = getattr(self, key)
@@ -429,7 +472,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), data:
     cfg = _build(RunConfig, data, "", src)
     cfg.validate(src)
     cfg._where = src  # who set each key, for errors raised later (see who_set)
+    for warning in config_warnings(cfg, data, src):
+        log.warning("%s", warning)
     return cfg
+
+
+def config_warnings(cfg: "RunConfig", data: dict, src: "Source | None" = None) -> list[str]:
+    """What is valid but surely not meant: a selection setting the chosen ``curate.select`` ignores, and a
+    threshold on the expected score that keeps almost nothing. ``data`` is the recipe as given (with
+    the overrides), to tell a key that was set from a default."""
+    src = src or Source("config")
+    curate = data.get("curate") if isinstance(data.get("curate"), dict) else {}
+    c = cfg.curate
+    out = []
+    for key in ("threshold", "top_fraction", "top_k"):
+        if key in curate and c.select != key:
+            out.append(f"{src.of('curate.' + key)}: 'curate.{key}' is ignored: curate.select is {c.select!r}")
+    if c.select == "threshold" and c.score_field() == "expected_score" and c.threshold > EXPECTED_THRESHOLD_WARN:
+        out.append(f"{src.of('curate.threshold')}: 'curate.threshold: {c.threshold:g}' on the expected score keeps "
+                   f"almost nothing: an expected score of {c.threshold:g} needs P('5') >= {c.threshold - 4:.0%} "
+                   f"(all of it, at 5). The paper's A5 is a threshold of 5 on the generated or argmax score "
+                   f"(curate.select_on); on the expected score use at most {EXPECTED_THRESHOLD_WARN:g}, or "
+                   f"curate.select top_fraction")
+    return out
 
 
 def who_set(cfg: "RunConfig", key: str) -> str:

@@ -73,7 +73,7 @@ def provenance(store: RunStore, iteration: int) -> dict:
     else:
         filters = {k: corpus[k] for k in ("min_chars", "max_chars", "repetition_ngram", "repetition_threshold",
                                           "boilerplate_threshold", "near_dedup", "near_dedup_threshold",
-                                          "drop_seed_overlap")}
+                                          "drop_seed_overlap")} | {k: corpus.get(k) for k in ("language", "require_header")}
         funnel = stages.get("segments", {}).get("stats", {}).get("funnel")
     return {
         "base_model": cfg["base_model"],

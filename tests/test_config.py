@@ -112,3 +112,56 @@ def test_secrets_are_never_written():
         max_new_tokens: int = 7
 
     assert to_dict(WithSecrets()) == {"max_new_tokens": 7}
+
+
+def test_paper_recipes_follow_the_paper():
+    root = Path(__file__).parent.parent / "recipes"
+    lora, full = load_config(root / "paper-llama2-7b.yaml"), load_config(root / "paper-llama2-7b-full.yaml")
+    for cfg in (lora, full):
+        assert (cfg.seed.format, cfg.seed.language, cfg.seed.sample, cfg.seed.max_examples) == ("oasst", "en", 3200, None)
+        assert cfg.corpus.path.endswith("/warc.paths.gz") and cfg.corpus.path.startswith("https://")
+        assert (cfg.corpus.language, cfg.corpus.require_header) == ("en", True)
+        assert (cfg.train.steps, cfg.train.lr_scheduler_type, cfg.train.min_lr_ratio) == ("paper", "linear", 0.9)
+        assert cfg.train.weight_decay == 0.1 and (cfg.curate.select, cfg.curate.threshold) == ("threshold", 5)
+    assert not lora.train.full_finetune and lora.train.lora_dropout == 0.1
+    assert full.train.full_finetune and (full.train.learning_rate, full.train.dropout) == (1e-5, 0.1)
+    assert full.train.learning_rate * full.train.min_lr_ratio == pytest.approx(9e-6)
+    assert "paragraph packs" in (root / "small-gpu.yaml").read_text().split("\nname:")[0]
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    (MINIMAL + "seed: {path: s.jsonl, sample: 10, max_examples: 5}\n", [], "set at most one of 'seed.sample'"),
+    (MINIMAL, ["train.min_lr_ratio=1.0"], "'train.min_lr_ratio' must be in [0, 1), got 1.0"),
+    (MINIMAL, ["train.min_lr_ratio=0.9", "train.lr_scheduler_type=constant"],
+     "'train.min_lr_ratio' needs train.lr_scheduler_type linear or cosine"),
+    (MINIMAL, ["train.dropout=1.5"], "'train.dropout' must be between 0 and 1"),
+])
+def test_new_keys_are_checked(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=re_escape(message)):
+        load_config(write(tmp_path, text), overrides)
+
+
+def re_escape(s: str) -> str:
+    import re
+
+    return re.escape(s)
+
+
+def test_warnings_for_selection_settings_that_do_nothing(tmp_path, caplog):
+    p = write(tmp_path, MINIMAL + "curate: {mode: logits, select: top_fraction, threshold: 4}\n")
+    with caplog.at_level("WARNING", logger="humpback.config"):
+        load_config(p)
+    assert caplog.messages == [f"{p}: 'curate.threshold' is ignored: curate.select is 'top_fraction'"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="humpback.config"):
+        load_config(write(tmp_path, MINIMAL + "curate: {mode: logits}\n"), ["curate.select_on=expected"])
+    assert caplog.messages == [
+        f"{p}: 'curate.threshold: 5' on the expected score keeps almost nothing: an expected score of 5 needs "
+        "P('5') >= 100% (all of it, at 5). The paper's A5 is a threshold of 5 on the generated or argmax score "
+        "(curate.select_on); on the expected score use at most 4.5, or curate.select top_fraction"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="humpback.config"):
+        load_config(write(tmp_path, MINIMAL + "curate: {mode: logits, select_on: expected}\n"),
+                    ["curate.threshold=4.2"])
+        load_config(write(tmp_path, MINIMAL))
+    assert caplog.messages == []

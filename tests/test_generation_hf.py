@@ -10,7 +10,7 @@ import torch
 
 from humpback.config import GenerationConfig
 from humpback.errors import ConfigError
-from humpback.generation import ChoiceProbs, Generator, SamplingParams, generator_name, load_generator
+from humpback.generation import ChoiceProbs, Generator, SamplingParams, Usage, generator_name, load_generator
 from humpback.generation.hf import HFGenerator, choice_token_ids
 
 PROMPTS = [
@@ -230,6 +230,57 @@ def test_eos_stops_generation(sharp_dir, hand):
     assert out[0] == tok.decode(new[: new.index(new[3])])
     assert len(out[0]) < len(full[0])
     assert all(f.startswith(o) for o, f in zip(out, full))
+    # Each completion says why it ended: the stop token, or max_new_tokens running out.
+    assert out[0].finish_reason == "stop"
+    assert all(f.finish_reason == "length" for f in full) and len(tok(full[1], add_special_tokens=False)["input_ids"]) >= 1
+
+
+def test_decode_loop_uses_the_current_cache_argument(gen):
+    """transformers 5.24 renamed the models' past_key_values to cache (the old name goes in 5.40)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*")
+        gen.generate(PROMPTS[:3], SamplingParams(max_new_tokens=3))
+        gen.choice_probs(PROMPTS[:3], SCORES)
+
+
+def _greedy_ids(model, ids: list[int], n: int, eos: list[int]) -> list[int]:
+    """The ids a hand-rolled greedy loop produces, up to and including the first stop token."""
+    new: list[int] = []
+    with torch.no_grad():
+        for _ in range(n):
+            new.append(int(model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax()))
+            if new[-1] in eos:
+                break
+    return new
+
+
+def test_usage_counts_exactly_the_tokens_seen_and_decoded(sharp_dir, hand):
+    model, tok = hand
+    g = HFGenerator(str(sharp_dir), device="cpu", batch_size=4)
+    assert g.usage == Usage() and g.usage.exact
+    # A stop token the first prompt reaches at its 4th greedy step, so rows end at different lengths.
+    stop = _greedy_ids(model, tok(PROMPTS[0])["input_ids"], 4, [])[3]
+    g.eos_token_ids = [tok.eos_token_id, stop]
+    prompt_ids = [tok(p)["input_ids"] for p in PROMPTS]
+    decoded = [_greedy_ids(model, ids, 12, g.eos_token_ids) for ids in prompt_ids]
+    assert len(decoded[0]) == 4 and len({len(d) for d in decoded}) > 1
+    g.generate(PROMPTS, SamplingParams(max_new_tokens=12))
+    assert g.usage == Usage(calls=1, prompts=6, prompt_tokens=sum(map(len, prompt_ids)),
+                            generated_tokens=sum(map(len, decoded)))
+    # Scoring: one forward over each prompt plus the choice prefix, nothing generated.
+    prefix, _ = choice_token_ids(lambda s: tok(s, add_special_tokens=False)["input_ids"], SCORES)
+    before = g.usage
+    g.choice_probs(PROMPTS, SCORES)
+    g.generate([], SamplingParams(max_new_tokens=4))
+    assert g.usage - before == Usage(calls=2, prompts=6, prompt_tokens=sum(len(ids) + len(prefix) for ids in prompt_ids))
+    g.close()
+    # A prompt cut from the left counts the tokens the model saw.
+    short = HFGenerator(str(sharp_dir), device="cpu", max_prompt_tokens=6)
+    short.choice_probs([PROMPTS[2]], SCORES)
+    assert len(prompt_ids[2]) > 6 and short.usage.prompt_tokens == 6
+    short.close()
 
 
 # --------------------------------------------------------------------------- adapters and plumbing

@@ -21,7 +21,7 @@ import pytest
 
 from humpback.config import GenerationConfig, load_config, to_dict
 from humpback.errors import ConfigError
-from humpback.generation import Generator, SamplingParams, load_generator
+from humpback.generation import Generator, SamplingParams, Usage, load_generator
 from humpback.generation.openai import OpenAIGenerator, ServerError, retry_after_s
 
 SCORES = ["1", "2", "3", "4", "5"]
@@ -138,6 +138,23 @@ def test_generate_keeps_order_bounds_concurrency_and_sends_the_params(serve):
     assert server.requests[-2]["seed"] == first["p4"]["seed"] or server.requests[-1]["seed"] == first["p4"]["seed"]
     assert len({r["seed"] for r in server.requests[:9]}) == 9
     assert gen.generate([], params) == []
+
+
+def test_generate_says_which_completions_ran_out_of_tokens(serve):
+    def respond(body, n):
+        answer = _completion(text=body["prompt"].upper())
+        answer["choices"][0]["finish_reason"] = "length" if body["prompt"] == "long" else "stop"
+        return 200, answer, None, 0
+
+    got = _gen(serve(respond).url).generate(["long", "short"], SamplingParams(max_new_tokens=4))
+    assert got == ["LONG", "SHORT"] and [c.finish_reason for c in got] == ["length", "stop"]
+
+
+def test_no_score_digit_in_the_top_logprobs_is_no_probabilities(serve):
+    top = {" the": math.log(0.6), " a": math.log(0.3)}
+    server = serve(lambda body, n: (200, _completion(text=" the", top=top), None, 0))
+    got = _gen(server.url).choice_probs(["Score:"], SCORES)[0]
+    assert got.probs is None and got.mass == 0.0
 
 
 def test_greedy_sends_top_p_one(serve):
@@ -287,6 +304,54 @@ def test_no_logprobs_is_a_clear_error(serve):
     assert server.url in str(e.value)
 
 
+# --------------------------------------------------------------------------- usage
+
+
+def _with_usage(answer: dict, prompt_tokens, completion_tokens) -> dict:
+    return {**answer, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                "total_tokens": prompt_tokens + completion_tokens}}
+
+
+def test_usage_is_the_servers_own_count(serve):
+    # The fake server counts a prompt's characters as its tokens and answers with n + 1 tokens.
+    server = serve(lambda body, n: (200, _with_usage(_completion(text="ok"), len(body["prompt"]), 1 + n), None, 0))
+    gen = _gen(server.url, concurrency=3)
+    assert gen.usage == Usage()
+    prompts = ["a", "bb", "ccc", "dddd"]
+    gen.generate(prompts, SamplingParams(max_new_tokens=8))
+    assert gen.usage == Usage(calls=1, prompts=4, prompt_tokens=10, generated_tokens=1 + 2 + 3 + 4)
+    assert gen.usage.exact
+    before = gen.usage
+    gen.generate([], SamplingParams(max_new_tokens=8))
+    assert gen.usage - before == Usage(calls=1)
+
+
+def test_usage_sums_both_answers_of_a_lone_space_prompt(serve):
+    def respond(body, n):
+        if body["prompt"].endswith(" "):
+            return 200, _with_usage(_completion(text="3", top={"3": math.log(0.6)}), 7, 1), None, 0
+        return 200, _with_usage(_completion(text="▁", top={"▁": math.log(0.9)}), 6, 1), None, 0
+
+    gen = _gen(serve(respond).url)
+    gen.choice_probs(["Score:"], SCORES)
+    assert gen.usage == Usage(calls=1, prompts=1, prompt_tokens=13, generated_tokens=2)
+
+
+def test_an_answer_without_usage_leaves_its_prompt_uncounted(serve):
+    def respond(body, n):
+        answer = _completion(text="ok")
+        if body["prompt"] == "counted":
+            return 200, _with_usage(answer, 5, 2), None, 0
+        if body["prompt"] == "broken":
+            return 200, {**answer, "usage": {"prompt_tokens": "5", "completion_tokens": None}}, None, 0
+        return 200, answer, None, 0
+
+    gen = _gen(serve(respond).url)
+    gen.generate(["counted", "bare", "broken"], SamplingParams(max_new_tokens=4))
+    assert gen.usage == Usage(calls=1, prompts=3, prompt_tokens=5, generated_tokens=2, uncounted=2)
+    assert not gen.usage.exact
+
+
 # --------------------------------------------------------------------------- config and factory
 
 
@@ -368,6 +433,18 @@ def test_generates_against_transformers_serve(transformers_server, tiny_model_di
     prompts = ["The with statement is used to", "Return the JSON encoding of", "import json\n\n"]
     out = gen.generate(prompts, SamplingParams(max_new_tokens=6))
     assert len(out) == 3 and all(isinstance(t, str) and t for t in out)
+    # The server's token counts: each prompt as its tokenizer encodes it, and the same counts the
+    # hf backend keeps for the same greedy decode of the same model.
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    usage = gen.usage
+    assert usage.exact and (usage.calls, usage.prompts) == (1, 3)
+    assert usage.prompt_tokens == sum(len(tok(p)["input_ids"]) for p in prompts)
+    hf = load_generator(GenerationConfig(device="cpu"), str(tiny_model_dir))
+    hf.generate(prompts, SamplingParams(max_new_tokens=6))
+    hf.close()
+    assert usage == hf.usage
     assert gen.generate(prompts[:1], SamplingParams(max_new_tokens=6)) == out[:1]  # greedy is deterministic
     # transformers serve ignores `logprobs`: logits curation must say so, not return made-up numbers.
     with pytest.raises(ConfigError, match="does not provide logprobs"):

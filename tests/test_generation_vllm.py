@@ -42,11 +42,13 @@ def test_pairs_in_any_order_and_other_choices():
     assert got.probs == pytest.approx((1 / 3, 2 / 3)) and got.mass == pytest.approx(0.9)
 
 
-def test_no_choice_in_the_top_tokens_gives_zero_mass_uniform():
-    got = choice_probs_from_top({" the": -0.1, " a": -3.0}, SCORES)
-    assert got.mass == 0.0 and got.probs == pytest.approx((0.2,) * 5)
-    assert choice_probs_from_top({}, SCORES).mass == 0.0
-    assert choice_probs_from_top({"5": -math.inf}, SCORES).mass == 0.0
+def test_no_choice_in_the_top_tokens_gives_no_probabilities():
+    """Not a uniform guess with status ok: the scoring stage counts the row as a failure."""
+    from humpback.generation import ChoiceProbs
+
+    assert choice_probs_from_top({" the": -0.1, " a": -3.0}, SCORES) == ChoiceProbs(probs=None, mass=0.0)
+    assert choice_probs_from_top({}, SCORES) == ChoiceProbs(probs=None, mass=0.0)
+    assert choice_probs_from_top({"5": -math.inf}, SCORES) == ChoiceProbs(probs=None, mass=0.0)
 
 
 def test_top_logprobs_from_completion_shapes():
@@ -135,10 +137,13 @@ def test_vllm_matches_hf(vllm_gen, sharp_dir):
     params = SamplingParams(max_new_tokens=8)
     hf = HFGenerator(str(sharp_dir), device="cuda", dtype="float32")
     want = hf.generate(prompts, params)
+    hf_usage = hf.usage  # the same prompts, the same ids decoded: the same counts
     judged = [p + " Score:" for p in prompts]
     hf_probs = hf.choice_probs(judged, SCORES)
     hf.close()
+    before = vllm_gen.usage
     assert vllm_gen.generate(prompts, params) == want
+    assert vllm_gen.usage - before == hf_usage
     got = vllm_gen.choice_probs(judged, SCORES)
     assert any(a.mass > 0 for a in got)
     for a, b in zip(got, hf_probs):

@@ -39,8 +39,12 @@ def test_run_folder_matches_the_contract(tiny_run):
     rejected = read_table(run_dir / "augment/rejected")
     segments = read_table(run_dir / "data/segments.parquet")
     assert len(candidates) + len(rejected) == len(segments) == 12
-    assert {"candidate_id", "segment_id", "instruction", "raw_generation", "generator", "temperature", "top_p"} <= set(
-        candidates[0])
+    assert {"candidate_id", "segment_id", "instruction", "raw_generation", "generator", "temperature", "top_p",
+            "truncated"} <= set(candidates[0])
+    # The random tiny model never stops before augment.max_new_tokens: every generation is flagged, and
+    # counted; the demo recipe keeps them (augment.keep_truncated).
+    augment_stats = json.loads((run_dir / "manifest.json").read_text())["stages"]["augment"]["stats"]
+    assert augment_stats["truncated"] == sum(r["truncated"] for r in candidates + rejected) > 0
     seed = read_table(run_dir / "data/seed.parquet")
     for k in (1, 2):
         it = run_dir / f"iter_{k}"

@@ -162,16 +162,90 @@ def test_seed_from_a_local_dataset_folder(tmp_path):
                          SeedPair("Name a colour.", "Blue.", f"{folder}[train]#1")]
 
 
-def test_duplicate_pairs_are_counted_and_kept_once_with_unique_ids():
+def tree_message(mid, role, text, lang="en", rank=None, deleted=False, replies=(), parent=None):
+    """A message as the official *.trees.jsonl export nests it (no parent_id unless given)."""
+    m = {"message_id": mid, "role": role, "text": text, "lang": lang, "rank": rank, "deleted": deleted,
+         "replies": list(replies)}
+    if parent is not None:
+        m["parent_id"] = parent
+    return m
+
+
+# The OASST rows above as export trees, plus what only trees have: a duplicate tree and one not ready.
+TREES = [
+    {"message_tree_id": "t1", "tree_state": "ready_for_export", "prompt": tree_message("r1", "prompter", "Q1", replies=[
+        tree_message("a1b", "assistant", "A1 worse", rank=1),
+        tree_message("a1", "assistant", "A1", rank=0, replies=[
+            tree_message("p4", "prompter", "Follow-up", replies=[tree_message("a4", "assistant", "A4", rank=0)])])])},
+    {"message_tree_id": "t2", "tree_state": "ready_for_export", "prompt": tree_message(
+        "r2", "prompter", "Q2 auf Deutsch", lang="de", replies=[tree_message("a2", "assistant", "A2", lang="de", rank=0)])},
+    {"message_tree_id": "t3", "tree_state": "ready_for_export", "prompt": tree_message("r3", "prompter", "Q3", replies=[
+        tree_message("a3", "assistant", "A3 deleted", rank=0, deleted=True),
+        tree_message("a3b", "assistant", "A3 rank 1", rank=1)])},
+    {"message_tree_id": "t5", "tree_state": "ready_for_export", "prompt": tree_message("r5", "prompter", "Q5", replies=[
+        tree_message("a5", "assistant", "A5", rank=0, parent="r5")])},
+    {"message_tree_id": "t1", "tree_state": "ready_for_export", "prompt": tree_message("r1", "prompter", "Q1 again")},
+    {"message_tree_id": "t6", "tree_state": "aborted_low_grade", "prompt": tree_message("r6", "prompter", "Q6", replies=[
+        tree_message("a6", "assistant", "A6", rank=0)])},
+]
+
+
+def test_oasst_trees_export_same_selection_as_the_rows(tmp_path):
+    rows = load_seed(SeedConfig(path=str(write_jsonl(tmp_path / "rows.jsonl", OASST)), format="oasst"))
+    f = write_jsonl(tmp_path / "2023-04-12_oasst_ready.trees.jsonl", TREES)
+    res = load_seed(SeedConfig(path=str(f)))  # auto-detected
+    assert res.format == "oasst"
+    assert res.pairs == [SeedPair("Q1", "A1", f"{f}:1"), SeedPair("Q5", "A5", f"{f}:4")]
+    assert [(p.instruction, p.output) for p in res.pairs] == [(p.instruction, p.output) for p in rows.pairs]
+    assert res.stats["records_read"] == 6
+    assert res.stats["selection"] == {"roots": 3, "root_other_language": 1, "deleted": 1, "not_selected": 3,
+                                      "root_without_rank0_reply": 1, "duplicate_tree": 1, "tree_not_ready": 1}
+
+
+def test_oasst_reply_language_and_duplicate_messages(tmp_path):
+    rows = [oasst_row("r1", None, "prompter", "Q1"), oasst_row("a1", "r1", "assistant", "Antwort", lang="de", rank=0),
+            oasst_row("r2", None, "prompter", "Q2"), oasst_row("a2", "r2", "assistant", "A2", rank=0),
+            oasst_row("r2", None, "prompter", "Q2 copy")]
+    res = load_seed(SeedConfig(path=str(write_jsonl(tmp_path / "o.jsonl", rows)), format="oasst"))
+    assert [(p.instruction, p.output) for p in res.pairs] == [("Q2", "A2")]
+    assert res.stats["selection"] == {"roots": 2, "reply_other_language": 1, "duplicate_message": 1}
+
+
+def test_oasst_tree_with_a_broken_message_is_a_counted_skip(tmp_path):
+    tree = {"message_tree_id": "t", "prompt": tree_message("r", "prompter", "Q", replies=[{"role": "assistant"}])}
+    f = write_jsonl(tmp_path / "t.trees.jsonl", [tree, TREES[3]])
+    with pytest.raises(DataError, match=rf"^{f}:1 prompt.replies\[0\]: missing 'message_id' \(oasst format, detected"):
+        load_seed(SeedConfig(path=str(f)))
+    res = load_seed(SeedConfig(path=str(f), skip_invalid=True))
+    assert [p.instruction for p in res.pairs] == ["Q5"] and res.stats["skipped"] == {"missing 'message_id'": 1}
+
+
+def test_sample_is_seeded_and_not_the_first(tmp_path):
+    f = write_jsonl(tmp_path / "s.jsonl", [{"instruction": f"i{k}", "output": f"o{k}"} for k in range(100)])
+    a = load_seed(SeedConfig(path=str(f), sample=10), random_seed=1)
+    b = load_seed(SeedConfig(path=str(f), sample=10), random_seed=1)
+    c = load_seed(SeedConfig(path=str(f), sample=10), random_seed=2)
+    picked = [int(p.instruction[1:]) for p in a.pairs]
+    assert a.pairs == b.pairs and a.pairs != c.pairs
+    assert len(picked) == 10 and picked == sorted(picked) and picked != list(range(10))
+    assert a.stats["sample"] == {"asked": 10, "drawn_from": 100, "random_seed": 1} and a.stats["pairs"] == 10
+    assert len(load_seed(SeedConfig(path=str(f), sample=500)).pairs) == 100
+
+
+def test_duplicate_pairs_are_counted_and_kept_once_with_unique_ids(tmp_path):
     from humpback.stages.prepare import seed_rows
 
-    pairs = [SeedPair("a", "x", "f:1"), SeedPair("b", "y", "f:2"), SeedPair("a", "x", "f:3"), SeedPair("a", "x", "f:4"),
-             SeedPair("a", "z", "f:5")]
-    rows, duplicates = seed_rows(pairs)
-    assert duplicates == 2
-    assert [r["source"] for r in rows] == ["f:1", "f:2", "f:5"]
-    assert len({r["id"] for r in rows}) == 3
-    kept, duplicates = seed_rows(pairs, keep_duplicates=True)
-    assert duplicates == 2 and len(kept) == 5
-    ids = [r["id"] for r in kept]
+    records = [{"instruction": "a", "output": "x"}, {"instruction": "b", "output": "y"},
+               {"instruction": "a", "output": "x"}, {"instruction": "a", "output": "x"},
+               {"instruction": "a", "output": "z"}]
+    f = write_jsonl(tmp_path / "s.jsonl", records)
+    res = load_seed(SeedConfig(path=str(f)))
+    assert res.stats["duplicates"] == 2
+    assert [p.source for p in res.pairs] == [f"{f}:1", f"{f}:2", f"{f}:5"]
+    assert len({r["id"] for r in seed_rows(res.pairs)}) == 3
+    # Repeats are dropped before a draw, so seed.sample counts distinct pairs.
+    assert len(load_seed(SeedConfig(path=str(f), sample=3), random_seed=1).pairs) == 3
+    kept = load_seed(SeedConfig(path=str(f), keep_duplicates=True))
+    assert kept.stats["duplicates"] == 2 and len(kept.pairs) == 5
+    ids = [r["id"] for r in seed_rows(kept.pairs)]
     assert len(set(ids)) == 5 and ids[2] == ids[0] + "#2" and ids[3] == ids[0] + "#3"

@@ -176,11 +176,12 @@ def test_funnel_counts_every_filter_exactly():
     ]
     seg = Segmenter(cfg(), seed_outputs=[seed_out])
     kept = list(seg.segments(Document(f"d{i}", t, "test") for i, t in enumerate(docs)))
-    assert seg.funnel == {"documents": 11, "sections": 13, "too_short": 1, "too_long": 1, "bad_header": 1,
-                          "boilerplate": 1, "repetitive": 1, "exact_duplicate": 1, "near_duplicate": 1,
-                          "seed_overlap": 2, "kept": 4}
-    assert list(seg.funnel) == ["documents", "sections", "too_short", "too_long", "bad_header", "boilerplate",
-                                "repetitive", "exact_duplicate", "near_duplicate", "seed_overlap", "kept"]
+    assert seg.funnel == {"documents": 11, "pages": 0, "sections": 13, "no_header": 0, "too_short": 1,
+                          "too_long": 1, "bad_header": 1, "boilerplate": 1, "repetitive": 1, "other_language": 0,
+                          "exact_duplicate": 1, "near_duplicate": 1, "seed_overlap": 2, "kept": 4}
+    assert list(seg.funnel) == ["documents", "pages", "sections", "no_header", "too_short", "too_long", "bad_header",
+                                "boilerplate", "repetitive", "other_language", "exact_duplicate", "near_duplicate",
+                                "seed_overlap", "kept"]
     assert [(s.doc_id, s.header) for s in kept] == [("d0", "Good one"), ("d10", "Two"), ("d10", "Sections"),
                                                     ("d10", "Here")]
     first = kept[0]

@@ -138,6 +138,36 @@ def test_trainer_settings_from_config(tiny_model_dir, tmp_path):
     assert trainer.args.max_steps == 7
 
 
+def test_lr_schedule_with_a_floor():
+    from humpback.training.schedule import lr_schedule
+
+    assert lr_schedule("linear", 1e-5, None) == ("linear", {})
+    assert lr_schedule("linear", 1e-5, 0.9) == ("polynomial", {"lr_end": 1e-5 * 0.9, "power": 1.0})
+    assert lr_schedule("cosine", 1e-5, 0.5) == ("cosine_with_min_lr", {"min_lr_rate": 0.5})
+    with pytest.raises(ValueError, match="min_lr_ratio needs lr_scheduler_type linear or cosine"):
+        lr_schedule("constant", 1e-5, 0.9)
+
+
+def test_learning_rate_decays_linearly_to_the_floor(tiny_model_dir, tmp_path):
+    """The paper's 1e-5 -> 9e-6, read from the Trainer's own log at every step."""
+    cfg = _cfg(max_steps=5, learning_rate=1e-5, min_lr_ratio=0.9, full_finetune=True)
+    trainer = build_trainer(TrainJob(str(tiny_model_dir), cfg, seed=0, progress=False), _rows(8), tmp_path)
+    trainer.train()
+    lrs = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
+    # The rate each of the 5 steps used, then where the schedule ends: the floor, 0.9 x the peak.
+    assert lrs == pytest.approx([1e-5 - k * 0.2e-6 for k in range(5)], rel=1e-6)
+    assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(9e-6, rel=1e-6)
+
+
+def test_full_finetune_sets_the_models_dropout(tiny_model_dir, tmp_path):
+    job = TrainJob(str(tiny_model_dir), _cfg(full_finetune=True, dropout=0.1), seed=0, progress=False)
+    assert build_trainer(job, _rows(4), tmp_path).model.config.attention_dropout == 0.1
+    job = TrainJob(str(tiny_model_dir), _cfg(full_finetune=True, dropout=None), seed=0, progress=False)
+    assert build_trainer(job, _rows(4), tmp_path).model.config.attention_dropout == 0.0
+    lora = build_trainer(TrainJob(str(tiny_model_dir), _cfg(dropout=0.1), seed=0, progress=False), _rows(4), tmp_path)
+    assert lora.model.config.attention_dropout == 0.0  # LoRA: lora_dropout on the adapter instead
+
+
 # --------------------------------------------------------------------------- real training runs
 
 
@@ -197,6 +227,7 @@ def test_full_finetune_saves_a_whole_model(tiny_model_dir, tmp_path):
                                 seed=0, progress=False), _rows(8), out)
     assert result.steps == 2 and math.isfinite(result.train_loss)
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    assert result.dropout == {"attention_dropout": 0.1} and result.summary()["dropout"] == result.dropout
     assert AutoTokenizer.from_pretrained(out).chat_template == FALLBACK_CHAT_TEMPLATE
     trained = AutoModelForCausalLM.from_pretrained(out).state_dict()
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()

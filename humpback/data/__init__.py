@@ -1,11 +1,11 @@
 """Data: reading records, seed pairs, unlabelled documents, and documents -> segments."""
 
-from .corpus import Document, iter_documents
+from .corpus import Document, ReadLog, iter_documents
 from .io import expand_files, iter_hub_records, iter_records
 from .seed import SeedPair, SeedResult, load_seed
 from .segment import Segment, Segmenter, check_not_empty, describe_funnel
 
 __all__ = [
-    "Document", "Segment", "Segmenter", "SeedPair", "SeedResult", "check_not_empty", "describe_funnel",
+    "Document", "ReadLog", "Segment", "Segmenter", "SeedPair", "SeedResult", "check_not_empty", "describe_funnel",
     "expand_files", "iter_documents", "iter_hub_records", "iter_records", "load_seed",
 ]

@@ -1,4 +1,7 @@
-"""Reading records: local JSON Lines, JSON, Parquet (optionally gzipped JSON), and `datasets` sources.
+"""Reading records: JSON Lines, JSON, Parquet (optionally gzipped JSON), and `datasets` sources.
+
+A file is a local path or a URL that fsspec opens (``https://``, ``s3://``, ``hf://``, ...); files are
+read as streams, front to back, so a remote file is never downloaded whole first.
 
 Every record comes with its location, ``"<file>:<line>"`` for JSON lines and ``"<file>:row <n>"`` for
 Parquet rows and the items of a JSON list (both 1-based), so that any later error can name it.
@@ -20,16 +23,26 @@ RECORD_SUFFIXES = (".jsonl", ".json", ".parquet", ".jsonl.gz", ".json.gz")
 PARQUET_BATCH_ROWS = 1024
 
 
-def has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
-    name = path.name.lower()
+def is_url(path: str | Path) -> bool:
+    """A ``scheme://`` location for fsspec (``file://`` included), not a local path."""
+    return isinstance(path, str) and "://" in path
+
+
+def has_suffix(path: str | Path, suffixes: Sequence[str]) -> bool:
+    name = (path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] if is_url(path) else Path(path).name).lower()
     return any(name.endswith(s) for s in suffixes)
 
 
 def expand_files(path: str | Path, suffixes: Sequence[str] = RECORD_SUFFIXES) -> list[Path]:
     """``path`` itself if it is a file, or the files under a folder (recursively, sorted) whose name ends
-    with one of ``suffixes``. Hidden files and folders (a name starting with ``.``) are left out."""
-    p = Path(path)
+    with one of ``suffixes``. Hidden files and folders (a name starting with ``.``) are left out. A URL
+    names one file and is returned as it is."""
     wanted = ", ".join(suffixes)
+    if is_url(path):
+        if not has_suffix(path, suffixes):
+            raise DataError(f"{path}: unsupported file type (expected one of {wanted})")
+        return [path]
+    p = Path(path)
     if p.is_file():
         if not has_suffix(p, suffixes):
             raise DataError(f"{p}: unsupported file type (expected one of {wanted})")
@@ -61,30 +74,51 @@ def _bad(skipped: list | None, location: str, reason: str) -> None:
     skipped.append((location, reason))
 
 
-def _open(path: Path) -> BinaryIO:
+def open_stream(path: str | Path, gunzip: bool = True) -> BinaryIO:
+    """A binary stream of a local file or a URL (fsspec; HTTP(S) streamed without range requests),
+    gunzipped when its name ends with ``.gz`` and ``gunzip``."""
     try:
-        return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-    except OSError as e:
-        raise DataError(f"{path}: cannot open: {e.strerror or e}") from None
+        if is_url(path):
+            import fsspec
+
+            options = {"block_size": 0} if str(path).startswith(("http://", "https://")) else {}
+            raw = fsspec.open(str(path), "rb", **options).open()
+        else:
+            raw = open(path, "rb")
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot open: {getattr(e, 'strerror', None) or e}") from None
+    except Exception as e:  # fsspec backends raise their own types (aiohttp, botocore, ...)
+        raise DataError(f"{path}: cannot open: {type(e).__name__}: {e}") from None
+    return gzip.GzipFile(fileobj=raw, mode="rb") if gunzip and has_suffix(path, (".gz",)) else raw
 
 
-def _iter_json(path: Path, skipped: list | None) -> Iterator[tuple[str, dict]]:
-    with _open(path) as f:
+def _iter_json(path: str | Path, skipped: list | None) -> Iterator[tuple[str, dict]]:
+    with open_stream(path) as f:
         try:
             head = f.read(4096)
-            f.seek(0)
         except (OSError, EOFError) as e:  # a corrupt gzip stream
             raise DataError(f"{path}: cannot read: {e}") from None
         first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
         if first == b"[":
-            yield from _iter_json_list(path, f, skipped)
+            yield from _iter_json_list(path, head, f, skipped)
         else:
-            yield from _iter_json_lines(path, f, skipped)
+            yield from _iter_json_lines(path, _lines_after(head, f), skipped)
 
 
-def _iter_json_lines(path: Path, f: BinaryIO, skipped: list | None) -> Iterator[tuple[str, dict]]:
+def _lines_after(head: bytes, f: BinaryIO) -> Iterator[bytes]:
+    """The lines of a stream whose first bytes, ``head``, were already read (streams need not seek)."""
+    *complete, partial = head.split(b"\n")
+    for line in complete:
+        yield line + b"\n"
+    for line in f:
+        yield partial + line
+        partial = b""
+    if partial:
+        yield partial
+
+
+def _iter_json_lines(path: str | Path, lines: Iterator[bytes], skipped: list | None) -> Iterator[tuple[str, dict]]:
     lineno = 0
-    lines = iter(f)
     while True:
         try:
             raw = next(lines)
@@ -114,15 +148,15 @@ def _iter_json_lines(path: Path, f: BinaryIO, skipped: list | None) -> Iterator[
         yield location, record
 
 
-def _json_hint(path: Path) -> str:
-    if ".json" in path.suffixes[-2:]:
+def _json_hint(path: str | Path) -> str:
+    if has_suffix(path, (".json", ".json.gz")):
         return "; a .json file holds a JSON list of objects or one object per line"
     return ""
 
 
-def _iter_json_list(path: Path, f: BinaryIO, skipped: list | None) -> Iterator[tuple[str, dict]]:
+def _iter_json_list(path: str | Path, head: bytes, f: BinaryIO, skipped: list | None) -> Iterator[tuple[str, dict]]:
     try:
-        data = json.loads(f.read().decode("utf-8-sig"))
+        data = json.loads((head + f.read()).decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8: {e.reason} at byte {e.start}") from None
     except json.JSONDecodeError as e:
@@ -137,12 +171,12 @@ def _iter_json_list(path: Path, f: BinaryIO, skipped: list | None) -> Iterator[t
         yield location, record
 
 
-def _iter_parquet(path: Path) -> Iterator[tuple[str, dict]]:
+def _iter_parquet(path: str | Path) -> Iterator[tuple[str, dict]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path if not is_url(path) else open_stream(path, gunzip=False))
         batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS)
         row = 0
         for batch in batches:

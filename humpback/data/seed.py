@@ -4,15 +4,20 @@
   and the first assistant reply after it (system turns are ignored).
 - ``alpaca``: ``instruction``, optional ``input``, ``output``; a non-empty input is appended to the
   instruction after a blank line.
-- ``oasst``: Open Assistant (oasst1) message rows, selected as in the paper: root prompter messages in
-  ``seed.language`` with their assistant reply of rank 0 (not deleted); one pair per tree.
+- ``oasst``: Open Assistant (oasst1, oasst2), as flat message rows (the hub datasets) or as the official
+  ``*.trees.jsonl`` export (one tree per line, each message's ``replies`` nested in it), selected as in
+  the paper: root prompter messages in ``seed.language`` with their assistant reply of rank 0 (not
+  deleted, in the same language); one pair per tree. Trees not ``ready_for_export`` are left out; a tree
+  id (or a message id) seen twice is counted and its second copy left out, never merged.
 - ``self_instruct``: ``{"instruction", "instances": [{"input", "output"}, ...]}``: one pair per instance.
 
-``auto`` detects the format from the first record's keys.
+``auto`` detects the format from the first record's keys. ``seed.sample`` draws that many of the pairs
+at random (seeded), as the paper's 3,200 seed pairs were drawn; ``seed.max_examples`` keeps the first ones.
 """
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +33,8 @@ FORMAT_KEYS = {
     "alpaca": ("instruction", "output"),
     "oasst": ("message_id", "parent_id", "role", "text"),
 }
+OASST_TREE_KEYS = ("message_tree_id", "prompt")  # a line of the *.trees.jsonl export
+OASST_MESSAGE_KEYS = ("message_id", "parent_id", "role", "text")
 MAX_SKIPPED_SHOWN = 5
 
 
@@ -54,6 +61,8 @@ class _Invalid(Exception):
 
 
 def detect_format(location: str, record: dict) -> str:
+    if all(k in record for k in OASST_TREE_KEYS):
+        return "oasst"
     for name, keys in FORMAT_KEYS.items():
         if all(k in record for k in keys):
             return name
@@ -82,15 +91,25 @@ def _open_seed(cfg: SeedConfig, format_set_by: str) -> tuple[str, "_Skips", "_Co
     return where, skips, counted, fmt
 
 
-def load_seed(cfg: SeedConfig, format_set_by: str = "the config") -> SeedResult:
-    """The seed pairs of ``cfg``; ``format_set_by`` names who set ``seed.format`` (for error messages)."""
+def load_seed(cfg: SeedConfig, format_set_by: str = "the config", random_seed: int = 0) -> SeedResult:
+    """The seed pairs of ``cfg``; ``format_set_by`` names who set ``seed.format`` (for error messages);
+    ``random_seed`` seeds ``seed.sample``."""
     where, skips, counted, fmt = _open_seed(cfg, format_set_by)
     extra: dict[str, Any] = {}
     if fmt == "oasst":
         pairs, extra["selection"] = _oasst_pairs(counted, cfg.language, skips)
     else:
         pairs = list(_pairs(counted, fmt, skips, cfg.max_examples))
+    # Repeats go before any cut or draw, so that seed.sample / seed.max_examples count distinct pairs.
+    distinct = drop_duplicate_pairs(pairs)
+    if len(distinct) < len(pairs):
+        extra["duplicates"] = len(pairs) - len(distinct)
+    if not cfg.keep_duplicates:
+        pairs = distinct
     pairs = pairs[: cfg.max_examples] if cfg.max_examples is not None else pairs
+    if cfg.sample is not None:
+        extra["sample"] = {"asked": cfg.sample, "drawn_from": len(pairs), "random_seed": random_seed}
+        pairs = sample_pairs(pairs, cfg.sample, random_seed)
     stats = {"records_read": counted.n, "pairs": len(pairs), "skipped": dict(skips.counts),
              "skipped_examples": skips.shown, **extra}
     if not pairs:
@@ -111,13 +130,15 @@ class SeedTask:
     source: str
 
 
-def load_seed_tasks(cfg: SeedConfig, format_set_by: str = "the config") -> tuple[list[SeedTask], str]:
+def load_seed_tasks(cfg: SeedConfig, format_set_by: str = "the config",
+                    random_seed: int = 0) -> tuple[list[SeedTask], str]:
     """(tasks, format): the seed's task-level view. A ``self_instruct`` record is one task as written
-    (``is_classification`` false when absent); in the other formats each distinct instruction is a task
-    whose pairs are its instances (with an empty input), not a classification task."""
+    (``is_classification`` false when absent); in the other formats each distinct instruction of the
+    seed pairs (as :func:`load_seed` selects them) is a task whose pairs are its instances (with an
+    empty input), not a classification task. ``seed.max_examples`` and ``seed.sample`` count tasks."""
     where, skips, counted, fmt = _open_seed(cfg, format_set_by)
     if fmt != "self_instruct":
-        result = load_seed(cfg, format_set_by)
+        result = load_seed(cfg, format_set_by, random_seed)
         grouped: dict[str, list[SeedPair]] = {}
         for p in result.pairs:
             grouped.setdefault(p.instruction, []).append(p)
@@ -136,9 +157,30 @@ def load_seed_tasks(cfg: SeedConfig, format_set_by: str = "the config") -> tuple
         tasks.append(SeedTask(_text(record, "instruction"), tuple(pairs), flag, location))
         if cfg.max_examples is not None and len(tasks) >= cfg.max_examples:
             break
+    if cfg.sample is not None:
+        tasks = sample_pairs(tasks, cfg.sample, random_seed)
     if not tasks:
         raise DataError(f"{where}: no seed task found: read {counted.n} records, skipped {skips.describe()}")
     return tasks, fmt
+
+
+def drop_duplicate_pairs(pairs: list[SeedPair]) -> list[SeedPair]:
+    """The pairs without those that repeat an earlier pair's instruction and output (first one kept)."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in pairs:
+        if (p.instruction, p.output) not in seen:
+            seen.add((p.instruction, p.output))
+            out.append(p)
+    return out
+
+
+def sample_pairs(pairs: list[SeedPair], n: int, random_seed: int) -> list[SeedPair]:
+    """``n`` of ``pairs`` drawn uniformly without replacement with ``random.Random(random_seed)``, in
+    their reading order (all of them when there are no more than ``n``)."""
+    if len(pairs) <= n:
+        return list(pairs)
+    return [pairs[i] for i in sorted(random.Random(random_seed).sample(range(len(pairs)), n))]
 
 
 class _Skips:
@@ -274,13 +316,18 @@ def _content(message: dict, i: int) -> str:
 def _oasst_pairs(records, language: str | None, skips: _Skips) -> tuple[list[SeedPair], dict]:
     """The paper's oasst1 selection. Every row is read (replies may come before their root)."""
     roots: dict[str, tuple[str, str]] = {}  # message_id -> (location, text), in file order
-    replies: dict[str, tuple[str, str]] = {}  # parent_id -> first (location, text) of rank 0
+    replies: dict[str, tuple[str, str, Any]] = {}  # parent_id -> first (location, text, lang) of rank 0
+    seen: set[str] = set()
     sel = Counter()
-    for location, r in records:
-        missing = [k for k in ("message_id", "parent_id", "role", "text") if k not in r]
+    for location, r in _oasst_messages(records, sel):
+        missing = [k for k in OASST_MESSAGE_KEYS if k not in r]
         if missing:
             skips.append((location, f"missing '{missing[0]}'"))
             continue
+        if r["message_id"] in seen:
+            sel["duplicate_message"] += 1
+            continue
+        seen.add(r["message_id"])
         if r.get("deleted"):
             sel["deleted"] += 1
         elif r["role"] == "prompter" and r["parent_id"] is None:
@@ -289,7 +336,7 @@ def _oasst_pairs(records, language: str | None, skips: _Skips) -> tuple[list[See
             else:
                 roots[r["message_id"]] = (location, r["text"])
         elif r["role"] == "assistant" and r.get("rank") == 0:
-            replies.setdefault(r["parent_id"], (location, r["text"]))
+            replies.setdefault(r["parent_id"], (location, r["text"], r.get("lang")))
         else:
             sel["not_selected"] += 1
     pairs = []
@@ -298,11 +345,45 @@ def _oasst_pairs(records, language: str | None, skips: _Skips) -> tuple[list[See
         if reply is None:
             sel["root_without_rank0_reply"] += 1
             continue
+        if language is not None and reply[2] != language:
+            sel["reply_other_language"] += 1
+            continue
         instruction = _checked_text(location, text, skips)
         output = _checked_text(reply[0], reply[1], skips) if instruction is not None else None
         if output is not None:
             pairs.append(SeedPair(instruction, output, location))
     return pairs, {"roots": len(roots), **dict(sel)}
+
+
+def _oasst_messages(records, sel: Counter) -> Iterator[tuple[str, dict]]:
+    """Message rows from flat rows as they are, and from export trees depth first (a reply's
+    ``parent_id`` is its parent's id when the export leaves it out). A tree seen before, or not ready
+    for export, is counted in ``sel`` and left out."""
+    trees: set = set()
+    for location, r in records:
+        if not all(k in r for k in OASST_TREE_KEYS):
+            yield location, r
+            continue
+        tree_id = r["message_tree_id"]
+        if tree_id in trees:
+            sel["duplicate_tree"] += 1
+            continue
+        trees.add(tree_id)
+        if r.get("tree_state", "ready_for_export") != "ready_for_export":
+            sel["tree_not_ready"] += 1
+            continue
+        stack = [(r["prompt"], None, "prompt")]
+        while stack:
+            message, parent, where = stack.pop()
+            if not isinstance(message, dict):
+                yield f"{location} {where}", {}
+                continue
+            row = {k: v for k, v in message.items() if k != "replies"}
+            row.setdefault("parent_id", parent)
+            yield (location if where == "prompt" else f"{location} {where}"), row
+            replies = message.get("replies") or []
+            for i in reversed(range(len(replies))):
+                stack.append((replies[i], message.get("message_id"), f"{where}.replies[{i}]"))
 
 
 def _checked_text(location: str, text: Any, skips: _Skips) -> str | None:

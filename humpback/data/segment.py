@@ -1,9 +1,13 @@
 """Documents -> segments: sectioning at headers, the paper's cleaning filters, deduplication, a funnel.
 
 A segment is the text after a header with the subtrees of lower headers (paper: after an HTML header).
-Headers are markdown ``#``..``######`` lines and underlined titles (``=`` ``-`` ``~`` ``^`` ``*``, levels
-1..5 in that order). A subtree longer than ``max_chars`` is emitted as its own text before its first child
-plus its children, recursively; a leaf still too long is split at blank lines. Segments never overlap.
+In an HTML page (``humpback.data.webpage``) the headers are ``<h1>``..``<h6>``, and a segment's text is
+what follows its header (the header itself is kept apart, in ``Segment.header``). In text documents they
+are markdown ``#``..``######`` lines and underlined titles (``=`` ``-`` ``~`` ``^`` ``*``, levels 1..5 in
+that order), and the header line stays at the top of the text. A subtree longer than ``max_chars`` is
+emitted as its own text before its first child plus its children, recursively; a leaf still too long is
+split at blank lines. Segments never overlap. Text before a page's first header has no header: the
+``no_header`` filter drops it when ``corpus.require_header`` is set (the paper's segments all follow one).
 
 Each filter is a small pure function; the :class:`Segmenter` applies them in :data:`FILTERS` order and
 counts every removal under the filter's name. Dedup state holds hashes and LSH buckets, never texts.
@@ -20,8 +24,9 @@ from ..config import CorpusConfig
 from ..errors import DataError
 from .corpus import Document
 from .dedup import LSHIndex, MinHasher
+from .webpage import Block, page_blocks
 
-FILTERS = ("too_short", "too_long", "bad_header", "boilerplate", "repetitive",
+FILTERS = ("no_header", "too_short", "too_long", "bad_header", "boilerplate", "repetitive", "other_language",
            "exact_duplicate", "near_duplicate", "seed_overlap")
 UNDERLINE_LEVELS = {"=": 1, "-": 2, "~": 3, "^": 4, "*": 5}
 MAX_REPETITION_SENTENCES = 200
@@ -96,9 +101,28 @@ def _is_underlined_title(lines: Sequence[str], i: int) -> bool:
 
 
 def split_sections(text: str, max_chars: int) -> list[tuple[str | None, str]]:
-    """``(header, text)`` pieces of a document: header subtrees of at most ``max_chars`` where possible."""
+    """``(header, text)`` pieces of a text document: header subtrees of at most ``max_chars`` where possible,
+    each starting with its header line."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    headers = find_headers(lines)
+    return _cut(lines, find_headers(lines), max_chars, header_in_text=True)
+
+
+def split_blocks(blocks: Sequence[Block], max_chars: int) -> list[tuple[str | None, str]]:
+    """``(header, text)`` pieces of an HTML page's blocks (:func:`humpback.data.webpage.page_blocks`): the
+    text after each header with the subtrees of lower headers (their titles as lines of it)."""
+    lines: list[str] = []
+    headers: list[_Header] = []
+    for block in blocks:
+        if block.level:
+            headers.append(_Header(len(lines), len(lines) + 1, block.level, block.text))
+            lines.append(block.text)
+        else:
+            lines.extend(block.text.split("\n"))
+        lines.append("")
+    return _cut(lines, headers, max_chars, header_in_text=False)
+
+
+def _cut(lines: list[str], headers: list[_Header], max_chars: int, header_in_text: bool) -> list[tuple[str | None, str]]:
     if not headers:
         return [(None, p) for p in split_paragraphs("\n".join(lines), max_chars)]
     roots: list[_Header] = []
@@ -115,13 +139,14 @@ def split_sections(text: str, max_chars: int) -> list[tuple[str | None, str]]:
     out = [(None, p) for p in split_paragraphs("\n".join(lines[: headers[0].start]), max_chars)]
 
     def emit(h: _Header) -> None:
-        whole = "\n".join(lines[h.start: h.end]).strip()
+        first = h.start if header_in_text else h.body
+        whole = "\n".join(lines[first: h.end]).strip()
         if len(whole) <= max_chars or not h.children:
             if "\n".join(lines[h.body: h.end]).strip():  # a header with no body is not a section
                 out.extend((h.title, p) for p in split_paragraphs(whole, max_chars))
             return
         if "\n".join(lines[h.body: h.children[0].start]).strip():
-            own = "\n".join(lines[h.start: h.children[0].start])
+            own = "\n".join(lines[first: h.children[0].start])
             out.extend((h.title, p) for p in split_paragraphs(own, max_chars))
         for child in h.children:
             emit(child)
@@ -243,7 +268,12 @@ class Segmenter:
 
     def __init__(self, cfg: CorpusConfig, seed_outputs: Sequence[str] = ()):
         self.cfg = cfg
-        self._funnel = {"documents": 0, "sections": 0, **dict.fromkeys(FILTERS, 0), "kept": 0}
+        self._funnel = {"documents": 0, "pages": 0, "sections": 0, **dict.fromkeys(FILTERS, 0), "kept": 0}
+        self._language = None
+        if cfg.language is not None:
+            from .language import LanguageFilter
+
+            self._language = LanguageFilter(cfg.language)
         self._seen: set[str] = set()
         self._hasher = MinHasher()
         self._near = LSHIndex(cfg.near_dedup_threshold) if cfg.near_dedup else None
@@ -267,7 +297,12 @@ class Segmenter:
             return
         for doc in documents:
             f["documents"] += 1
-            for header, text in split_sections(doc.text, self.cfg.max_chars):
+            if doc.format == "html":
+                f["pages"] += 1
+                pieces = split_blocks(page_blocks(doc.text), self.cfg.max_chars)
+            else:
+                pieces = split_sections(doc.text, self.cfg.max_chars)
+            for header, text in pieces:
                 f["sections"] += 1
                 segment = self._keep(doc, header, text)
                 if isinstance(segment, str):
@@ -281,6 +316,8 @@ class Segmenter:
     def _keep(self, doc: Document, header: str | None, text: str) -> Segment | str:
         """The segment, or the name of the first filter that removes it."""
         cfg = self.cfg
+        if header is None and cfg.require_header:
+            return "no_header"
         if is_too_short(text, cfg.min_chars):
             return "too_short"
         if is_too_long(text, cfg.max_chars):
@@ -291,6 +328,8 @@ class Segmenter:
             return "boilerplate"
         if has_repeated_sentences(text, cfg.repetition_ngram, cfg.repetition_threshold):
             return "repetitive"
+        if self._language is not None and not self._language.keeps(text):
+            return "other_language"
         norm = normalise(text)
         sid = text_id(norm)
         if sid in self._seen:
@@ -307,6 +346,8 @@ class Segmenter:
 
 
 _HINTS = {
+    "no_header": "set corpus.require_header=false to keep text before a page's first header",
+    "other_language": "the text is not in corpus.language (null keeps every language)",
     "too_short": "lower corpus.min_chars",
     "too_long": "raise corpus.max_chars",
     "bad_header": "headers were empty, ALL UPPERCASE or navigation",
@@ -320,20 +361,36 @@ _HINTS = {
 
 def describe_funnel(funnel: dict[str, int]) -> str:
     sections = funnel.get("sections", 0)
+    labels = {name: f"  - {name}" if name in FILTERS or name.startswith("skipped_") else name for name in funnel}
+    width = max([20, *map(len, labels.values())])
     rows = []
     for name, n in funnel.items():
-        label = f"  - {name}" if name in FILTERS else name
         share = f"  ({100 * n / sections:.1f}% of sections)" if name in FILTERS + ("kept",) and sections else ""
-        rows.append(f"{label:<20} {n:>9,}{share}")
+        rows.append(f"{labels[name]:<{width}} {n:>9,}{share}")
     return "\n".join(rows)
 
 
-def check_not_empty(funnel: dict[str, int]) -> None:
+MAX_FILES_NAMED = 5
+
+
+def check_not_empty(funnel: dict[str, int], files: Sequence[str] = ()) -> None:
+    """A :class:`DataError` that says why when no segment was kept: the files read when they held no
+    document, else what each filter removed."""
     if funnel.get("kept", 0) > 0:
         return
     docs, sections = funnel.get("documents", 0), funnel.get("sections", 0)
     if docs == 0:
-        raise DataError("no segment survived filtering: no document was read (is the corpus empty?)")
+        named = ", ".join(files[:MAX_FILES_NAMED]) + (f" and {len(files) - MAX_FILES_NAMED} more"
+                                                      if len(files) > MAX_FILES_NAMED else "")
+        where = f" from {named}" if files else ""
+        web = funnel.get("web_records", 0)
+        if web:
+            why = (f"{web} web records: {funnel.get('skipped_not_html', 0)} not HTML, "
+                   f"{funnel.get('skipped_status', 0)} with an HTTP status other than 2xx, "
+                   f"{funnel.get('skipped_bad_encoding', 0)} not decodable")
+        else:
+            why = "is the corpus empty?"
+        raise DataError(f"no segment survived filtering: no document was read{where} ({why})")
     if sections == 0:
         raise DataError(f"no segment survived filtering: {docs} documents -> 0 sections (the documents are empty)")
     removed = sorted(((n, name) for name, n in funnel.items() if name in FILTERS and n),

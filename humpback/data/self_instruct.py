@@ -56,8 +56,9 @@ def sample_prompt_instructions(rng: random.Random, seed: Sequence[str], machine:
 
 
 def ends_at_stop(text: str, stop: Sequence[str]) -> bool:
-    """Whether a generation ended at one of its stop strings (the backends keep the stop in the text)."""
-    return any(text.endswith(s) for s in stop)
+    """Whether a generation ended before its token limit: at one of its stop strings (the backends keep
+    the stop in the text), or, for a backend's Completion, at an end token (``finish_reason`` "stop")."""
+    return any(text.endswith(s) for s in stop) or getattr(text, "finish_reason", None) == "stop"
 
 
 def strip_stop(text: str, stop: Sequence[str]) -> str:
@@ -72,7 +73,7 @@ def split_tasks(text: str) -> tuple[list[str], bool]:
 
     Items are split at "\\n<number>. ", spaces normalised, the first letter capitalised (the rest is
     left as written). ``finished`` is False when the continuation ran out of tokens before a stop
-    sequence: its last item may be cut short.
+    sequence or an end token: its last item may be cut short.
     """
     finished = ends_at_stop(text, TASK_STOP)
     items = []

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import ChoiceProbs, Generator, SamplingParams, generator_name
+from .base import ChoiceProbs, Completion, Generator, SamplingParams, Usage, generator_name
 
 if TYPE_CHECKING:
     from ..config import GenerationConfig
 
-__all__ = ["ChoiceProbs", "Generator", "SamplingParams", "generator_name", "load_generator"]
+__all__ = ["ChoiceProbs", "Completion", "Generator", "SamplingParams", "Usage", "generator_name", "load_generator"]
 
 
 def load_generator(

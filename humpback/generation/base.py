@@ -8,8 +8,11 @@ the stages never know which one runs.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,9 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class ChoiceProbs:
-    probs: tuple[float, ...]  # renormalised over the choices, sums to 1
+    # Renormalised over the choices, sums to 1; None when the backend saw none of the choices (a server's
+    # top logprobs without any of them): a failure to count, not a uniform guess.
+    probs: tuple[float, ...] | None
     mass: float  # total probability the model put on the choices before renormalising
 
 
@@ -74,14 +79,61 @@ def answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
         if len(toks) == 1 and tokenizer.decode(toks).strip() == v.strip():
             ids.add(toks[0])
     return sorted(ids)
+class Completion(str):
+    """Generated text that also says why it ended: ``finish_reason`` is ``"stop"`` (an end token, or a
+    stop the server applied) or ``"length"`` (``max_new_tokens`` ran out: the text may be cut short)."""
+
+    finish_reason: str
+
+    def __new__(cls, text: str, finish_reason: str = "stop") -> "Completion":
+        obj = super().__new__(cls, text)
+        obj.finish_reason = finish_reason
+        return obj
+
+    def __reduce__(self):
+        return (Completion, (str(self), self.finish_reason))
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a generator has processed since it was made: a running total each backend keeps.
+
+    ``generated_tokens`` are the tokens the model produced, a stop token included (a scoring pass
+    that reads probabilities without sampling produces none). ``prompt_tokens`` count each prompt as
+    the model saw it (after any cut from the left), a shared prefix once per prompt. A prompt whose
+    counts the backend could not know (a server answer without ``usage``) adds to ``uncounted``
+    and nothing to the token totals. Take a difference of two readings to count one stretch of work.
+    """
+
+    calls: int = 0  # generate / choice_probs calls
+    prompts: int = 0  # prompts answered
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    uncounted: int = 0  # prompts among ``prompts`` whose tokens are not in the totals
+
+    @property
+    def exact(self) -> bool:
+        """Every prompt's tokens are in the totals."""
+        return self.uncounted == 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(*(a + b for a, b in zip(self._values(), other._values())))
+
+    def __sub__(self, other: "Usage") -> "Usage":
+        return Usage(*(a - b for a, b in zip(self._values(), other._values())))
+
+    def _values(self) -> tuple[int, ...]:
+        return (self.calls, self.prompts, self.prompt_tokens, self.generated_tokens, self.uncounted)
 
 
 @runtime_checkable
 class Generator(Protocol):
     name: str  # provenance: model id/path (+ "@revision") (+ "+adapter:<path>")
+    usage: Usage  # running token counts (see Usage), kept up to date by every call
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
-        """The new text for each prompt (special tokens stripped), in input order."""
+        """The new text for each prompt (special tokens stripped), in input order, each a
+        :class:`Completion` that says whether it stopped or ran out of ``max_new_tokens``."""
         ...
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
@@ -119,15 +171,23 @@ def prompt_seed(seed: int, prompt: str) -> int:
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int, reserve: int = 0) -> list[list[int]]:
-    """Token ids per prompt, cut from the left to ``max_tokens - reserve`` (a BOS is kept, never doubled)."""
+    """Token ids per prompt, cut from the left to ``max_tokens - reserve`` (a BOS is kept, never doubled).
+    The stages fit their prompts first (:mod:`humpback.generation.budget`); a cut here is logged."""
+    if not prompts:
+        return []
     bos = tokenizer.bos_token_id
     limit = max(1, max_tokens - reserve)
     out = []
+    cut = 0
     for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]:
         if bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
             ids = ids[1:]  # the rendered prompt already had a BOS: do not double it
         if len(ids) > limit:
             keep_bos = bos is not None and ids[0] == bos and limit > 1
             ids = ([bos] + ids[len(ids) - limit + 1:]) if keep_bos else ids[len(ids) - limit:]
+            cut += 1
         out.append(ids)
+    if cut:
+        log.warning("%d of %d prompts were longer than generation.max_prompt_tokens (%d) and lost their start",
+                    cut, len(out), max_tokens)
     return out

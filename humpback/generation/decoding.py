@@ -15,6 +15,9 @@ What it does beyond ``model.generate`` for this workload:
   keys and values in place, where transformers' ``DynamicCache`` concatenates, copying the whole cache
   at every step (a quarter of a 16-row decode step on the tiny CPU model).
 - Sampling is :mod:`humpback.generation.sampling` (fast exact nucleus sampling).
+
+The cache goes to the model as ``cache=`` (transformers >= 5.24; ``past_key_values``, the older name,
+is deprecated and goes in 5.40).
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ class Decoder:
         ids = list(rows[0][:n])
         cache = self._new_cache()
         with torch.inference_mode():
-            self.model(input_ids=torch.tensor([ids], device=self.device), past_key_values=cache, use_cache=True,
+            self.model(input_ids=torch.tensor([ids], device=self.device), cache=cache, use_cache=True,
                        logits_to_keep=1)
         layers = _plain_layers(cache)
         return Prefix(ids, layers) if layers is not None else None
@@ -104,7 +107,7 @@ class Decoder:
                 cache.update(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1), i)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                              use_cache=True, logits_to_keep=1)
         return Prefilled(out.logits[:, -1, :], cache, mask, positions[:, -1] + 1)
 
@@ -150,7 +153,7 @@ class Decoder:
                     padded = bool((mask == 0).any())
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
                 logits = self.model(input_ids=picked.unsqueeze(-1), attention_mask=self._step_mask(mask, padded),
-                                    position_ids=positions.unsqueeze(-1), past_key_values=cache,
+                                    position_ids=positions.unsqueeze(-1), cache=cache,
                                     use_cache=True).logits[:, -1, :]
                 positions = positions + 1
         return out

@@ -8,8 +8,8 @@ import gc
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
-from .base import (AnswerLogprobs, ChoiceProbs, SamplingParams, answer_token_ids, cut_at_stop, encode_prompts,
-                   generator_name, prompt_seed)
+from .base import (AnswerLogprobs, ChoiceProbs, Completion, SamplingParams, Usage, answer_token_ids, cut_at_stop,
+                   encode_prompts, generator_name, prompt_seed)
 from .decoding import Decoder, shared_prefix_length
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
@@ -106,10 +106,12 @@ class HFGenerator:
         self.eos_token_ids = sorted(i for i in eos if i is not None)
         self.decoder = Decoder(self.model, self.tokenizer.pad_token_id, self.device)
         self._choice_cache: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+        self.usage = Usage()
 
     # ----------------------------------------------------------------------- public
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
+        self.usage += Usage(calls=1)
         if not prompts:
             return []
         encoded = self._encode(prompts)
@@ -120,12 +122,20 @@ class HFGenerator:
             new = self.decoder.generate(ids, params.max_new_tokens, self.eos_token_ids, params.temperature,
                                         params.top_p, seeds, prefix, params.presence_penalty)
             for i, tokens in zip(batch, new):
-                out[i] = cut_at_stop(self._decode(tokens), params.stop)
+                text = self._decode(tokens)
+                cut = cut_at_stop(text, params.stop)
+                stopped = any(t in self.eos_token_ids for t in tokens) or len(cut) < len(text) or \
+                    any(cut.endswith(s) for s in params.stop)
+                out[i] = Completion(cut, "stop" if stopped else "length")
+            # Exact: the ids the decode loop produced, up to and including a stop token.
+            self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, ids)),
+                                generated_tokens=sum(map(len, new)))
         return out  # type: ignore[return-value]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         import torch
 
+        self.usage += Usage(calls=1)
         if not prompts:
             return []
         prefix_ids, choice_ids = self._choice_tokens(tuple(choices))
@@ -140,12 +150,14 @@ class HFGenerator:
             normed = (probs / mass.unsqueeze(-1)).tolist()
             for row, i in enumerate(batch):
                 out[i] = ChoiceProbs(probs=tuple(normed[row]), mass=float(mass[row]))
+            self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, ids)))  # one forward, nothing sampled
         return out  # type: ignore[return-value]
 
     def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[AnswerLogprobs]:
         """Exact: the log-softmax of the next token, log-sum-exp over each answer's token ids."""
         import torch
 
+        self.usage += Usage(calls=1)
         if not prompts:
             return []
         ids = [self._answer_ids(tuple(words)) for words in answers]
@@ -156,6 +168,7 @@ class HFGenerator:
             per_answer = [torch.logsumexp(logp[:, torch.tensor(a, device=self.device)], dim=-1).tolist() for a in ids]
             for row, i in enumerate(batch):
                 out[i] = AnswerLogprobs(tuple(float(lp[row]) for lp in per_answer))
+            self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, rows)))  # one forward, nothing sampled
         return out  # type: ignore[return-value]
 
     def close(self) -> None:

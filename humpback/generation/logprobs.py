@@ -4,7 +4,8 @@ backends.
 A backend asks for one new token after a prompt ending at "Score:" with the top-k logprobs of that
 token (vLLM: ``SamplingParams(max_tokens=1, logprobs=20)``; OpenAI-compatible servers: ``logprobs=20``
 on ``/v1/completions``). The choices ("1".."5") are read from those k tokens, with or without a
-leading space; a choice outside the top k gets probability 0.
+leading space; a choice outside the top k gets probability 0, and when none is there the result has no
+probabilities at all (a counted failure downstream).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def choice_probs_from_top(top: Mapping[str, float] | Iterable[tuple[str, float]]
     """ChoiceProbs from the top logprobs of the next token, given as ``token -> logprob``.
 
     Tokens that read as the same choice ("5" and " 5") add up. ``mass`` is the probability on the
-    choices before renormalising; when no choice is among the top tokens it is 0 and the
-    probabilities are uniform (the row stays, its mass tells what happened).
+    choices before renormalising; when no choice is among the top tokens it is 0 and ``probs`` is None:
+    nothing is known about the choices, and the scoring stage records the row as a failure.
     """
     items = top.items() if isinstance(top, Mapping) else top
     index = {c: i for i, c in enumerate(choices)}
@@ -44,7 +45,7 @@ def choice_probs_from_top(top: Mapping[str, float] | Iterable[tuple[str, float]]
             probs[i] += math.exp(logprob)
     mass = sum(probs)
     if not mass > 0:
-        return ChoiceProbs(probs=tuple(1.0 / len(choices) for _ in choices), mass=0.0)
+        return ChoiceProbs(probs=None, mass=0.0)
     return ChoiceProbs(probs=tuple(p / mass for p in probs), mass=min(mass, 1.0))
 
 

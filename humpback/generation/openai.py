@@ -9,6 +9,9 @@ and never stored in the config.
 Choice probabilities ask for one token with the top ``TOP_LOGPROBS`` logprobs after the prompt
 (which ends at "Score:") and read "1".."5" from them; a server that returns no logprobs (for example
 ``transformers serve``) gets a clear error pointing to ``curate.mode=generate``.
+
+Token counts (``usage``) are the server's own, from each answer's ``usage`` field; a prompt whose
+answer has none is counted as ``uncounted``, never guessed.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
-from .base import AnswerLogprobs, ChoiceProbs, SamplingParams, cut_at_stop, prompt_seed
+from .base import AnswerLogprobs, ChoiceProbs, Completion, SamplingParams, Usage, cut_at_stop, prompt_seed
 from .logprobs import (TOP_LOGPROBS, answer_logprobs_from_top, choice_probs_from_top, token_text,
                        top_logprobs_from_completion)
 
@@ -110,6 +113,8 @@ class OpenAIGenerator:
             self._headers["Authorization"] = f"Bearer {key}"
         self._stop = threading.Event()
         self._rng = random.Random()
+        self._lock = threading.Lock()  # requests finish on the pool's threads
+        self.usage = Usage()
         if register_adapter and adapter:
             self.register_adapter(self.model, adapter)
 
@@ -117,8 +122,9 @@ class OpenAIGenerator:
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
         greedy = params.temperature == 0
+        self._count(Usage(calls=1))
 
-        def one(prompt: str) -> str:
+        def one(prompt: str) -> Completion:
             body = {"model": self.model, "prompt": prompt, "max_tokens": params.max_new_tokens,
                     "temperature": params.temperature, "top_p": 1.0 if greedy else params.top_p,
                     "seed": prompt_seed(params.seed, prompt) & 0x7FFFFFFF, "n": 1, "stream": False}
@@ -126,34 +132,50 @@ class OpenAIGenerator:
                 body["presence_penalty"] = params.presence_penalty
             # No "stop" is sent: servers drop the stop string from the text, which then no longer tells
             # whether the answer stopped; the text is cut here instead.
-            text = self._first_choice(self._post(body)).get("text")
+            answer = self._post(body)
+            choice = self._first_choice(answer)
+            text = choice.get("text")
             if not isinstance(text, str):
                 raise ServerError(f"{self.url}: the answer has no completion text: {_excerpt(text)}")
-            return cut_at_stop(text, params.stop)
+            self._count(usage_of([answer]))
+            cut = cut_at_stop(text, params.stop)
+            stopped = len(cut) < len(text) or any(cut.endswith(s) for s in params.stop)
+            return Completion(cut, "stop" if stopped or choice.get("finish_reason") != "length" else "length")
 
         return self._map(one, prompts, "generate")
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         if not choices:
             raise ConfigError("choice_probs needs at least one choice")
+        self._count(Usage(calls=1))
 
         def one(prompt: str) -> ChoiceProbs:
-            top = self._top_logprobs(prompt)
+            top, answer = self._top_logprobs(prompt)
+            answers = [answer]
             probs = choice_probs_from_top(top, choices)
-            if probs.mass == 0 and top and token_text(max(top, key=lambda t: t[1])[0]) == "":
+            if probs.probs is None and top and token_text(max(top, key=lambda t: t[1])[0]) == "":
                 # The likeliest next token is a lone space (a SentencePiece "▁" before the digit):
                 # read the digit after it instead.
-                probs = choice_probs_from_top(self._top_logprobs(prompt + " "), choices)
+                top, answer = self._top_logprobs(prompt + " ")
+                answers.append(answer)
+                probs = choice_probs_from_top(top, choices)
+            self._count(usage_of(answers))
             return probs
 
         return self._map(one, prompts, "score")
 
     def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[AnswerLogprobs]:
+        self._count(Usage(calls=1))
+
         def one(prompt: str) -> AnswerLogprobs:
-            top = self._top_logprobs(prompt)
+            top, answer = self._top_logprobs(prompt)
+            replies = [answer]
             found = answer_logprobs_from_top(top, answers)
             if all(x is None for x in found.logprobs) and top and token_text(max(top, key=lambda t: t[1])[0]) == "":
-                found = answer_logprobs_from_top(self._top_logprobs(prompt + " "), answers)  # a lone "▁" first
+                top, answer = self._top_logprobs(prompt + " ")  # a lone "▁" first: read the word after it
+                replies.append(answer)
+                found = answer_logprobs_from_top(top, answers)
+            self._count(usage_of(replies))
             return found
 
         return self._map(one, prompts, "judge")
@@ -183,17 +205,23 @@ class OpenAIGenerator:
 
     # ----------------------------------------------------------------------- requests
 
-    def _top_logprobs(self, prompt: str) -> list[tuple[str, float]]:
+    def _count(self, usage: Usage) -> None:
+        with self._lock:
+            self.usage += usage
+
+    def _top_logprobs(self, prompt: str) -> tuple[list[tuple[str, float]], dict]:
+        """The top logprobs of the next token, and the whole answer."""
         body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
                 "logprobs": TOP_LOGPROBS, "n": 1, "stream": False}
-        top = top_logprobs_from_completion(self._first_choice(self._post(body)))
+        answer = self._post(body)
+        top = top_logprobs_from_completion(self._first_choice(answer))
         if top is None:
             raise ConfigError(
                 f"{self.url} returned no logprobs for a completion asked with logprobs={TOP_LOGPROBS}: this "
                 f"server does not provide logprobs, so logits curation cannot run on it; use curate.mode=generate "
                 f"(or a server that returns them, such as vLLM)"
             )
-        return top
+        return top, answer
 
     def _first_choice(self, answer: object) -> dict:
         choices = answer.get("choices") if isinstance(answer, dict) else None
@@ -287,6 +315,20 @@ class OpenAIGenerator:
                 if bar is not None:
                     bar.close()
         return out
+
+
+def usage_of(answers: Sequence[dict]) -> Usage:
+    """One prompt's usage from the server's answers to it: the ``usage`` field's ``prompt_tokens`` and
+    ``completion_tokens`` summed, or the prompt marked uncounted when an answer lacks them."""
+    prompt_tokens = generated = 0
+    for answer in answers:
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        counts = [usage.get(k) if isinstance(usage, dict) else None for k in ("prompt_tokens", "completion_tokens")]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+            return Usage(prompts=1, uncounted=1)
+        prompt_tokens += counts[0]
+        generated += counts[1]
+    return Usage(prompts=1, prompt_tokens=prompt_tokens, generated_tokens=generated)
 
 
 def _read_error(e: urllib.error.HTTPError) -> str:

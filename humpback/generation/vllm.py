@@ -17,7 +17,8 @@ from typing import Sequence
 
 from ..device import free_memory
 from ..errors import ConfigError
-from .base import AnswerLogprobs, ChoiceProbs, SamplingParams, cut_at_stop, encode_prompts, generator_name, prompt_seed
+from .base import (AnswerLogprobs, ChoiceProbs, Completion, SamplingParams, Usage, cut_at_stop, encode_prompts,
+                   generator_name, prompt_seed)
 from .hf import CHOICE_PROBE, choice_token_ids
 from .logprobs import TOP_LOGPROBS, answer_logprobs_from_top, choice_probs_from_top
 
@@ -93,6 +94,7 @@ class VLLMGenerator:
         self.llm = vllm.LLM(**kwargs)
         self.lora = LoRARequest("humpback-adapter", 1, str(adapter)) if adapter else None
         self._choice_cache: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+        self.usage = Usage()
 
     # ----------------------------------------------------------------------- public
 
@@ -108,7 +110,8 @@ class VLLMGenerator:
             for p in prompts
         ]
         outputs = self._run([{"prompt_token_ids": ids} for ids in self._encode(prompts)], sampling)
-        return [cut_at_stop(o.outputs[0].text, params.stop) for o in outputs]
+        return [Completion(cut_at_stop(o.outputs[0].text, params.stop),
+                           "length" if o.outputs[0].finish_reason == "length" else "stop") for o in outputs]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         prefix, choice_ids = self._choice_tokens(tuple(choices))
@@ -155,9 +158,14 @@ class VLLMGenerator:
     # ----------------------------------------------------------------------- helpers
 
     def _run(self, prompts: list[dict], sampling):
+        self.usage += Usage(calls=1)
         if not prompts:
             return []
-        return self.llm.generate(prompts, sampling, use_tqdm=self.progress, lora_request=self.lora)
+        outputs = self.llm.generate(prompts, sampling, use_tqdm=self.progress, lora_request=self.lora)
+        # Exact, from what vLLM says it ran: the prompt ids given and the ids it generated.
+        self.usage += Usage(prompts=len(outputs), prompt_tokens=sum(len(p["prompt_token_ids"]) for p in prompts),
+                            generated_tokens=sum(len(o.outputs[0].token_ids) for o in outputs))
+        return outputs
 
     def _encode(self, prompts: Sequence[str], reserve: int = 0) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts, self.max_prompt_tokens, reserve)

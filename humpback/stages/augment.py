@@ -1,7 +1,8 @@
 """Self-augmentation: the backward model writes one instruction for each segment.
 
 Every generation is kept: usable ones become candidates, the rest go to ``rejected`` with the
-reason (empty, echoed prompt, degenerate), so nothing is lost silently.
+reason (empty, echoed prompt, degenerate, or truncated: it ran out of ``augment.max_new_tokens``
+before it ended), so nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -26,8 +27,21 @@ _GENERIC = re.compile(
 )
 
 
-def clean_instruction(raw: str, segment: str, cfg: AugmentConfig) -> tuple[str, str]:
-    """(instruction, status) for one generation; status is ok, empty, echo or degenerate."""
+def backward_prompts(tokenizer, texts: list[str]) -> list[str]:
+    """The rendered prompts that ask the backward model for each segment's instruction."""
+    return [render_prompt(tokenizer, messages_for(render_backward(text))) for text in texts]
+
+
+def backward_sampling(cfg: AugmentConfig, seed: int):
+    """The recipe's sampling for the backward model (the paper's temperature 0.7, top_p 0.9)."""
+    from ..generation.base import SamplingParams
+
+    return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed)
+
+
+def clean_instruction(raw: str, segment: str, cfg: AugmentConfig, truncated: bool = False) -> tuple[str, str]:
+    """(instruction, status) for one generation; status is ok, empty, echo, degenerate or truncated
+    (``truncated``: the generation stopped at max_new_tokens, so the instruction may be cut short)."""
     text = _LABEL.sub("", raw.strip(), count=1).strip()
     if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
@@ -37,6 +51,8 @@ def clean_instruction(raw: str, segment: str, cfg: AugmentConfig) -> tuple[str, 
         return text, "echo"
     if len(text) > cfg.max_instruction_chars or _repeated_fraction(text) > cfg.max_repeated_ngram_fraction:
         return text, "degenerate"
+    if truncated:
+        return text, "truncated"
     return text, "ok"
 
 
@@ -74,20 +90,18 @@ def augment_stage(rt: RunContext) -> StageResult:
     model = rt.model(BACKWARD)
 
     def do_shard(shard: int, start: int, end: int) -> dict:
-        from ..generation.base import SamplingParams
-
         part = segments.rows[start:end]
-        prompts = [render_prompt(model.tokenizer, messages_for(render_backward(s["text"]))) for s in part]
-        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_new_tokens=cfg.max_new_tokens, seed=rt.cfg.random_seed)
-        outputs = model.generator.generate(prompts, params)
+        prompts = backward_prompts(model.tokenizer, [s["text"] for s in part])
+        outputs = model.generator.generate(prompts, backward_sampling(cfg, rt.cfg.random_seed))
         candidates, rejected = [], []
         for seg, raw in zip(part, outputs, strict=True):
-            instruction, status = clean_instruction(raw, seg["text"], cfg)
+            truncated = getattr(raw, "finish_reason", None) == "length"
+            instruction, status = clean_instruction(raw, seg["text"], cfg,
+                                                    truncated=truncated and not cfg.keep_truncated)
             row = {"candidate_id": seg["id"], "segment_id": seg["id"], "instruction": instruction,
-                   "output": seg["text"], "raw_generation": raw, "generator": generator,
+                   "output": seg["text"], "raw_generation": str(raw), "generator": generator,
                    "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
-                   "seed": rt.cfg.random_seed}
+                   "seed": rt.cfg.random_seed, "truncated": truncated}
             if status == "ok":
                 candidates.append(row)
             else:
@@ -97,6 +111,7 @@ def augment_stage(rt: RunContext) -> StageResult:
         return {"segments": len(part), "candidates": len(candidates),
                 "rejected": {r: sum(1 for x in rejected if x["reason"] == r) for r in REJECT_REASONS},
                 "generic_instructions": sum(is_generic(c["instruction"]) for c in candidates),
+                "truncated": sum(r["truncated"] for r in candidates + rejected),
                 "instruction_chars": [len(c["instruction"]) for c in candidates], "served_by": model.served}
 
     def finish(shards: list[dict]) -> dict:
@@ -105,7 +120,11 @@ def augment_stage(rt: RunContext) -> StageResult:
         stats["generator"] = generator
         rt.log(f"  augment: {stats['segments']} segments -> {stats['candidates']} candidates; "
                f"rejected {stats['rejected']}")
-        for name in ("segments", "candidates", "generic_instructions", "instruction_chars_median"):
+        if stats["truncated"]:
+            rt.log(f"  augment: {stats['truncated']} generations ran out of augment.max_new_tokens "
+                   f"({cfg.max_new_tokens}): " + ("kept, flagged truncated" if cfg.keep_truncated
+                                                  else "rejected as truncated"))
+        for name in ("segments", "candidates", "generic_instructions", "truncated", "instruction_chars_median"):
             rt.metric("augment", name, stats[name])
         for reason, n in stats["rejected"].items():
             rt.metric("augment", f"rejected/{reason}", n)
@@ -121,7 +140,7 @@ def augment_stage(rt: RunContext) -> StageResult:
         model.close()
 
 
-REJECT_REASONS = ("empty", "echo", "degenerate")
+REJECT_REASONS = ("empty", "echo", "degenerate", "truncated")
 
 
 def merge_shard_stats(shards: list[dict]) -> dict:
@@ -130,8 +149,9 @@ def merge_shard_stats(shards: list[dict]) -> dict:
     return {
         "segments": sum(s["segments"] for s in shards),
         "candidates": sum(s["candidates"] for s in shards),
-        "rejected": {r: sum(s["rejected"][r] for s in shards) for r in REJECT_REASONS},
+        "rejected": {r: sum(s["rejected"].get(r, 0) for s in shards) for r in REJECT_REASONS},
         "generic_instructions": sum(s["generic_instructions"] for s in shards),
+        "truncated": sum(s.get("truncated", 0) for s in shards),
         "instruction_chars_median": statistics.median(lengths) if lengths else 0,
         "served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
     }
@@ -143,7 +163,7 @@ def _schema(with_reason: bool):
     fields = [("candidate_id", pa.string()), ("segment_id", pa.string()), ("instruction", pa.string()),
               ("output", pa.string()), ("raw_generation", pa.string()), ("generator", pa.string()),
               ("temperature", pa.float64()), ("top_p", pa.float64()), ("max_new_tokens", pa.int64()),
-              ("seed", pa.int64())]
+              ("seed", pa.int64()), ("truncated", pa.bool_())]
     if with_reason:
         fields.append(("reason", pa.string()))
     return pa.schema(fields)

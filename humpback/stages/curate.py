@@ -21,13 +21,32 @@ from ..store import StageResult, model_identity, shard_file
 SCORE_PREFILL = "Score:"
 
 
-def judge_prompts(tokenizer, candidates: list[dict], cfg: CurateConfig, prefill: str = "") -> list[str]:
-    """The rendered judge prompts; for logits scoring each ends at 'Score:' so the next token is the rating."""
-    return [
-        render_prompt(tokenizer, messages_for(render_curation(c["instruction"], c["output"]), system=cfg.system_prompt),
-                      prefill=prefill)
-        for c in candidates
-    ]
+def judge_prompts(tokenizer, candidates: list[dict], cfg: CurateConfig, prefill: str = "",
+                  max_tokens: int | None = None, cut: list | None = None) -> list[str]:
+    """The rendered judge prompts; for logits scoring each ends at 'Score:' so the next token is the rating.
+    With ``max_tokens``, a prompt that would be longer has its candidate output cut from the end instead
+    (:func:`humpback.generation.budget.fit_pair`: the rubric stays); ``cut`` gets the tokens cut per prompt."""
+    from ..generation.budget import fit_pair
+
+    def render(instruction: str, output: str) -> str:
+        return render_prompt(tokenizer, messages_for(render_curation(instruction, output), system=cfg.system_prompt),
+                             prefill=prefill)
+
+    if max_tokens is None:
+        return [render(c["instruction"], c["output"]) for c in candidates]
+    # Logits scoring appends the choices' common prefix (at most one token) after "Score:".
+    budget = max_tokens - (1 if prefill else 0)
+    fitted = [fit_pair(tokenizer, render, c["instruction"], c["output"], budget) for c in candidates]
+    if cut is not None:
+        cut.extend(f.cut_tokens for f in fitted)
+    return [f.prompt for f in fitted]
+
+
+def judge_sampling(cfg: CurateConfig, seed: int):
+    """The judge's decoding in generate mode (greedy by default)."""
+    from ..generation.base import SamplingParams
+
+    return SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=seed)
 
 
 def score_rows_generate(candidates: list[dict], outputs: list[str], judge: str) -> list[dict]:
@@ -40,9 +59,17 @@ def score_rows_generate(candidates: list[dict], outputs: list[str], judge: str) 
     return rows
 
 
+NO_CHOICE = "no_choice_in_top_logprobs"  # a server's top logprobs held none of "1".."5"
+
+
 def score_rows_logits(candidates: list[dict], choice_probs: list, judge: str) -> list[dict]:
     rows = []
     for c, cp in zip(candidates, choice_probs, strict=True):
+        if cp.probs is None:
+            rows.append({"candidate_id": c["candidate_id"], "mode": "logits", "score": None, "logits_score": None,
+                         "expected_score": None, "probs": None, "choice_mass": float(cp.mass), "raw": "{}",
+                         "parse_status": NO_CHOICE, "judge": judge})
+            continue
         ps = score_from_probs(cp.probs)
         probs = [float(p) for p in cp.probs]
         raw = json.dumps({k: round(p, 6) for k, p in zip(CHOICES, probs)})
@@ -82,8 +109,6 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
         rubric = load_rubric(cfg.rubric, cfg.rubric_field)
 
     def do_shard(shard: int, start: int, end: int) -> dict:
-        from ..generation.base import SamplingParams
-
         part = candidates.rows[start:end]
         if rubric is not None:
             from ..judges.rubric import judge_rows
@@ -91,18 +116,24 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
             rows = judge_rows(model, part, rubric, cfg, judge)
             rt.store.write_rows(shard_file(it.scores, shard), rows, schema=_score_schema(rubric=True))
             return {**shard_score_stats(rows), "served_by": model.served if part else None}
-        params = SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
-                                seed=rt.cfg.random_seed)
+        params = judge_sampling(cfg, rt.cfg.random_seed)
+        budget, cut = rt.cfg.generation.max_prompt_tokens, []
         if cfg.mode in ("logits", "both"):
-            probs = model.generator.choice_probs(judge_prompts(model.tokenizer, part, cfg, SCORE_PREFILL), CHOICES)
+            prompts = judge_prompts(model.tokenizer, part, cfg, SCORE_PREFILL, budget, cut)
+            probs = model.generator.choice_probs(prompts, CHOICES)
         if cfg.mode in ("generate", "both"):
-            outputs = model.generator.generate(judge_prompts(model.tokenizer, part, cfg), params)
+            # (in both mode the cuts recorded are the logits prompts', one token shorter for the choice prefix)
+            prompts = judge_prompts(model.tokenizer, part, cfg, max_tokens=budget,
+                                    cut=cut if cfg.mode == "generate" else None)
+            outputs = model.generator.generate(prompts, params)
         if cfg.mode == "logits":
             rows = score_rows_logits(part, probs, judge)
         elif cfg.mode == "generate":
             rows = score_rows_generate(part, outputs, judge)
         else:
             rows = score_rows_both(part, outputs, probs, judge)
+        for row, n in zip(rows, cut, strict=True):
+            row["judge_input_cut_tokens"] = n
         rt.store.write_rows(shard_file(it.scores, shard), rows, schema=_score_schema())
         return {**shard_score_stats(rows), "served_by": model.served}
 
@@ -143,7 +174,9 @@ def shard_score_stats(rows: list[dict]) -> dict:
             failures[r["parse_status"]] = failures.get(r["parse_status"], 0) + 1
     expected = [r["expected_score"] for r in rows if r["expected_score"] is not None]
     stats = {"scored": len(rows), "parse_failure_kinds": failures, "histogram": histogram([r["score"] for r in rows]),
-             "expected_sum": sum(expected), "expected_n": len(expected)}
+             "expected_sum": sum(expected), "expected_n": len(expected),
+             "judge_inputs_cut": sum(1 for r in rows if r.get("judge_input_cut_tokens")),
+             "logits_failures": sum(1 for r in rows if r["mode"] in ("logits", "both") and r["logits_score"] is None)}
     if rows and rows[0].get("judge_kind") == "rubric":  # per principle: [sum of signed log-odds, pairs, fails]
         columns = list(zip(*[r["principles"] for r in rows]))
         stats["principles"] = [[sum(v for v in col if v is not None), sum(v is not None for v in col),
@@ -170,6 +203,8 @@ def merge_score_stats(shards: list[dict]) -> dict:
     out = {"served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
            "scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
            "parse_failure_rate": failures / n if n else 0.0, "histogram": hist,
+           "judge_inputs_cut": sum(s.get("judge_inputs_cut", 0) for s in shards),
+           "logits_failures": sum(s.get("logits_failures", 0) for s in shards),
            "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None}
     if any("principles" in s for s in shards):
         parts = [s["principles"] for s in shards if "principles" in s]
@@ -221,6 +256,11 @@ def _length_stats(curated: list[dict]) -> dict:
 def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
     rt.log(f"  score: {stats['scored']} pairs, histogram {stats['histogram']}, "
            f"parse failures {stats['parse_failures']}")
+    if stats.get("judge_inputs_cut"):
+        rt.log(f"  score: {stats['judge_inputs_cut']} judge prompts over generation.max_prompt_tokens had their "
+               f"candidate output cut to fit (the rubric kept); see judge_input_cut_tokens in the scores")
+    rt.metric("score", "judge_inputs_cut", stats.get("judge_inputs_cut", 0), iteration=k)
+    rt.metric("score", "logits_failures", stats.get("logits_failures", 0), iteration=k)
     rt.metric("score", "scored", stats["scored"], iteration=k)
     rt.metric("score", "parse_failure_rate", stats["parse_failure_rate"], iteration=k)
     for score, count in stats["histogram"].items():
@@ -241,7 +281,7 @@ def _score_schema(rubric: bool = False):
     fields = [("candidate_id", pa.string()), ("mode", pa.string()), ("score", pa.int64()),
               ("logits_score", pa.int64()), ("expected_score", pa.float64()), ("probs", pa.list_(pa.float64())),
               ("choice_mass", pa.float64()), ("raw", pa.string()), ("parse_status", pa.string()),
-              ("judge", pa.string())]
+              ("judge", pa.string()), ("judge_input_cut_tokens", pa.int64())]
     if rubric:  # the pair's score, and each principle's signed log-odds beside it
         fields += [("judge_kind", pa.string()), ("value", pa.float64()), ("principles", pa.list_(pa.float64())),
                    ("principle_failures", pa.int64())]

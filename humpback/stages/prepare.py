@@ -17,16 +17,18 @@ def seed_stage(rt: RunContext) -> StageResult:
     def work() -> dict:
         from ..data.seed import load_seed
 
-        result = load_seed(cfg, format_set_by=who_set(rt.cfg, "seed.format"))
-        rows, duplicates = seed_rows(result.pairs, cfg.keep_duplicates)
+        result = load_seed(cfg, format_set_by=who_set(rt.cfg, "seed.format"), random_seed=rt.cfg.random_seed)
+        rows = seed_rows(result.pairs)
         rt.store.write_rows(SEED, rows)
         rt.log(f"  seed: {len(rows)} pairs ({result.format} format) from {result.stats.get('records_read')} records")
-        if duplicates:
+        if result.stats.get("duplicates"):
             what = "kept, with numbered ids" if cfg.keep_duplicates else "kept once (seed.keep_duplicates keeps them)"
-            rt.log(f"  seed: {duplicates} pairs repeat an earlier pair's instruction and output: {what}")
-        return {"format": result.format, **result.stats, "pairs": len(rows), "duplicates": duplicates}
+            rt.log(f"  seed: {result.stats['duplicates']} pairs repeat an earlier pair's instruction and output: {what}")
+        return {"format": result.format, **result.stats}
 
     deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
+    if cfg.sample is not None:  # the draw depends on the run's seed
+        deps["random_seed"] = rt.cfg.random_seed
     return rt.store.stage("seed", deps, [SEED], work, force=rt.forced("seed"), job="prepare")
 
 
@@ -39,24 +41,25 @@ def segments_stage(rt: RunContext) -> StageResult:
                         ("text", pa.string()), ("n_chars", pa.int32())])
 
     def work() -> dict:
-        from ..data.corpus import iter_documents
+        from ..data.corpus import ReadLog, iter_documents
         from ..data.segment import Segmenter, check_not_empty, describe_funnel
 
         seed_outputs = [r["output"] for r in rt.store.read_rows(SEED)]
         segmenter = Segmenter(cfg, seed_outputs)
         skipped: list = []
+        read = ReadLog()
+        documents = iter_documents(cfg, skipped if cfg.skip_invalid else None, read)
         rows = (
             {"id": s.id, "doc_id": s.doc_id, "header": s.header, "text": s.text, "n_chars": len(s.text)}
-            for s in segmenter.segments(_progress(iter_documents(cfg, skipped if cfg.skip_invalid else None),
-                                                  rt.progress, "segmenting"))
+            for s in segmenter.segments(_progress(documents, rt.progress, "segmenting"))
         )
         write_table_stream(rt.store.path(SEGMENTS), rows, schema)
-        funnel = dict(segmenter.funnel)
+        funnel = {**read.funnel(), **segmenter.funnel}
         if skipped:
             funnel = {"skipped_records": len(skipped), **funnel}
         write_json(rt.store.path(FUNNEL), funnel)
         rt.log(describe_funnel(funnel))
-        check_not_empty(funnel)
+        check_not_empty(funnel, read.files)
         for name, value in funnel.items():
             rt.metric("segments", f"funnel/{name}", value)
         return {"funnel": funnel, "skipped_examples": [list(x) for x in skipped[:5]]}
@@ -66,19 +69,16 @@ def segments_stage(rt: RunContext) -> StageResult:
                           job="prepare")
 
 
-def seed_rows(pairs: list, keep_duplicates: bool = False) -> tuple[list[dict], int]:
-    """(rows, duplicates): one row per pair with an id from its text. A pair that repeats an earlier
-    one's instruction and output is dropped, or with ``keep_duplicates`` kept as ``<id>#2``, ``#3``, ...;
-    ids are unique either way."""
+def seed_rows(pairs: list) -> list[dict]:
+    """One row per pair with an id from its text; a pair kept although it repeats an earlier one
+    (``seed.keep_duplicates``) gets ``<id>#2``, ``#3``, ...: ids are unique."""
     rows, seen = [], {}
     for p in pairs:
         pid = _pair_id(p.instruction, p.output)
         seen[pid] = seen.get(pid, 0) + 1
-        if seen[pid] > 1 and not keep_duplicates:
-            continue
         rows.append({"id": pid if seen[pid] == 1 else f"{pid}#{seen[pid]}", "instruction": p.instruction,
                      "output": p.output, "source": p.source})
-    return rows, sum(n - 1 for n in seen.values())
+    return rows
 
 
 def _pair_id(instruction: str, output: str) -> str:

@@ -48,7 +48,7 @@ def seed_tasks_stage(rt: RunContext) -> StageResult:
     def work() -> dict:
         from ..data.seed import load_seed_tasks
 
-        tasks, fmt = load_seed_tasks(cfg, format_set_by=who_set(rt.cfg, "seed.format"))
+        tasks, fmt = load_seed_tasks(cfg, format_set_by=who_set(rt.cfg, "seed.format"), random_seed=rt.cfg.random_seed)
         rows, seen = [], set()
         for t in tasks:
             if t.instruction in seen:

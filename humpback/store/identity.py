@@ -27,10 +27,12 @@ def model_identity(model: str, revision: Optional[str]) -> dict:
 
 
 def source_identity(path: Optional[str], dataset: Optional[str], full: bool) -> dict:
-    """A hub dataset by its id; local files by name and size, plus their full content when ``full``
-    (seed files are small) or their first megabyte otherwise (a corpus can be terabytes)."""
+    """A hub dataset by its id, a URL by itself; local files by name and size, plus their full content
+    when ``full`` (seed files are small) or their first megabyte otherwise (a corpus can be terabytes)."""
     if dataset is not None:
         return {"dataset": dataset}
+    if "://" in path:  # a URL (fsspec): named, not read (a crawl's files do not change under their names)
+        return {"url": path}
     root = Path(path)
     files = [root] if root.is_file() else sorted(q for q in root.rglob("*") if q.is_file()) if root.exists() else []
     h = hashlib.sha256()

@@ -1,4 +1,5 @@
-"""The paper's training schedule: steps by data size, and its effective batch."""
+"""The paper's training schedule: steps by data size, its effective batch, and a learning rate that
+decays to a floor (the paper: 1e-5 to 9e-6)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ def paper_accumulation(n_examples: int, per_device_batch: int, world_size: int) 
         logger.warning("effective batch %d instead of the paper's %d (%d per device x %d processes)",
                        accumulation * per_step, target, per_device_batch, world_size)
     return accumulation
+
+
+def lr_schedule(scheduler: str, learning_rate: float, min_lr_ratio: float | None) -> tuple[str, dict]:
+    """``(lr_scheduler_type, lr_scheduler_kwargs)`` for the Trainer: ``scheduler`` as it is, or, with a
+    floor of ``min_lr_ratio`` x the peak, the transformers schedule that decays to it: ``linear`` is
+    ``polynomial`` with power 1 ending at ``lr_end``, ``cosine`` is ``cosine_with_min_lr``."""
+    if min_lr_ratio is None:
+        return scheduler, {}
+    if scheduler == "linear":
+        return "polynomial", {"lr_end": learning_rate * min_lr_ratio, "power": 1.0}
+    if scheduler == "cosine":
+        return "cosine_with_min_lr", {"min_lr_rate": min_lr_ratio}
+    raise ValueError(f"min_lr_ratio needs lr_scheduler_type linear or cosine, got {scheduler!r}")

@@ -9,6 +9,7 @@ the main process writes ``output_dir``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import dataclasses
@@ -21,7 +22,11 @@ from ..config import TrainConfig
 from ..device import free_memory
 from ..errors import DataError
 from ..progress import progress_bars
-from .schedule import paper_accumulation, paper_steps
+from .schedule import lr_schedule, paper_accumulation, paper_steps
+
+# A model config's dropout probabilities: attention_dropout (Llama, Qwen2, Mistral), hidden_dropout,
+# resid_pdrop / embd_pdrop / attn_pdrop (GPT-2), hidden_dropout_prob (BERT-style), ...
+_DROPOUT_KEY = re.compile(r"(dropout|pdrop)", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class TrainJob:
@@ -53,12 +58,19 @@ class TrainResult:
     tokens: Optional[int] = None  # non-padding input tokens seen, all processes together
     # Examples TRL dropped because their prompt alone fills max_length (None with packing: not countable).
     dropped_examples: Optional[int] = None
+    dropout: Optional[dict] = None  # full finetuning: the model's dropout settings it trained with
 
     def summary(self) -> dict:
         """What a finetuning stage records in its stats."""
         return {"num_examples": self.num_examples, "dropped_examples": self.dropped_examples, "steps": self.steps,
                 "train_loss": self.train_loss, "losses": self.losses, "runtime_s": self.runtime_s,
-                "tokens": self.tokens}
+                "tokens": self.tokens, "dropout": self.dropout}
+
+
+def dropout_settings(config: Any) -> dict[str, float]:
+    """The dropout probabilities a model config has (numeric attributes named ``*dropout*``/``*pdrop*``)."""
+    return {k: v for k, v in config.to_dict().items()
+            if _DROPOUT_KEY.search(k) and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def to_prompt_completion(rows: list[dict]) -> list[dict]:
@@ -87,6 +99,7 @@ def train_sft(job: TrainJob, rows: list[dict], output_dir: Path) -> TrainResult:
         with progress_bars(job.progress):
             trainer = build_trainer(job, rows, scratch)
             dropped = None if job.cfg.packing else len(rows) - len(trainer.train_dataset)
+            dropout = dropout_settings(trainer.model.config) if job.cfg.full_finetune else None
             out = trainer.train()
             # Every process takes part (ZeRO-3 gathers the weights); only the main one writes. The
             # Trainer saves its processing class, the tokenizer with the chat template used, beside it.
@@ -101,6 +114,7 @@ def train_sft(job: TrainJob, rows: list[dict], output_dir: Path) -> TrainResult:
             runtime_s=float(out.metrics.get("train_runtime", 0.0)),
             tokens=int(state.num_input_tokens_seen) if state.num_input_tokens_seen else None,
             dropped_examples=dropped,
+            dropout=dropout,
         )
         if trainer.args.should_save:
             (Path(output_dir) / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it
@@ -140,11 +154,20 @@ def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
     # bf16; plain full finetuning keeps fp32 weights and trains under bf16 autocast.
     deepspeed = cfg.deepspeed is not None or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
     load_bf16 = bf16 and (not cfg.full_finetune or deepspeed)
+    model_kwargs: dict[str, Any] = {"revision": revision, "dtype": "bfloat16" if load_bf16 else "float32"}
+    if cfg.full_finetune and cfg.dropout is not None:
+        # The paper's dropout, on every dropout probability the model's config has (LoRA: lora_dropout).
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(job.base_model, revision=revision)
+        model_kwargs.update(dict.fromkeys(dropout_settings(config), cfg.dropout))
+    scheduler, scheduler_kwargs = lr_schedule(cfg.lr_scheduler_type, cfg.learning_rate, cfg.min_lr_ratio)
     args = SFTConfig(
         output_dir=str(scratch_dir),
         seed=job.seed,
         learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
+        lr_scheduler_type=scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs,
         # transformers 5 has no warmup_ratio: a float below 1 in warmup_steps is the ratio.
         warmup_steps=min(cfg.warmup_ratio, 0.999),
         weight_decay=cfg.weight_decay,
@@ -160,7 +183,7 @@ def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path) -> Any:
         logging_steps=cfg.logging_steps,
         deepspeed=cfg.deepspeed,
         completion_only_loss=True,
-        model_init_kwargs={"revision": revision, "dtype": "bfloat16" if load_bf16 else "float32"},
+        model_init_kwargs=model_kwargs,
         save_strategy="no",
         report_to=job.report_to,
         run_name=job.run_name,
