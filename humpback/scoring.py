@@ -137,7 +137,8 @@ def agreement(rows: list[dict]) -> dict:
 
 
 # What each score column is called in words (``CurateConfig.score_field`` names the column).
-SCORE_NAMES = {"score": "generated score", "logits_score": "argmax score", "expected_score": "expected score"}
+SCORE_NAMES = {"score": "generated score", "logits_score": "argmax score", "expected_score": "expected score",
+               "value": "rubric score"}
 
 
 def selection_rule(cfg: "CurateConfig") -> dict:

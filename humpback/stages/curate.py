@@ -103,8 +103,20 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
         model = rt.model(it.judge)
         judge_inputs, judge_identity = [it.judge], None
 
+    rubric = None
+    if cfg.judge_kind == "rubric":
+        from ..judges.rubric import load_rubric
+
+        rubric = load_rubric(cfg.rubric, cfg.rubric_field)
+
     def do_shard(shard: int, start: int, end: int) -> dict:
         part = candidates.rows[start:end]
+        if rubric is not None:
+            from ..judges.rubric import judge_rows
+
+            rows = judge_rows(model, part, rubric, cfg, judge)
+            rt.store.write_rows(shard_file(it.scores, shard), rows, schema=_score_schema(rubric=True))
+            return {**shard_score_stats(rows), "served_by": model.served if part else None}
         params = judge_sampling(cfg, rt.cfg.random_seed)
         budget, cut = rt.cfg.generation.max_prompt_tokens, []
         if cfg.mode in ("logits", "both"):
@@ -130,11 +142,25 @@ def score_stage(rt: RunContext, k: int) -> StageResult:
 
     def finish(shards: list[dict]) -> dict:
         model.close()
-        return _score_stats(rt, k, {"judge": judge, **merge_score_stats(shards)})
+        stats = {"judge": judge, **merge_score_stats(shards)}
+        if rubric is not None:
+            sums = stats.pop("principles", None) or [[0.0, 0, 0] for _ in rubric.principles]
+            stats["rubric"] = {"source": rubric.source, "hash": rubric.text_hash, "combine": cfg.rubric_combine,
+                               "principles": [{"principle": p.name, "weight": p.weight, "answer": p.answer,
+                                               "mean_log_odds": total / n if n else None, "fails": fails,
+                                               "failures": stats["scored"] - n}
+                                              for p, (total, n, fails) in zip(rubric.principles, sums)]}
+            for p in stats["rubric"]["principles"]:
+                rt.metric("score", f"rubric/{p['principle']}/fails", p["fails"], iteration=k)
+        return _score_stats(rt, k, stats)
 
     deps = {"mode": cfg.mode, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
             "system_prompt": cfg.system_prompt, "template": template_hash("curate"), "base": rt.base_identity,
             **rt.generation_key(), "judge": judge_identity}
+    if rubric is not None:  # the rubric judge: its rubric and combination instead of the rating settings
+        deps = {"judge_kind": "rubric", "rubric": rubric.text_hash, "combine": cfg.rubric_combine,
+                "rubric_temperature": cfg.rubric_temperature, "system_prompt": cfg.system_prompt,
+                "base": rt.base_identity, **rt.generation_key(), "judge": judge_identity}
     name = it.stage("score")
     try:
         return rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
@@ -154,6 +180,12 @@ def shard_score_stats(rows: list[dict]) -> dict:
              "expected_sum": sum(expected), "expected_n": len(expected),
              "judge_inputs_cut": sum(1 for r in rows if r.get("judge_input_cut_tokens")),
              "logits_failures": sum(1 for r in rows if r["mode"] in ("logits", "both") and r["logits_score"] is None)}
+    if rows and rows[0].get("judge_kind") == "rubric":  # per principle: [sum of signed log-odds, pairs, fails]
+        columns = list(zip(*[r["principles"] for r in rows]))
+        stats["principles"] = [[sum(v for v in col if v is not None), sum(v is not None for v in col),
+                                sum(v is not None and v < 0 for v in col)] for col in columns]
+        values = [r["value"] for r in rows if r["value"] is not None]
+        stats["value_sum"], stats["value_n"] = sum(values), len(values)
     if rows and rows[0]["mode"] == "both":
         stats["logits_histogram"] = histogram([r["logits_score"] for r in rows])
         stats["pairs"] = [[r["score"], r["logits_score"], r["expected_score"]] for r in rows]
@@ -177,6 +209,11 @@ def merge_score_stats(shards: list[dict]) -> dict:
            "judge_inputs_cut": sum(s.get("judge_inputs_cut", 0) for s in shards),
            "logits_failures": sum(s.get("logits_failures", 0) for s in shards),
            "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None}
+    if any("principles" in s for s in shards):
+        parts = [s["principles"] for s in shards if "principles" in s]
+        out["principles"] = [[sum(p[j][k] for p in parts) for k in range(3)] for j in range(len(parts[0]))]
+        n = sum(s.get("value_n", 0) for s in shards)
+        out["value_mean"] = sum(s.get("value_sum", 0.0) for s in shards) / n if n else None
     if any("pairs" in s for s in shards):
         out["logits_histogram"] = histogram([])
         for s in shards:
@@ -242,13 +279,17 @@ def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
     return stats
 
 
-def _score_schema():
+def _score_schema(rubric: bool = False):
     import pyarrow as pa
 
-    return pa.schema([("candidate_id", pa.string()), ("mode", pa.string()), ("score", pa.int64()),
-                      ("logits_score", pa.int64()), ("expected_score", pa.float64()), ("probs", pa.list_(pa.float64())),
-                      ("choice_mass", pa.float64()), ("raw", pa.string()), ("parse_status", pa.string()),
-                      ("judge", pa.string()), ("judge_input_cut_tokens", pa.int64())])
+    fields = [("candidate_id", pa.string()), ("mode", pa.string()), ("score", pa.int64()),
+              ("logits_score", pa.int64()), ("expected_score", pa.float64()), ("probs", pa.list_(pa.float64())),
+              ("choice_mass", pa.float64()), ("raw", pa.string()), ("parse_status", pa.string()),
+              ("judge", pa.string()), ("judge_input_cut_tokens", pa.int64())]
+    if rubric:  # the pair's score, and each principle's signed log-odds beside it
+        fields += [("judge_kind", pa.string()), ("value", pa.float64()), ("principles", pa.list_(pa.float64())),
+                   ("principle_failures", pa.int64())]
+    return pa.schema(fields)
 
 
 def _curated_schema():
