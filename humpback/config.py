@@ -182,8 +182,17 @@ class GenerationConfig:
             raise ConfigError(f"{where.of('generation.api_base')}: 'generation.api_base' must start with http:// or https://, got {self.api_base!r}")
 
 
+# Self-Instruct's keyword filter: tasks a language model cannot do (Wang et al. 2022).
+SELF_INSTRUCT_KEYWORDS = ["image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",
+                          "maps", "draw", "plot", "go to"]
+
+
 @dataclass
 class AugmentConfig:
+    source: Literal["backtranslation", "self_instruct"] = _f(
+        "backtranslation", "Where candidates come from: `backtranslation` (the backward model writes an instruction "
+                           "for each corpus segment) or `self_instruct` (the base model writes new tasks from the seed "
+                           "tasks, then their instances; Wang et al. 2022; no corpus).")
     temperature: float = _f(0.7, "Sampling temperature for the backward model (paper: 0.7).")
     top_p: float = _f(0.9, "Nucleus sampling top_p (paper: 0.9).")
     max_new_tokens: int = _f(128, "Longest generated instruction, in tokens.")
@@ -196,6 +205,39 @@ class AugmentConfig:
         False, "Keep instructions that ran out of max_new_tokens as candidates (they are flagged, `truncated`, "
                "and counted either way); false rejects them as `truncated`.")
 
+    # self_instruct: the published settings (Wang et al. 2022) are the defaults.
+    target_tasks: int = _f(1000, "self_instruct: rounds of task generation go on until the pool holds this many "
+                                 "machine-written tasks (the paper generated 52k).")
+    prompts_per_round: int = _f(32, "self_instruct: task prompts per round; each round's prompts see the pool as the "
+                                    "rounds before left it (the unit of resume).")
+    max_idle_rounds: int = _f(5, "self_instruct: stop early when this many rounds in a row add no task.")
+    prompt_instructions: int = _f(8, "self_instruct: in-context instructions per task prompt (paper: 8).")
+    prompt_machine_instructions: int = _f(
+        2, "self_instruct: of those, machine-written ones once the pool has them (paper: 2; the rest are human seed).")
+    task_temperature: float = _f(0.7, "self_instruct: task generation temperature (paper: 0.7).")
+    task_top_p: float = _f(0.5, "self_instruct: task generation top_p (paper: 0.5).")
+    task_presence_penalty: float = _f(2.0, "self_instruct: task generation presence penalty (paper: 2).")
+    task_max_new_tokens: int = _f(1024, "self_instruct: longest task-list continuation, in tokens (paper: 1024).")
+    min_task_words: int = _f(3, "self_instruct: tasks with fewer words are dropped.")
+    max_task_words: int = _f(150, "self_instruct: tasks with more words are dropped (paper: 150).")
+    rouge_threshold: float = _f(0.7, "self_instruct: a task whose ROUGE-L F with any task already in the pool is "
+                                     "above this is dropped (paper: 0.7).")
+    task_keywords: list[str] = _f(SELF_INSTRUCT_KEYWORDS, "self_instruct: tasks naming one of these words (whole "
+                                                          "words, any case) are dropped: a language model cannot do them.")
+    keep_unfinished: bool = _f(False, "self_instruct: keep what a generation that ran out of tokens before a stop "
+                                      "sequence wrote (the paper drops such a task list whole, and the last instance "
+                                      "of such an instance list; the tiny recipe keeps them: its random model never "
+                                      "reaches a stop sequence).")
+    instance_presence_penalty: float = _f(1.5, "self_instruct: instance generation presence penalty (paper: 1.5; greedy).")
+    instance_max_new_tokens: int = _f(350, "self_instruct: longest instance generation, input-first tasks (paper: 350).")
+    classification_max_new_tokens: int = _f(300, "self_instruct: longest instance generation, output-first "
+                                                 "(classification) tasks (paper: 300).")
+    max_instances: int = _f(5, "self_instruct: instances kept per task, sampled when there are more (paper: 5).")
+    max_instance_chars: int = _f(3000, "self_instruct: instances whose input and output together are longer are dropped.")
+    bare_output_instances: bool = _f(False, "self_instruct: an input-first generation with no Input:/Output: labels "
+                                            "becomes one instance with that text as output (the paper's parser drops "
+                                            "it; the tiny recipe keeps it).")
+
     def validate(self, where: "Source") -> None:
         if self.temperature < 0:
             raise ConfigError(f"{where.of('augment.temperature')}: 'augment.temperature' must be >= 0, got {self.temperature}")
@@ -203,15 +245,33 @@ class AugmentConfig:
             raise ConfigError(f"{where.of('augment.top_p')}: 'augment.top_p' must be in (0, 1], got {self.top_p}")
         _positive(where, "augment.max_new_tokens", self.max_new_tokens)
         _fraction(where, "augment.max_repeated_ngram_fraction", self.max_repeated_ngram_fraction)
+        for key in ("target_tasks", "prompts_per_round", "max_idle_rounds", "prompt_instructions", "task_max_new_tokens",
+                    "min_task_words", "max_task_words", "instance_max_new_tokens", "classification_max_new_tokens",
+                    "max_instances", "max_instance_chars"):
+            _positive(where, f"augment.{key}", getattr(self, key))
+        if not 0 <= self.prompt_machine_instructions <= self.prompt_instructions:
+            raise ConfigError(f"{where.of('augment.prompt_machine_instructions')}: 'augment.prompt_machine_instructions' "
+                              f"must be between 0 and augment.prompt_instructions ({self.prompt_instructions}), "
+                              f"got {self.prompt_machine_instructions}")
+        if self.task_temperature < 0:
+            raise ConfigError(f"{where.of('augment.task_temperature')}: 'augment.task_temperature' must be >= 0, "
+                              f"got {self.task_temperature}")
+        if not 0 < self.task_top_p <= 1:
+            raise ConfigError(f"{where.of('augment.task_top_p')}: 'augment.task_top_p' must be in (0, 1], got {self.task_top_p}")
+        _fraction(where, "augment.rouge_threshold", self.rouge_threshold)
+        if self.max_task_words < self.min_task_words:
+            raise ConfigError(f"{where.of('augment.max_task_words')}: 'augment.max_task_words' ({self.max_task_words}) "
+                              f"is below 'augment.min_task_words' ({self.min_task_words})")
 
 
 @dataclass
 class CurateConfig:
-    judge_kind: Literal["rating", "likelihood", "verifier"] = _f(
+    judge_kind: Literal["rating", "rubric", "likelihood", "verifier"] = _f(
         "rating",
-        "`rating`: the paper's 5-point prompt (see `curate.mode`); `likelihood`: the judging model's own "
-        "log-likelihood of the output given the instruction (see `curate.likelihood`); `verifier`: the Python "
-        "function `curate.verifier` names checks each pair.",
+        "`rating`: the paper's 5-point prompt (see `curate.mode`); `rubric`: the weave rubric judge, one yes/no "
+        "question per principle read from the judge's logits (see `curate.rubric`); `likelihood`: the judging "
+        "model's own log-likelihood of the output given the instruction (see `curate.likelihood`); `verifier`: "
+        "the Python function `curate.verifier` names checks each pair.",
     )
     mode: Literal["generate", "logits", "both"] = _f(
         "generate",
@@ -247,8 +307,19 @@ class CurateConfig:
               "score 1-5): every iteration's judge scores it and the selection's precision, recall and F1 on it "
               "are reported.")
     dev_positive_score: int = _f(5, "dev_set with gold 1-5 labels: a pair is a positive when its label is at least this.")
+    rubric: Optional[str] = _f(
+        None, "rubric judge: a rubric in the weave layout (==[Principle: ...; Weight: ...; Answer: Yes]==), as a "
+              "file, a `datasets` id or local dataset folder, or null for builtin:rubric-paper (the paper's "
+              "5-point criteria as yes/no questions).")
+    rubric_field: str = _f("text", "rubric judge: the dataset field that holds the rubric text (rows joined in order).")
+    rubric_combine: Literal["mean", "softmin"] = _f(
+        "mean", "rubric judge: a pair's score from its principles' signed log-odds: the weighted mean, or a "
+                "weighted soft minimum (close to the worst principle).")
+    rubric_temperature: float = _f(1.0, "rubric judge, softmin: the temperature (small: the minimum; large: the mean).")
 
     def validate(self, where: "Source") -> None:
+        if self.judge_kind == "rubric" and not self.rubric_temperature > 0:
+            raise ConfigError(f"{where.of('curate.rubric_temperature')}: 'curate.rubric_temperature' must be > 0")
         if self.judge_kind == "rating" and not 1 <= self.threshold <= 5:
             raise ConfigError(f"{where.of('curate.threshold')}: 'curate.threshold' must be between 1 and 5, got {self.threshold}")
         if self.judge_kind == "likelihood" and self.select == "threshold" and self.threshold > 0:
@@ -299,6 +370,7 @@ class CurateConfig:
     def scoring_settings(self) -> dict:
         """What a judge's scores depend on (the score stage's key; replay re-scores when it changes)."""
         keys = {"rating": ("mode", "max_new_tokens", "temperature", "system_prompt"),
+                "rubric": ("rubric", "rubric_field", "rubric_combine", "rubric_temperature", "system_prompt"),
                 "likelihood": ("likelihood", "system_prompt"), "verifier": ("verifier",)}[self.judge_kind]
         return {"judge_kind": self.judge_kind, **{k: getattr(self, k) for k in keys}}
 
@@ -444,7 +516,7 @@ class TrackingConfig:
 class RunConfig:
     base_model: str = _f(help="Hub id or local path of the base model (`builtin:tiny-llama` builds a tiny one).")
     seed: SeedConfig = _f(help="Seed (instruction, output) pairs.")
-    corpus: CorpusConfig = _f(help="Unlabelled text.")
+    corpus: Optional[CorpusConfig] = _f(None, "Unlabelled text (backtranslation needs it; self_instruct has none).")
     name: str = _f("humpback", "Run name; the default run folder is runs/<name>.")
     base_model_revision: Optional[str] = _f(None, "Hub revision (branch, tag or commit) of the base model.")
     iterations: int = _f(2, "Curation/finetuning rounds after the seed models (paper: 2).")
@@ -462,6 +534,12 @@ class RunConfig:
     def validate(self, where: "Source") -> None:
         _positive(where, "iterations", self.iterations)
         _positive(where, "shard_size", self.shard_size)
+        if self.augment.source == "backtranslation" and self.corpus is None:
+            raise ConfigError(f"{where.of('corpus', 'augment.source')}: missing required section 'corpus' "
+                              f"(augment.source backtranslation writes instructions for corpus segments)")
+        if self.augment.source == "self_instruct" and self.corpus is not None:
+            raise ConfigError(f"{where.of('corpus', 'augment.source')}: 'corpus' is not used by augment.source "
+                              f"self_instruct (it writes its own tasks); remove the section")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value) and hasattr(value, "validate"):
@@ -697,8 +775,9 @@ def describe_keys(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, st
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows += describe_keys(hints[f.name], prefix + f.name + ".")
+        section = next((a for a in (hints[f.name], *typing.get_args(hints[f.name])) if dataclasses.is_dataclass(a)), None)
+        if section is not None:
+            rows += describe_keys(section, prefix + f.name + ".")
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")

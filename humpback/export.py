@@ -64,17 +64,26 @@ def provenance(store: RunStore, iteration: int) -> dict:
     it = layout.iteration(iteration)
     stats = stages.get(it.stage("score"), {}).get("stats", {})
     select = stages.get(it.stage("select"), {}).get("stats", {})
+    corpus = cfg.get("corpus") or {}
+    self_instruct = (cfg.get("augment") or {}).get("source") == "self_instruct"
+    if self_instruct:  # no corpus: the filters and funnel of task generation instead
+        filters = {k: cfg["augment"][k] for k in ("rouge_threshold", "min_task_words", "max_task_words",
+                                                  "task_keywords", "max_instances", "max_instance_chars")}
+        funnel = {k: v for k, v in stages.get("tasks", {}).get("stats", {}).items() if k != "served_by"}
+    else:
+        filters = {k: corpus[k] for k in ("min_chars", "max_chars", "repetition_ngram", "repetition_threshold",
+                                          "boilerplate_threshold", "near_dedup", "near_dedup_threshold",
+                                          "drop_seed_overlap")} | {k: corpus.get(k) for k in ("language", "require_header")}
+        funnel = stages.get("segments", {}).get("stats", {}).get("funnel")
     return {
         "base_model": cfg["base_model"],
         "seed_source": cfg["seed"].get("dataset") or cfg["seed"].get("path"),
         "seed_format": stages.get("seed", {}).get("stats", {}).get("format", cfg["seed"].get("format")),
         "seed_pairs": stages.get("seed", {}).get("stats", {}).get("pairs"),
-        "corpus_source": cfg["corpus"].get("dataset") or cfg["corpus"].get("path"),
-        "filters": {k: cfg["corpus"][k] for k in ("min_chars", "max_chars", "repetition_ngram", "repetition_threshold",
-                                                  "boilerplate_threshold", "near_dedup", "near_dedup_threshold",
-                                                  "drop_seed_overlap")}
-                   | {k: cfg["corpus"].get(k) for k in ("language", "require_header")},
-        "funnel": stages.get("segments", {}).get("stats", {}).get("funnel"),
+        "source": "self_instruct" if self_instruct else "backtranslation",
+        "corpus_source": corpus.get("dataset") or corpus.get("path"),
+        "filters": filters,
+        "funnel": funnel,
         "augmentation": {**cfg["augment"], **{k: v for k, v in stages.get("augment", {}).get("stats", {}).items()
                                                if k != "instruction_chars"}},
         "iteration": iteration,
@@ -83,7 +92,8 @@ def provenance(store: RunStore, iteration: int) -> dict:
                      "select_on": cfg["curate"]["select_on"], "score_histogram": stats.get("histogram"),
                      "parse_failure_rate": stats.get("parse_failure_rate"),
                      "acceptance_rate": select.get("acceptance_rate"), "curated": select.get("curated")},
-        "prompts": {"backward": template("backward"), "curation": template("curate")},
+        "prompts": {"backward": template("self_instruct_tasks" if self_instruct else "backward"),
+                    "curation": template("curate")},
         "packages": store.manifest.get("packages", {}),
     }
 
@@ -104,15 +114,21 @@ def dataset_card(store: RunStore, iteration: int, fmt: str, n_rows: int, data_fi
     lines = [
         "---", header.rstrip(), "---", "",
         f"# Humpback corpus: iteration {iteration}", "",
-        f"{n_rows} (instruction, output) pairs made by instruction backtranslation (Li et al., 2023) with "
-        f"[humpback](https://pypi.org/project/humpback/) {p['packages'].get('humpback', '')}: a backward model wrote an "
-        f"instruction for each segment of unlabelled text, and the iteration-{iteration} judge "
+        f"{n_rows} (instruction, output) pairs made by "
+        + ("Self-Instruct (Wang et al., 2022)" if p["source"] == "self_instruct" else
+           "instruction backtranslation (Li et al., 2023)") +
+        f" with [humpback](https://pypi.org/project/humpback/) {p['packages'].get('humpback', '')}: "
+        + ("the base model wrote new tasks from the seed tasks and then their instances"
+           if p["source"] == "self_instruct" else
+           "a backward model wrote an instruction for each segment of unlabelled text") +
+        f", and the iteration-{iteration} judge "
         f"(`{p['judge']}`) rated every pair on the paper's 5-point scale; {describe_rule(p['curation']['rule'])}. "
         f"Format: `{fmt}` (`{data_file}`).", "",
         "## Provenance", "",
         f"- Base model: `{p['base_model']}`",
         f"- Seed data: `{p['seed_source']}` ({p['seed_format']} format, {p['seed_pairs']} pairs)",
-        f"- Unlabelled text: `{p['corpus_source']}`",
+        f"- Unlabelled text: `{p['corpus_source']}`" if p["source"] != "self_instruct" else
+        "- Unlabelled text: none (Self-Instruct)",
         f"- Filters: `{json.dumps(p['filters'])}`",
         f"- Filter funnel: `{json.dumps(p['funnel'])}`",
         f"- Augmentation: `{json.dumps(p['augmentation'])}`",
@@ -122,7 +138,8 @@ def dataset_card(store: RunStore, iteration: int, fmt: str, n_rows: int, data_fi
         f"parse-failure rate {p['curation']['parse_failure_rate']}",
         "- Score histogram: " + ", ".join(f"{k}: {v}" for k, v in hist.items()),
         f"- Packages: `{json.dumps(p['packages'])}`", "",
-        "## Prompts", "", "Backward model:", "", "```", p["prompts"]["backward"], "```", "",
+        "## Prompts", "", "Task generation (Self-Instruct):" if p["source"] == "self_instruct" else "Backward model:",
+        "", "```", p["prompts"]["backward"], "```", "",
         "Curation (the paper's Table 1):", "", "```", p["prompts"]["curation"], "```", "",
     ]
     return "\n".join(lines)

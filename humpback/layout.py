@@ -36,8 +36,14 @@ CANDIDATES = "augment/candidates"
 REJECTED = "augment/rejected"
 EVAL_PROMPTS = "eval/prompts.parquet"  # the prompt set every model answers
 
+# augment.source self_instruct: the seed tasks, and the machine-written tasks (one shard per round)
+SEED_TASKS = "data/seed_tasks.parquet"
+TASKS = "augment/tasks"
+TASKS_REJECTED = "augment/tasks_rejected"
+
 # Stages that run once per run, in loop order; each iteration adds ITERATION_STAGES.
 RUN_STAGES = ("seed", "segments", "eval_prompts", "backward", "m0", "augment")
+SELF_INSTRUCT_STAGES = ("seed", "seed_tasks", "eval_prompts", "m0", "tasks", "augment")  # augment.source self_instruct
 ITERATION_STAGES = ("score", "dev", "select", "train")  # dev: only with curate.dev_set
 # Each evaluated model's stages (see Evaluation); ``--force eval`` re-runs all of them.
 EVAL_STAGES = ("loss", "answers", "judge", "lm_eval")
@@ -137,7 +143,8 @@ def stage_kind(name: str) -> str:
 # Names of the run's artifacts (trackers) and models (loss curves), by path.
 _NAMES = {SEED: "seed", SEGMENTS: "segments", FUNNEL: "funnel", BACKWARD_TRAIN: "mixture-backward",
           M0_TRAIN: "mixture-m0", BACKWARD: "model-backward", M0: "model-m0", CANDIDATES: "candidates",
-          REJECTED: "rejected", HELDOUT: "heldout", EVAL_PROMPTS: "eval-prompts"}
+          REJECTED: "rejected", HELDOUT: "heldout", EVAL_PROMPTS: "eval-prompts", SEED_TASKS: "seed-tasks",
+          TASKS: "tasks", TASKS_REJECTED: "tasks-rejected"}
 _MODEL_LABELS = {BACKWARD: "backward", M0: "m0"}
 
 

@@ -1,6 +1,7 @@
 """The Humpback loop as a short list of stage calls.
 
     seed, segments -> backward model, M0 -> candidates -> for K in 1..N: scores (+ dev scores) -> A(K) -> M_K
+    seed, seed tasks -> M0, tasks -> candidates -> ...            (augment.source: self_instruct)
 
 with every model (the base model, M0, each M_K) evaluated as it is trained when ``eval.enabled``.
 
@@ -22,6 +23,7 @@ from .stages.curate import score_stage, select_stage
 from .stages.evaluation import evaluate, preflight, prompts_stage
 from .stages.finetune import backward_stage, m0_stage, next_model_stage
 from .stages.prepare import segments_stage, seed_stage
+from .stages.self_instruct import instances_stage, seed_tasks_stage, tasks_stage
 from .store import RunStore, StageResult, Worker, write_json, write_text
 from .store.lock import RunLock, describe as describe_holder
 from .store.manifest import unfinished_reason
@@ -65,13 +67,14 @@ def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Call
 
 
 def prepare(rt: RunContext) -> dict:
-    """The data stages only: seed selection (and the held-out split), corpus cleaning, the eval prompt
-    set. Returns the funnel."""
-    results = seed_stage(rt), segments_stage(rt)
+    """The data stages only: seed selection (and the held-out split), corpus cleaning (Self-Instruct: the
+    seed tasks), the eval prompt set. Returns the funnel (Self-Instruct: the seed tasks' statistics)."""
+    self_instruct = rt.cfg.augment.source == "self_instruct"
+    results = seed_stage(rt), (seed_tasks_stage(rt) if self_instruct else segments_stage(rt))
     if rt.cfg.eval.enabled:
         results += (prompts_stage(rt),)
     rt.tracker.log_steps(*results)
-    return json.loads(rt.store.path(layout.FUNNEL).read_text())
+    return results[1].stats if self_instruct else json.loads(rt.store.path(layout.FUNNEL).read_text())
 
 
 def run(rt: RunContext) -> list[dict]:
@@ -93,11 +96,17 @@ def _stages(rt: RunContext) -> list[dict]:
     evaluating = rt.cfg.eval.enabled
     if evaluating:
         preflight(rt)  # before any model loads
-    _track_model(rt, backward_stage(rt), layout.BACKWARD)
-    _track_model(rt, m0_stage(rt), layout.M0)
-    if evaluating:
-        evaluate(rt, [layout.BASE, "m0"])
-    rt.tracker.log_steps(augment_stage(rt))
+    if rt.cfg.augment.source == "self_instruct":  # the base model writes tasks, then their instances
+        _track_model(rt, m0_stage(rt), layout.M0)
+        if evaluating:
+            evaluate(rt, [layout.BASE, "m0"])
+        rt.tracker.log_steps(tasks_stage(rt), instances_stage(rt))
+    else:
+        _track_model(rt, backward_stage(rt), layout.BACKWARD)
+        _track_model(rt, m0_stage(rt), layout.M0)
+        if evaluating:
+            evaluate(rt, [layout.BASE, "m0"])
+        rt.tracker.log_steps(augment_stage(rt))
     summaries = []
     for k in range(1, rt.cfg.iterations + 1):
         scores = score_stage(rt, k)

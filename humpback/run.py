@@ -28,7 +28,7 @@ class Sources:
 
     base_model: str
     seed: SeedConfig
-    corpus: CorpusConfig
+    corpus: Optional[CorpusConfig]  # None: augment.source self_instruct reads no corpus
     judge: Optional[str]  # curate.judge: an outside judge, or None for the run's own models
     dev_set: Optional[str] = None  # curate.dev_set: the labelled pairs every iteration's judge scores
     eval_judge: Optional[str] = None  # eval.judge when it names a model ("base": None)
@@ -42,7 +42,8 @@ class Sources:
             return cls(
                 base_model=resolve(cfg.base_model),
                 seed=dataclasses.replace(cfg.seed, path=resolve(cfg.seed.path) if cfg.seed.path else None),
-                corpus=dataclasses.replace(cfg.corpus, path=resolve(cfg.corpus.path) if cfg.corpus.path else None),
+                corpus=None if cfg.corpus is None else
+                dataclasses.replace(cfg.corpus, path=resolve(cfg.corpus.path) if cfg.corpus.path else None),
                 judge=resolve(cfg.curate.judge) if cfg.curate.judge else None,
                 dev_set=resolve(cfg.curate.dev_set) if cfg.curate.dev_set else None,
                 eval_judge=resolve(cfg.eval.judge) if cfg.eval.judge != "base" else None,
@@ -206,7 +207,7 @@ def config_text(cfg: RunConfig, sources: Sources) -> str:
     from .tiny import cache_root
 
     built = [(ref, path) for ref, path in ((cfg.base_model, sources.base_model), (cfg.seed.path, sources.seed.path),
-                                           (cfg.corpus.path, sources.corpus.path),
+                                           (cfg.corpus and cfg.corpus.path, sources.corpus and sources.corpus.path),
                                            (cfg.curate.judge, sources.judge), (cfg.curate.dev_set, sources.dev_set))
              if ref and ref.startswith("builtin:")]
     head = "".join(f"# {ref} was built in {path}\n" for ref, path in built)
@@ -217,10 +218,11 @@ def config_text(cfg: RunConfig, sources: Sources) -> str:
 
 def served_labels(cfg: RunConfig) -> list[str]:
     """The models of a run that go through the generation backend, by label: the backward model
-    (augmentation) and each iteration's judge (M0 .. M_{N-1}, or the outside judge)."""
+    (augmentation; the base model writes Self-Instruct's tasks) and each iteration's judge (M0 .. M_{N-1},
+    or the outside judge)."""
     judges = ["judge"] if cfg.curate.judge else [layout.model_label(layout.iteration(k).judge)
                                                  for k in range(1, cfg.iterations + 1)]
-    return ["backward", *judges]
+    return ["base" if cfg.augment.source == "self_instruct" else "backward", *judges]
 
 
 def check_served_models(cfg: RunConfig) -> list[str]:
@@ -232,7 +234,8 @@ def check_served_models(cfg: RunConfig) -> list[str]:
         return []
     by_name: dict[str, list[str]] = {}
     for label in served_labels(cfg):
-        name = g.served_models.get(label) or (None if g.load_adapters and label != "judge" else g.served_model_name)
+        name = g.served_models.get(label) or (None if g.load_adapters and label not in ("judge", "base")
+                                             else g.served_model_name)
         if name is not None:
             by_name.setdefault(name, []).append(label)
     shared = {n: labels for n, labels in by_name.items() if len(labels) > 1}
@@ -249,7 +252,8 @@ def check_served_models(cfg: RunConfig) -> list[str]:
 
 def check_force(force: Iterable[str], iterations: int) -> None:
     """Every ``--force`` value names a stage kind or one iteration's stage."""
-    kinds = layout.RUN_STAGES + layout.ITERATION_STAGES + layout.EVAL_STAGES + ("eval",)
+    kinds = (tuple(dict.fromkeys(layout.RUN_STAGES + layout.SELF_INSTRUCT_STAGES)) + layout.ITERATION_STAGES
+             + layout.EVAL_STAGES + ("eval",))
     named = {layout.iteration(k).stage(s) for k in range(1, iterations + 1) for s in layout.ITERATION_STAGES}
     named |= {layout.evaluation(m).stage(s) for m in layout.eval_labels(iterations) for s in layout.EVAL_STAGES}
     for value in force:

@@ -166,7 +166,7 @@ def judge_agreement(a: list[dict], b: list[dict]) -> dict:
 # What each score column is called in words (``CurateConfig.score_field`` names the column); the
 # ``value`` column is named by its judge (VALUE_NAMES).
 SCORE_NAMES = {"score": "generated score", "logits_score": "argmax score", "expected_score": "expected score"}
-VALUE_NAMES = {"rating": "rating value", "likelihood/mean_logprob": "mean log-likelihood",
+VALUE_NAMES = {"rating": "rating value", "rubric": "rubric score", "likelihood/mean_logprob": "mean log-likelihood",
                "likelihood/ifd": "negative IFD", "verifier": "verifier score"}
 
 

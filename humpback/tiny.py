@@ -31,7 +31,7 @@ from typing import Any
 from .errors import ConfigError
 
 # Bump when the output of any builder changes meaning or layout.
-TINY_VERSION = 1
+TINY_VERSION = 2
 
 # Standard-library modules whose docstrings join the corpus (sorted, mostly pure Python, portable).
 DOC_MODULES = (
@@ -240,7 +240,9 @@ def build_tokenizer(texts: list[str]):
     )
     # Make sure the judge's score digits (" 1".." 5", "Score: 5") are learned as single tokens.
     scores = "".join(f"Score: {i}\n" for i in range(1, 6)) * 50
-    tok.train_from_iterator(list(texts) + [scores], trainer=trainer)
+    # ... and the rubric judge's answers, bare and after a space (yes/Yes/YES, no/No/NO).
+    answers = "".join(f"{w}\n {w}\n" for w in ("yes", "Yes", "YES", "no", "No", "NO")) * 50
+    tok.train_from_iterator(list(texts) + [scores, answers], trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
         model_max_length=MODEL_SHAPE["max_position_embeddings"],

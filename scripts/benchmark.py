@@ -261,7 +261,7 @@ def measure_curate(spec: dict, cfg, src) -> dict:
     from humpback.chat import load_chat_tokenizer
     from humpback.generation import SamplingParams
     from humpback.scoring import CHOICES, parse_score, score_from_probs
-    from humpback.stages.curate import SCORE_PREFILL, judge_prompts, judge_sampling
+    from humpback.judges.rating import SCORE_PREFILL, judge_prompts, judge_sampling
 
     variant = spec["variant"]
     judge, revision = (src.judge, None) if src.judge else (src.base_model, cfg.base_model_revision)

@@ -283,6 +283,20 @@ def test_choice_probs_reads_the_digit_after_a_lone_space_token(serve):
     assert [r["prompt"] for r in server.requests] == ["Score:", "Score: "]
 
 
+def test_rubric_answers_from_top_logprobs(serve):
+    """The rubric judge's yes/no: variants summed, a missing answer bounded by the least returned."""
+    tops = {"a": {" Yes": math.log(0.5), "yes": math.log(0.1), "ĠNo": math.log(0.2), "x": math.log(0.2)},
+            "b": {" YES": math.log(0.7), "x": math.log(0.05)}, "c": {"x": math.log(0.9)}}
+    server = serve(lambda body, n: (200, _completion(text="x", top=tops[body["prompt"]]), None, 0))
+    from humpback.judges.rubric import ANSWERS, answer_log_odds
+
+    a, b, c = _gen(server.url).answer_logprobs(["a", "b", "c"], ANSWERS)
+    assert answer_log_odds(*a.logprobs, a.floor) == pytest.approx(math.log(0.6 / 0.2))
+    assert b.logprobs[1] is None and answer_log_odds(*b.logprobs, b.floor) == pytest.approx(math.log(0.7 / 0.05))
+    assert answer_log_odds(*c.logprobs, c.floor) is None  # a counted failure, not a guess
+    assert {(r["max_tokens"], r["logprobs"]) for r in server.requests} == {(1, 20)}
+
+
 def test_no_logprobs_is_a_clear_error(serve):
     server = serve(lambda body, n: (200, _completion(text=" 5"), None, 0))
     with pytest.raises(ConfigError, match=r"does not provide logprobs.*curate\.mode=generate") as e:

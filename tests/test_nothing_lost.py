@@ -12,7 +12,8 @@ from humpback.generation import ChoiceProbs, Completion
 from humpback.generation.base import encode_prompts
 from humpback.generation.budget import fit_pair, prompt_tokens
 from humpback.stages.augment import clean_instruction, merge_shard_stats
-from humpback.stages.curate import judge_prompts, merge_score_stats, score_rows_both, score_rows_logits, shard_score_stats
+from humpback.judges.rating import judge_prompts, rows_both, rows_logits
+from humpback.stages.curate import merge_score_stats, shard_score_stats
 
 RUBRIC_END = 'then write "Score: <rating>" in the last line.'
 INSTRUCTION = "How does the with statement work?"
@@ -70,7 +71,7 @@ def test_the_instruction_is_cut_only_when_the_output_cannot_make_room(tok):
 
 
 def test_cut_judge_inputs_are_counted_in_the_score_stats():
-    rows = score_rows_logits([{"candidate_id": "a"}, {"candidate_id": "b"}],
+    rows = rows_logits([{"candidate_id": "a"}, {"candidate_id": "b"}],
                              [ChoiceProbs((0.1, 0.1, 0.1, 0.2, 0.5), 0.9), ChoiceProbs((0.2,) * 5, 0.5)], "judge")
     for row, n in zip(rows, [37, 0]):
         row["judge_input_cut_tokens"] = n
@@ -81,16 +82,17 @@ def test_cut_judge_inputs_are_counted_in_the_score_stats():
 def test_no_score_digit_among_the_top_logprobs_is_a_counted_failure():
     candidates = [{"candidate_id": "a"}, {"candidate_id": "b"}]
     probs = [ChoiceProbs((0.0, 0.0, 0.0, 0.2, 0.8), 0.7), ChoiceProbs(None, 0.0)]
-    rows = score_rows_logits(candidates, probs, "judge")
-    assert rows[1] == {"candidate_id": "b", "mode": "logits", "score": None, "logits_score": None,
-                       "expected_score": None, "probs": None, "choice_mass": 0.0, "raw": "{}",
-                       "parse_status": "no_choice_in_top_logprobs", "judge": "judge"}
+    rows = rows_logits(candidates, probs, "judge")
+    assert rows[1] == {"candidate_id": "b", "judge_kind": "rating", "mode": "logits", "score": None,
+                       "logits_score": None, "expected_score": None, "probs": None, "choice_mass": 0.0, "value": None,
+                       "raw": "{}", "parse_status": "no_choice_in_top_logprobs", "judge": "judge",
+                       "judge_input_cut_tokens": None}
     assert rows[0]["parse_status"] == "ok" and rows[0]["logits_score"] == 5
     stats = merge_score_stats([shard_score_stats(rows)])
     assert stats["parse_failures"] == 1 and stats["parse_failure_kinds"] == {"no_choice_in_top_logprobs": 1}
     assert stats["logits_failures"] == 1 and stats["histogram"]["none"] == 1
     # In both mode the generated score still parses, and the logits failure is counted on its own.
-    both = score_rows_both(candidates, ["Score: 4", "Score: 2"], probs, "judge")
+    both = rows_both(candidates, ["Score: 4", "Score: 2"], probs, "judge")
     assert [(r["score"], r["logits_score"], r["parse_status"]) for r in both] == [(4, 5, "ok"), (2, None, "ok")]
     assert merge_score_stats([shard_score_stats(both)])["logits_failures"] == 1
 
@@ -126,4 +128,5 @@ def test_completion_is_a_string_that_keeps_its_finish_reason():
 def test_a_left_cut_in_the_backend_is_logged(tok, caplog):
     with caplog.at_level("WARNING", logger="humpback.generation.base"):
         encode_prompts(tok, [OUTPUT, "short"], 50)
-    assert caplog.messages == ["1 of 2 prompts were longer than generation.max_prompt_tokens (50) and lost their start"]
+    assert caplog.messages == ["1 of 2 prompts were longer than 50 tokens and lost their beginning "
+                               "(generation.max_prompt_tokens=50)"]

@@ -16,8 +16,9 @@ from humpback.view.summary import format_summary
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
 # The tiny recipe, smaller still: the point is the plumbing.
-# Selection by threshold on the argmax score, which these tests change (the demo keeps a top fraction).
-FAST = ["curate.select=threshold", "curate.select_on=argmax", "curate.threshold=3", "corpus.max_segments=12",
+# Selection by threshold on the expected score, which these tests change (the demo keeps a top fraction): a
+# random tiny judge gives every pair the same argmax score, but expected scores differ from pair to pair.
+FAST = ["curate.select=threshold", "curate.select_on=expected", "curate.threshold=1", "corpus.max_segments=12",
         "train.max_steps=2", "train.logging_steps=1", "train.max_length=256", "augment.max_new_tokens=12",
         "generation.batch_size=8", "tracking.progress=false"]
 
@@ -88,9 +89,9 @@ def test_rerun_resumes_and_a_new_threshold_reselects_only(tiny_run, tmp_path):
     run(open_run(load_config(TINY, FAST), run_dir, log=lines.append))
     assert not any("running" in line for line in lines), lines
     # A threshold that changes A(1): selection and everything downstream re-run, generation does not.
-    scores = [s["score"] for s in read_table(run_dir / "iter_1/scores")]
-    threshold = 1 if min(scores) < 3 else 5
-    assert sum(s >= threshold for s in scores) != sum(s >= 3 for s in scores)
+    scores = sorted(s["expected_score"] for s in read_table(run_dir / "iter_1/scores"))
+    threshold = round(scores[len(scores) // 2], 6)
+    assert sum(s >= threshold for s in scores) != sum(s >= 1 for s in scores)
     lines.clear()
     run(open_run(load_config(TINY, FAST + [f"curate.threshold={threshold}"]), run_dir, log=lines.append))
     ran = [line.split("]")[0][1:] for line in lines if line.startswith("[") and "running" in line]

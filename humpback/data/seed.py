@@ -73,9 +73,8 @@ def detect_format(location: str, record: dict) -> str:
     )
 
 
-def load_seed(cfg: SeedConfig, format_set_by: str = "the config", random_seed: int = 0) -> SeedResult:
-    """The seed pairs of ``cfg``; ``format_set_by`` names who set ``seed.format`` (for error messages);
-    ``random_seed`` seeds ``seed.sample``."""
+def _open_seed(cfg: SeedConfig, format_set_by: str) -> tuple[str, "_Skips", "_Counted", str]:
+    """(where, skips, records, format) of the seed ``cfg`` names."""
     where = cfg.path if cfg.path is not None else f"{cfg.dataset}[{cfg.split}]"
     skips = _Skips(strict=not cfg.skip_invalid)
     if cfg.path is not None:
@@ -89,7 +88,13 @@ def load_seed(cfg: SeedConfig, format_set_by: str = "the config", random_seed: i
     fmt = detect_format(*first) if cfg.format == "auto" else cfg.format
     skips.context = (f" ({fmt} format, detected from the first record's keys; set seed.format to override)"
                      if cfg.format == "auto" else f" ({fmt} format, set by {format_set_by}; try seed.format=auto)")
+    return where, skips, counted, fmt
 
+
+def load_seed(cfg: SeedConfig, format_set_by: str = "the config", random_seed: int = 0) -> SeedResult:
+    """The seed pairs of ``cfg``; ``format_set_by`` names who set ``seed.format`` (for error messages);
+    ``random_seed`` seeds ``seed.sample``."""
+    where, skips, counted, fmt = _open_seed(cfg, format_set_by)
     extra: dict[str, Any] = {}
     if fmt == "oasst":
         pairs, extra["selection"] = _oasst_pairs(counted, cfg.language, skips)
@@ -112,6 +117,51 @@ def load_seed(cfg: SeedConfig, format_set_by: str = "the config", random_seed: i
         raise DataError(f"{where}: no seed pair found: read {counted.n} records ({fmt} format), "
                         f"skipped {skips.describe()}{selection}")
     return SeedResult(pairs=pairs, format=fmt, stats=stats)
+
+
+@dataclass(frozen=True)
+class SeedTask:
+    """A seed task as Self-Instruct sees it: an instruction, its (input, output) instances, and whether
+    it is a classification task."""
+
+    instruction: str
+    instances: tuple[tuple[str, str], ...]
+    is_classification: bool
+    source: str
+
+
+def load_seed_tasks(cfg: SeedConfig, format_set_by: str = "the config",
+                    random_seed: int = 0) -> tuple[list[SeedTask], str]:
+    """(tasks, format): the seed's task-level view. A ``self_instruct`` record is one task as written
+    (``is_classification`` false when absent); in the other formats each distinct instruction of the
+    seed pairs (as :func:`load_seed` selects them) is a task whose pairs are its instances (with an
+    empty input), not a classification task. ``seed.max_examples`` and ``seed.sample`` count tasks."""
+    where, skips, counted, fmt = _open_seed(cfg, format_set_by)
+    if fmt != "self_instruct":
+        result = load_seed(cfg, format_set_by, random_seed)
+        grouped: dict[str, list[SeedPair]] = {}
+        for p in result.pairs:
+            grouped.setdefault(p.instruction, []).append(p)
+        return [SeedTask(i, tuple(("", p.output) for p in ps), False, ps[0].source) for i, ps in grouped.items()], \
+            result.format
+    tasks = []
+    for location, record in counted:
+        try:
+            pairs = _self_instruct_instances(record)
+            flag = record.get("is_classification", False)
+            if not isinstance(flag, bool):
+                raise _Invalid("'is_classification' is not true or false")
+        except _Invalid as e:
+            skips.append((location, e.reason))
+            continue
+        tasks.append(SeedTask(_text(record, "instruction"), tuple(pairs), flag, location))
+        if cfg.max_examples is not None and len(tasks) >= cfg.max_examples:
+            break
+    if cfg.sample is not None:
+        tasks = sample_pairs(tasks, cfg.sample, random_seed)
+    if not tasks:
+        raise DataError(f"{where}: no seed task found: read {counted.n} records, skipped {skips.describe()}")
+    return tasks, fmt
 
 
 def drop_duplicate_pairs(pairs: list[SeedPair]) -> list[SeedPair]:
@@ -223,6 +273,12 @@ def _from_alpaca(record: dict) -> list[tuple[str, str]]:
 
 def _from_self_instruct(record: dict) -> list[tuple[str, str]]:
     instruction = _text(record, "instruction")
+    return [(_with_input(instruction, inp), out) for inp, out in _self_instruct_instances(record)]
+
+
+def _self_instruct_instances(record: dict) -> list[tuple[str, str]]:
+    """(input, output) of each instance of a Self-Instruct record."""
+    _text(record, "instruction")
     instances = record.get("instances")
     if not isinstance(instances, list) or not instances:
         raise _Invalid("missing 'instances'" if instances is None else "'instances' is not a non-empty list")
@@ -231,7 +287,7 @@ def _from_self_instruct(record: dict) -> list[tuple[str, str]]:
         if not isinstance(inst, dict):
             raise _Invalid(f"'instances[{i}]' is not an object")
         inp = _text(inst, "input", f"instances[{i}].input", optional=True)
-        pairs.append((_with_input(instruction, inp), _text(inst, "output", f"instances[{i}].output")))
+        pairs.append((inp, _text(inst, "output", f"instances[{i}].output")))
     return pairs
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Optional, Protocol, Sequence, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,11 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 128
     seed: int = 0
+    # Subtracted from the logit of every token already generated in this answer (OpenAI's and vLLM's
+    # presence penalty; Self-Instruct samples with 2.0 and 1.5).
+    presence_penalty: float = 0.0
+    # The answer ends right after the first of these strings (kept in the text); see cut_at_stop.
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -29,6 +34,15 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must not be empty")
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to and including the earliest of the ``stop`` strings (unchanged when none occurs).
+    Every backend returns what this gives, whether or not its engine stops early on its own."""
+    ends = [i + len(s) for s in stop if (i := text.find(s)) >= 0]
+    return text[: min(ends)] if ends else text
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,32 @@ class ChoiceProbs:
     mass: float  # total probability the model put on the choices before renormalising
 
 
+@dataclass(frozen=True)
+class AnswerLogprobs:
+    """The next token's log-probability of each answer (e.g. yes / no), summed over the answer's token
+    variants. None: no variant was among the top tokens a server returned; ``floor`` then bounds it
+    (the least log-probability returned, or what the returned tokens leave). Exact backends: no floor."""
+
+    logprobs: tuple[Optional[float], ...]
+    floor: Optional[float] = None
+
+
+def answer_variants(words: Sequence[str]) -> list[str]:
+    """Each word as it may come next: bare and after a space ("yes", " yes", "Yes", " Yes", ...)."""
+    return [v for w in words for v in (w, " " + w)]
+
+
+def answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
+    """The ids of the variants of ``words`` that are one token for ``tokenizer`` (a leading token that is
+    only a space, as SentencePiece gives before a word, is not counted)."""
+    ids = set()
+    for v in answer_variants(words):
+        toks = tokenizer(v, add_special_tokens=False)["input_ids"]
+        while len(toks) > 1 and not tokenizer.decode(toks[:1]).strip():
+            toks = toks[1:]
+        if len(toks) == 1 and tokenizer.decode(toks).strip() == v.strip():
+            ids.add(toks[0])
+    return sorted(ids)
 class Completion(str):
     """Generated text that also says why it ended: ``finish_reason`` is ``"stop"`` (an end token, or a
     stop the server applied) or ``"length"`` (``max_new_tokens`` ran out: the text may be cut short)."""
@@ -115,6 +155,11 @@ class Generator(Protocol):
         """log P(continuation | prompt) per pair, summed over the continuation's tokens: the tokens of
         ``prompt + continuation`` beyond those it shares with ``prompt`` alone, so a continuation is
         tokenised as it follows its prompt (as training tokenises a completion)."""
+        ...
+
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[AnswerLogprobs]:
+        """log P(answer | prompt) for the next token, per answer summed over the one-token variants of its
+        words (``answers`` such as (("yes", "Yes", "YES"), ("no", "No", "NO")))."""
         ...
 
     def close(self) -> None:

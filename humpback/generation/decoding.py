@@ -114,9 +114,10 @@ class Decoder:
     def generate(
         self, rows: Sequence[Sequence[int]], max_new_tokens: int, eos_token_ids: Sequence[int],
         temperature: float = 0.0, top_p: float = 1.0, seeds: Sequence[int] | None = None,
-        prefix: Prefix | None = None,
+        prefix: Prefix | None = None, presence_penalty: float = 0.0,
     ) -> list[list[int]]:
-        """New token ids per row, up to and including the first EOS (or ``max_new_tokens`` of them)."""
+        """New token ids per row, up to and including the first EOS (or ``max_new_tokens`` of them).
+        ``presence_penalty`` is taken off the logit of each token the row has already generated."""
         eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
         uniforms = None
         if temperature > 0:
@@ -129,9 +130,14 @@ class Decoder:
         out: list[list[int]] = [[] for _ in rows]
         active = list(range(len(rows)))  # row of `out` for each row still in the batch
         padded = bool((mask == 0).any())
+        seen = torch.zeros(logits.shape, dtype=torch.bool, device=self.device) if presence_penalty else None
         with torch.inference_mode():
             for step in range(max_new_tokens):
+                if seen is not None:
+                    logits = logits.float() - presence_penalty * seen
                 picked = choose_tokens(logits, temperature, top_p, None if uniforms is None else uniforms[:, step])
+                if seen is not None:
+                    seen[torch.arange(len(active), device=self.device), picked] = True
                 finished = torch.isin(picked, eos)
                 for b, token in enumerate(picked.tolist()):
                     out[active[b]].append(token)
@@ -143,6 +149,7 @@ class Decoder:
                     active = [active[i] for i in keep.tolist()]
                     picked, mask, positions = picked[keep], mask[keep], positions[keep]
                     uniforms = None if uniforms is None else uniforms[keep]
+                    seen = None if seen is None else seen[keep]
                     padded = bool((mask == 0).any())
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
                 logits = self.model(input_ids=picked.unsqueeze(-1), attention_mask=self._step_mask(mask, padded),

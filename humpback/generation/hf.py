@@ -8,9 +8,9 @@ import gc
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
-from .base import (ChoiceProbs, Completion, LogLik, SamplingParams, Usage, encode_pairs, encode_prompts, generator_name,
-                   prompt_seed)
-from .decoding import Decoder
+from .base import (AnswerLogprobs, ChoiceProbs, Completion, LogLik, SamplingParams, Usage, answer_token_ids,
+                   cut_at_stop, encode_pairs, encode_prompts, generator_name, prompt_seed)
+from .decoding import Decoder, shared_prefix_length
 
 # The text that precedes a choice when the choice tokens are worked out (see choice_token_ids).
 CHOICE_PROBE = "Score:"
@@ -112,16 +112,21 @@ class HFGenerator:
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
         self.usage += Usage(calls=1)
+        if not prompts:
+            return []
         encoded = self._encode(prompts)
         prefix = self.decoder.prefix(encoded)
         out: list[str | None] = [None] * len(prompts)
         for batch, ids in self._batches(encoded, "generate"):
             seeds = [prompt_seed(params.seed, prompts[i]) for i in batch] if params.temperature > 0 else None
             new = self.decoder.generate(ids, params.max_new_tokens, self.eos_token_ids, params.temperature,
-                                        params.top_p, seeds, prefix)
+                                        params.top_p, seeds, prefix, params.presence_penalty)
             for i, tokens in zip(batch, new):
-                stopped = any(t in self.eos_token_ids for t in tokens)
-                out[i] = Completion(self._decode(tokens), "stop" if stopped else "length")
+                text = self._decode(tokens)
+                cut = cut_at_stop(text, params.stop)
+                stopped = any(t in self.eos_token_ids for t in tokens) or len(cut) < len(text) or \
+                    any(cut.endswith(s) for s in params.stop)
+                out[i] = Completion(cut, "stop" if stopped else "length")
             # Exact: the ids the decode loop produced, up to and including a stop token.
             self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, ids)),
                                 generated_tokens=sum(map(len, new)))
@@ -131,6 +136,8 @@ class HFGenerator:
         import torch
 
         self.usage += Usage(calls=1)
+        if not prompts:
+            return []
         prefix_ids, choice_ids = self._choice_tokens(tuple(choices))
         encoded = [ids + prefix_ids for ids in self._encode(prompts, reserve=len(prefix_ids))]
         shared = self.decoder.prefix(encoded)
@@ -173,6 +180,24 @@ class HFGenerator:
             self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, rows)))  # one forward, nothing sampled
         return out  # type: ignore[return-value]
 
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[AnswerLogprobs]:
+        """Exact: the log-softmax of the next token, log-sum-exp over each answer's token ids."""
+        import torch
+
+        self.usage += Usage(calls=1)
+        if not prompts:
+            return []
+        ids = [self._answer_ids(tuple(words)) for words in answers]
+        encoded = self._encode(prompts)
+        out: list[AnswerLogprobs | None] = [None] * len(prompts)
+        for batch, rows in self._prefix_batches(encoded):
+            logp = torch.log_softmax(self.decoder.prefill(rows, self.decoder.prefix(rows)).logits.float(), dim=-1)
+            per_answer = [torch.logsumexp(logp[:, torch.tensor(a, device=self.device)], dim=-1).tolist() for a in ids]
+            for row, i in enumerate(batch):
+                out[i] = AnswerLogprobs(tuple(float(lp[row]) for lp in per_answer))
+            self.usage += Usage(prompts=len(batch), prompt_tokens=sum(map(len, rows)))  # one forward, nothing sampled
+        return out  # type: ignore[return-value]
+
     def close(self) -> None:
         import torch
 
@@ -199,12 +224,35 @@ class HFGenerator:
                 yield batch, [encoded[i] for i in batch]
                 bar.update(len(batch))
 
+    def _prefix_batches(self, encoded: list[list[int]]):
+        """(original indices, their ids) per batch, the prompts that share the longest prefixes together:
+        in token order, a batch ends where the next prompt shares less than half of the batch's first
+        one. The rubric judge's questions about one pair differ only at the end, so each batch computes
+        that pair's text once (its shared prefix) and only the questions per row."""
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i])
+        batch: list[int] = []
+        for i in order:
+            if batch and (len(batch) == self.batch_size or
+                          2 * shared_prefix_length([encoded[batch[0]], encoded[i]], 1) < len(encoded[batch[0]])):
+                yield batch, [encoded[j] for j in batch]
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch, [encoded[j] for j in batch]
+
     def _decode(self, ids: list[int]) -> str:
         for j, t in enumerate(ids):
             if t in self.eos_token_ids:
                 ids = ids[:j]
                 break
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _answer_ids(self, words: tuple[str, ...]) -> list[int]:
+        ids = answer_token_ids(self.tokenizer, words)
+        if not ids:
+            raise ConfigError(f"{self.name}: none of {list(words)} is one token for this tokenizer (with or without "
+                              f"a leading space), so its probability cannot be read in one forward pass")
+        return ids
 
     def _choice_tokens(self, choices: tuple[str, ...]) -> tuple[list[int], list[int]]:
         if choices not in self._choice_cache:

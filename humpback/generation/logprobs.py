@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from .base import ChoiceProbs, LogLik
+from .base import AnswerLogprobs, ChoiceProbs, LogLik
 
 # Markers some servers leave in token strings for a leading space (byte-level BPE, SentencePiece).
 _SPACE_MARKERS = ("Ġ", "▁")
@@ -87,3 +87,23 @@ def loglik_from_echo(choice: Mapping[str, Any], start: int, end: int) -> LogLik 
     if not picked or any(v is None for v in picked):
         return None
     return LogLik(logprob=float(sum(picked)), tokens=len(picked))
+def answer_logprobs_from_top(top: Iterable[tuple[str, float]], answers: Sequence[Sequence[str]]) -> AnswerLogprobs:
+    """AnswerLogprobs from the next token's top logprobs: per answer, the log-sum-exp over the returned
+    tokens that read as one of its words (``" Yes"``, ``"Ġyes"`` and ``"YES"`` are all yes); None for an
+    answer none of whose words was returned. ``floor`` bounds such an answer: no token outside the top k
+    is likelier than the least likely one returned, nor than what the returned tokens leave."""
+    top = [(t, lp) for t, lp in top if lp is not None and lp > -math.inf]
+    out = []
+    for words in answers:
+        found = [lp for t, lp in top if token_text(t) in words]
+        out.append(_logsumexp(found) if found else None)
+    if not top:
+        return AnswerLogprobs(tuple(out), None)
+    rest = 1.0 - sum(math.exp(lp) for _, lp in top)
+    least = min(lp for _, lp in top)
+    return AnswerLogprobs(tuple(out), min(least, math.log(rest)) if rest > 0 else least)
+
+
+def _logsumexp(values: list[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))

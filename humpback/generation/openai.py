@@ -30,8 +30,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
-from .base import ChoiceProbs, Completion, LogLik, SamplingParams, Usage, prompt_seed
-from .logprobs import TOP_LOGPROBS, choice_probs_from_top, loglik_from_echo, token_text, top_logprobs_from_completion
+from .base import AnswerLogprobs, ChoiceProbs, Completion, LogLik, SamplingParams, Usage, cut_at_stop, prompt_seed
+from .logprobs import (TOP_LOGPROBS, answer_logprobs_from_top, choice_probs_from_top, loglik_from_echo, token_text,
+                       top_logprobs_from_completion)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -127,13 +128,19 @@ class OpenAIGenerator:
             body = {"model": self.model, "prompt": prompt, "max_tokens": params.max_new_tokens,
                     "temperature": params.temperature, "top_p": 1.0 if greedy else params.top_p,
                     "seed": prompt_seed(params.seed, prompt) & 0x7FFFFFFF, "n": 1, "stream": False}
+            if params.presence_penalty:
+                body["presence_penalty"] = params.presence_penalty
+            # No "stop" is sent: servers drop the stop string from the text, which then no longer tells
+            # whether the answer stopped; the text is cut here instead.
             answer = self._post(body)
             choice = self._first_choice(answer)
             text = choice.get("text")
             if not isinstance(text, str):
                 raise ServerError(f"{self.url}: the answer has no completion text: {_excerpt(text)}")
             self._count(usage_of([answer]))
-            return Completion(text, "length" if choice.get("finish_reason") == "length" else "stop")
+            cut = cut_at_stop(text, params.stop)
+            stopped = len(cut) < len(text) or any(cut.endswith(s) for s in params.stop)
+            return Completion(cut, "stop" if stopped or choice.get("finish_reason") != "length" else "length")
 
         return self._map(one, prompts, "generate")
 
@@ -180,6 +187,22 @@ class OpenAIGenerator:
             return got
 
         return self._map(one, list(zip(prompts, continuations)), "loglik")
+
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[AnswerLogprobs]:
+        self._count(Usage(calls=1))
+
+        def one(prompt: str) -> AnswerLogprobs:
+            top, answer = self._top_logprobs(prompt)
+            replies = [answer]
+            found = answer_logprobs_from_top(top, answers)
+            if all(x is None for x in found.logprobs) and top and token_text(max(top, key=lambda t: t[1])[0]) == "":
+                top, answer = self._top_logprobs(prompt + " ")  # a lone "▁" first: read the word after it
+                replies.append(answer)
+                found = answer_logprobs_from_top(top, answers)
+            self._count(usage_of(replies))
+            return found
+
+        return self._map(one, prompts, "judge")
 
     def close(self) -> None:
         self._stop.set()

@@ -18,10 +18,10 @@ from typing import Sequence
 
 from ..device import free_memory
 from ..errors import ConfigError
-from .base import (ChoiceProbs, Completion, LogLik, SamplingParams, Usage, encode_pairs, encode_prompts, generator_name,
-                   prompt_seed)
+from .base import (AnswerLogprobs, ChoiceProbs, Completion, LogLik, SamplingParams, Usage, cut_at_stop, encode_pairs,
+                   encode_prompts, generator_name, prompt_seed)
 from .hf import CHOICE_PROBE, choice_token_ids
-from .logprobs import TOP_LOGPROBS, choice_probs_from_top
+from .logprobs import TOP_LOGPROBS, answer_logprobs_from_top, choice_probs_from_top
 
 # The LoRA ranks vLLM accepts for max_lora_rank; an adapter's rank is rounded up to the next one.
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -120,13 +120,14 @@ class VLLMGenerator:
             self._vllm.SamplingParams(
                 n=1, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
                 max_tokens=params.max_new_tokens, seed=prompt_seed(params.seed, p) & 0x7FFFFFFF,
-                skip_special_tokens=True,
+                skip_special_tokens=True, presence_penalty=params.presence_penalty,
+                stop=list(params.stop) or None, include_stop_str_in_output=True,
             )
             for p in prompts
         ]
         outputs = self._run([{"prompt_token_ids": ids} for ids in self._encode(prompts)], sampling)
-        return [Completion(o.outputs[0].text, "length" if o.outputs[0].finish_reason == "length" else "stop")
-                for o in outputs]
+        return [Completion(cut_at_stop(o.outputs[0].text, params.stop),
+                           "length" if o.outputs[0].finish_reason == "length" else "stop") for o in outputs]
 
     def choice_probs(self, prompts: Sequence[str], choices: Sequence[str]) -> list[ChoiceProbs]:
         prefix, choice_ids = self._choice_tokens(tuple(choices))
@@ -152,6 +153,20 @@ class VLLMGenerator:
         outputs = self._run([{"prompt_token_ids": ids} for ids, _ in pairs], sampling)
         return [loglik_from_prompt_logprobs(o.prompt_logprobs, ids, start, self.name)
                 for o, (ids, start) in zip(outputs, pairs)]
+
+    def answer_logprobs(self, prompts: Sequence[str], answers: Sequence[Sequence[str]]) -> list[AnswerLogprobs]:
+        """From the top ``TOP_LOGPROBS`` logprobs of one generated token (see logprobs.answer_logprobs_from_top)."""
+        sampling = self._vllm.SamplingParams(n=1, temperature=0.0, max_tokens=1, logprobs=TOP_LOGPROBS)
+        outputs = self._run([{"prompt_token_ids": ids} for ids in self._encode(prompts)], sampling)
+        out = []
+        for o in outputs:
+            steps = o.outputs[0].logprobs
+            if not steps:
+                raise ConfigError(f"{self.name}: vLLM returned no logprobs for a request with logprobs={TOP_LOGPROBS}")
+            top = [(lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([tid]), lp.logprob)
+                   for tid, lp in steps[0].items()]
+            out.append(answer_logprobs_from_top(top, answers))
+        return out
 
     def close(self) -> None:
         """Drop the engine and free what GPU memory vLLM lets go of."""

@@ -6,6 +6,8 @@ settings, the model when it needs one). Every judge writes the same score row (:
 so selection, replay re-scoring, agreement and judge health never ask which judge ran:
 
 - ``rating``: the paper's 5-point prompt, in ``generate``, ``logits`` or ``both`` mode;
+- ``rubric``: the weave rubric, one yes/no question per principle read from the judge's logits
+  (its rows also carry ``principles``, each principle's signed log-odds, and ``principle_failures``);
 - ``likelihood``: the model's own length-normalised log-likelihood of the output given the
   instruction, or the instruction-following difficulty (IFD) ratio;
 - ``verifier``: a Python function the recipe names, run on each row.
@@ -69,6 +71,8 @@ def score_rows(rows: list[dict], judge: Judge) -> list[dict]:
     kind = judge.cfg.judge_kind
     if kind == "rating":
         from .rating import score
+    elif kind == "rubric":
+        from .rubric import score
     elif kind == "likelihood":
         from .likelihood import score
     elif kind == "verifier":
@@ -81,11 +85,13 @@ def score_rows(rows: list[dict], judge: Judge) -> list[dict]:
     return out
 
 
-def score_schema():
+def score_schema(judge_kind: str = "rating"):
+    """The score rows' Arrow schema; the rubric judge's rows have its per-principle columns besides."""
     import pyarrow as pa
 
+    extra = [("principles", pa.list_(pa.float64())), ("principle_failures", pa.int64())] if judge_kind == "rubric" else []
     return pa.schema([("candidate_id", pa.string()), ("judge_kind", pa.string()), ("mode", pa.string()),
                       ("score", pa.int64()), ("logits_score", pa.int64()), ("expected_score", pa.float64()),
                       ("probs", pa.list_(pa.float64())), ("choice_mass", pa.float64()), ("value", pa.float64()),
                       ("raw", pa.string()), ("parse_status", pa.string()), ("judge", pa.string()),
-                      ("judge_input_cut_tokens", pa.int64())])
+                      ("judge_input_cut_tokens", pa.int64()), *extra])

@@ -3,7 +3,9 @@
 ``backward.txt`` is the backward model's prompt (the one the authors reused in a later paper);
 ``curate.txt`` is the self-curation prompt of the paper's Table 1, verbatim; ``pairwise.txt`` is the
 evaluation judge's prompt (ours: the paper judged with AlpacaEval's GPT-4 prompt), which compares two
-answers to one instruction.
+answers to one instruction. ``self_instruct_*.txt`` are
+Self-Instruct's published prompts (Wang et al. 2022; rendered by :mod:`humpback.data.self_instruct`), and
+``rubric_paper.txt`` the paper's 5-point criteria as a weave rubric (:mod:`humpback.judges.rubric`).
 """
 
 from __future__ import annotations

@@ -48,15 +48,32 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
     dev = _dev_rows(rt)  # a bad dev set stops the stage before any model is loaded
     judge, judge_inputs, judge_identity = open_judge(rt, k)
 
+    rubric = None
+    if cfg.judge_kind == "rubric":
+        from ..judges.rubric import load_rubric
+
+        rubric = load_rubric(cfg.rubric, cfg.rubric_field)
+
     def do_shard(shard: int, start: int, end: int) -> dict:
         rows = score_rows(candidates.rows[start:end], judge)
-        rt.store.write_rows(shard_file(it.scores, shard), rows, schema=score_schema())
+        rt.store.write_rows(shard_file(it.scores, shard), rows, schema=score_schema(cfg.judge_kind))
         return {**shard_score_stats(rows), "served_by": judge.served}
 
     def finish(shards: list[dict]) -> dict:
-        return _score_stats(rt, k, {"judge": judge.name, "judge_kind": cfg.judge_kind, **merge_score_stats(shards)})
+        stats = {"judge": judge.name, "judge_kind": cfg.judge_kind, **merge_score_stats(shards)}
+        if rubric is not None:
+            sums = stats.pop("principles", None) or [[0.0, 0, 0] for _ in rubric.principles]
+            stats["rubric"] = {"source": rubric.source, "hash": rubric.text_hash, "combine": cfg.rubric_combine,
+                               "principles": [{"principle": p.name, "weight": p.weight, "answer": p.answer,
+                                               "mean_log_odds": total / n if n else None, "fails": fails,
+                                               "failures": stats["scored"] - n}
+                                              for p, (total, n, fails) in zip(rubric.principles, sums)]}
+            for p in stats["rubric"]["principles"]:
+                rt.metric("score", f"rubric/{p['principle']}/fails", p["fails"], iteration=k)
+        return _score_stats(rt, k, stats)
 
     deps = {**cfg.scoring_settings(), "template": template_hash("curate") if cfg.judge_kind == "rating" else None,
+            "rubric_hash": rubric.text_hash if rubric is not None else None,
             "base": rt.base_identity, **rt.generation_key(), "judge": judge_identity}
     name = it.stage("score")
     try:
@@ -87,7 +104,7 @@ def _dev_stage(rt: RunContext, k: int, judge: Judge, dev: list[dict], deps: dict
         rows = [{**s, "label": d["label"], "positive": d["positive"]} for s, d in zip(score_rows(dev, judge), dev)]
         import pyarrow as pa
 
-        schema = score_schema().append(pa.field("label", pa.string())).append(pa.field("positive", pa.bool_()))
+        schema = score_schema(rt.cfg.curate.judge_kind).append(pa.field("label", pa.string())).append(pa.field("positive", pa.bool_()))
         rt.store.write_rows(it.dev_scores, rows, schema=schema)
         health = judge_health(health_counts(rows))
         rt.result(f"dev set: {len(rows)} labelled pairs scored ({sum(d['positive'] for d in dev)} positives)")
@@ -110,6 +127,10 @@ def shard_score_stats(rows: list[dict]) -> dict:
              "judge_inputs_cut": sum(1 for r in rows if r.get("judge_input_cut_tokens")),
              "logits_failures": sum(1 for r in rows if r["mode"] in ("logits", "both") and r["logits_score"] is None),
              "health_counts": health_counts(rows)}
+    if rows and rows[0].get("judge_kind") == "rubric":  # per principle: [sum of signed log-odds, pairs, fails]
+        columns = list(zip(*[r["principles"] for r in rows]))
+        stats["principles"] = [[sum(v for v in col if v is not None), sum(v is not None for v in col),
+                                sum(v is not None and v < 0 for v in col)] for col in columns]
     if rows and rows[0]["mode"] == "both":
         stats["logits_histogram"] = histogram([r["logits_score"] for r in rows])
         stats["pairs"] = [[r["score"], r["logits_score"], r["expected_score"]] for r in rows]
@@ -139,6 +160,9 @@ def merge_score_stats(shards: list[dict]) -> dict:
            "judge_inputs_cut": sum(s.get("judge_inputs_cut", 0) for s in shards),
            "logits_failures": sum(s.get("logits_failures", 0) for s in shards),
            "health": judge_health(merge_health_counts([s["health_counts"] for s in shards]))}
+    if any("principles" in s for s in shards):
+        parts = [s["principles"] for s in shards if "principles" in s]
+        out["principles"] = [[sum(p[j][k] for p in parts) for k in range(3)] for j in range(len(parts[0]))]
     if any("pairs" in s for s in shards):
         out["logits_histogram"] = histogram([])
         for s in shards:

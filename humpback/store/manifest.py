@@ -228,6 +228,17 @@ class RunStore:
                                          inputs, force, unit)
         return self._result_factory(name, inputs, outputs, job, None)(ran, reason, stats)
 
+    def round_stage(self, name: str, deps: dict, outputs: Sequence[str], load_round: Callable[[int], None],
+                    do_round: Callable[[int], dict], more: Callable[[list[dict]], bool],
+                    finish: Callable[[list[dict]], dict], inputs: Iterable[str] = (), force: bool = False,
+                    job: Optional[str] = None) -> StageResult:
+        """A stage of sequential rounds, each written as it finishes (see :func:`.shards.run_rounds`)."""
+        from .shards import run_rounds
+
+        outputs, inputs = tuple(outputs), tuple(inputs)
+        ran, reason, stats = run_rounds(self, name, deps, outputs, load_round, do_round, more, finish, inputs, force)
+        return self._result_factory(name, inputs, outputs, job, None)(ran, reason, stats)
+
     @staticmethod
     def _result_factory(name: str, inputs: tuple, outputs: tuple, job: Optional[str],
                         lineage: Optional[Sequence[Step]]) -> Callable[[bool, str, dict], StageResult]:

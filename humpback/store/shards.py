@@ -128,3 +128,67 @@ def _shard_ok(store: "RunStore", markers: Path, shard: int, key: str, outputs: S
         if not p.exists() or marker["files"].get(f) != hash_file(p):
             return False
     return True
+
+
+def run_rounds(store: "RunStore", name: str, deps: dict, outputs: Sequence[str], load_round: Callable[[int], None],
+               do_round: Callable[[int], dict], more: Callable[[list[dict]], bool],
+               finish: Callable[[list[dict]], dict], inputs: Sequence[str], force: bool) -> tuple[bool, str, dict]:
+    """Run a stage of sequential rounds (each depends on the ones before it); returns (ran, reason, stats).
+
+    Round R writes ``<folder>/part-R.parquet`` into each of ``outputs`` and returns its statistics; a
+    marker like a shard's records it. On restart the unbroken run of done rounds from round 0 is kept:
+    ``load_round(r)`` is called for each, in order, so the stage rebuilds its state from them, and the
+    rounds after a missing or corrupt one are deleted (they were built on it). Rounds go on while
+    ``more(stats of every round so far)``. Only the main worker runs rounds; the others wait for it.
+    """
+    store.refresh()
+    full = store.depends_on(deps, inputs)
+    key = hash_json(full)
+    if not store.worker.is_main:
+        done = wait_until(lambda: store.finished_entry(name, key),
+                          lambda: store.log(f"[{name}] waiting for worker 0 (its rounds run in order)"),
+                          store.poll_seconds)
+        return False, "done by another worker", done.get("stats", {})
+    prev = store.stage_entry(name)
+    reason = store.why_run(prev, key, full, outputs, force)
+    if reason is None:
+        store.log(f"[{name}] up to date, skipped")
+        return False, "up to date", prev.get("stats", {})
+    markers = store.path(layout.PROGRESS) / name.replace("/", "_")
+    if force:
+        shutil.rmtree(markers, ignore_errors=True)
+    kept = 0
+    while _shard_ok(store, markers, kept, key, outputs):
+        kept += 1
+    _drop_rounds_from(store, markers, kept, outputs)
+    store.log(f"[{name}] running ({reason}): {kept} rounds already done")
+    started = time.time()
+    store.start(name, key)
+    with store.failing(name, key):
+        rounds = []
+        for r in range(kept):
+            load_round(r)
+            rounds.append(json.loads((markers / f"part-{r:05d}.json").read_text())["stats"])
+        while more(rounds):
+            r = len(rounds)
+            stats = do_round(r) or {}
+            files = [shard_file(out, r) for out in outputs]
+            write_json(markers / f"part-{r:05d}.json",
+                       {"key": key, "files": {f: hash_file(store.path(f)) for f in files}, "stats": stats})
+            rounds.append(stats)
+            for hook in after_shard:
+                hook(name, r)
+        stats = {**(finish(rounds) or {}), "rounds": len(rounds)}
+    store.finish(name, key, full, outputs, stats, started)
+    return True, reason, stats
+
+
+def _drop_rounds_from(store: "RunStore", markers: Path, first: int, outputs: Sequence[str]) -> None:
+    """Delete the markers and files of rounds ``first`` and after."""
+    for out in outputs:
+        for part in store.path(out).glob("part-*.parquet"):
+            if int(part.stem.split("-")[1]) >= first:
+                part.unlink()
+    for marker in markers.glob("part-*.json") if markers.exists() else ():
+        if int(marker.stem.split("-")[1]) >= first:
+            marker.unlink()

@@ -23,7 +23,14 @@ def iteration_figures(stages: dict, k: int, candidates: Optional[int] = None) ->
     if funnel:
         f.update({"funnel/documents": funnel.get("documents"), "funnel/sections": funnel.get("sections"),
                   "funnel/segments": funnel.get("kept")})
-    if augment:
+    tasks = done("tasks")  # augment.source self_instruct
+    if tasks:
+        f.update({"funnel/seed_tasks": tasks.get("seed_tasks"), "funnel/task_prompts": tasks.get("prompts"),
+                  "funnel/tasks_written": tasks.get("generated"), "funnel/tasks": tasks.get("tasks")})
+        if augment:
+            f.update({"funnel/tasks_with_instances": augment.get("tasks_with_instances"),
+                      "funnel/instances": augment.get("instances_parsed")})
+    if augment and not tasks:
         f["segments"] = augment.get("segments")
     if pool is not None:
         f["candidates"] = f["funnel/candidates"] = pool

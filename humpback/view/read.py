@@ -29,6 +29,7 @@ class IterationView:
     lengths: dict = field(default_factory=dict)  # instruction_chars / output_chars of the curated set
     losses: list = field(default_factory=list)  # [{"step", "loss"}] of model K
     pairs: list = field(default_factory=list)  # scored candidates joined with their score and verdict
+    principles: list = field(default_factory=list)  # rubric judge: per principle, what it said and rejected
     missing: list = field(default_factory=list)
 
 
@@ -54,7 +55,7 @@ def read_run(run_dir: Path) -> RunView:
     manifest = _json(run_dir / layout.MANIFEST) or {}
     stages = manifest.get("stages", {})
     funnel = _json(run_dir / layout.FUNNEL)
-    if funnel is None:
+    if funnel is None and (config.get("augment") or {}).get("source") != "self_instruct":  # it reads no corpus
         missing.append(f"{layout.FUNNEL} (the data stages have not finished)")
     candidates = table(run_dir, layout.CANDIDATES)
     if candidates is None:
@@ -104,6 +105,12 @@ def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None,
                       "output_chars": [len(c["output"]) for c in curated]}
     if train is not None:
         it.losses = train.get("losses") or []
+    rubric = (stages.get(paths.stage("score"), {}).get("stats") or {}).get("rubric")
+    if rubric and scores is not None:
+        from ..judges.rubric import principle_stats
+
+        kept = {c["candidate_id"] for c in curated} if curated is not None else None
+        it.principles = principle_stats(rubric["principles"], scores, kept)
     if scores is not None and candidates is not None:
         by_id = {c["candidate_id"]: c for c in candidates}
         kept = {c["candidate_id"] for c in curated} if curated is not None else set()

@@ -40,7 +40,7 @@ def plots(view: RunView) -> list[Plot]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    makers = (eval_plot, funnel_plot, score_histograms_plot, rates_plot, lengths_plot, losses_plot)
+    makers = (eval_plot, funnel_plot, score_histograms_plot, rates_plot, lengths_plot, losses_plot, principles_plot)
     return [p for p in (make(view) for make in makers) if p is not None]
 
 
@@ -82,6 +82,9 @@ def eval_plot(view: RunView) -> Optional[Plot]:
 
 def funnel_plot(view: RunView) -> Optional[Plot]:
     steps = [("documents", "funnel/documents"), ("sections", "funnel/sections"), ("segments", "funnel/segments"),
+             ("seed tasks", "funnel/seed_tasks"), ("task prompts", "funnel/task_prompts"),
+             ("tasks written", "funnel/tasks_written"), ("tasks kept", "funnel/tasks"),
+             ("with instances", "funnel/tasks_with_instances"), ("instances", "funnel/instances"),
              ("candidates", "funnel/candidates")]
     first = view.iterations[0].figures if view.iterations else {}
     labels, values = [], []
@@ -220,6 +223,24 @@ def losses_plot(view: RunView) -> Optional[Plot]:
     return _finish(fig, "losses", "Loss curves", {label: [[p["step"], p["loss"]] for p in pts] for label, pts in curves.items()})
 
 
+def principles_plot(view: RunView) -> Optional[Plot]:
+    """Rubric judge: per principle, the rejected pairs that fail it (signed log-odds < 0), per iteration."""
+    its = [it for it in view.iterations if it.principles and "rejected_failing" in it.principles[0]]
+    if not its:
+        return None
+    fig, axes = _figure(1, len(its), width=4.5 * len(its) + 1, sharey=True)
+    data = {}
+    for ax, it in zip(axes, its):
+        names = [p["principle"] for p in it.principles]
+        bars = ax.barh(names, [p["rejected_failing"] for p in it.principles], color="#c44e52")
+        ax.bar_label(bars, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"iteration {it.k}: rejected pairs failing each principle", fontsize=9)
+        ax.set_xlabel("rejected pairs with signed log-odds < 0")
+        data[str(it.k)] = dict(zip(names, [int(b.get_width()) for b in bars]))
+    return _finish(fig, "principles", "Rubric principles", data)
+
+
 def _figure(rows: int, cols: int, width: float, sharey: bool = False):
     from matplotlib.figure import Figure
 
@@ -276,6 +297,8 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
                 ("rates", "Acceptance and parse-failure rates, judge health, dev-set precision and recall", ""),
                 ("lengths", "Instruction and output lengths (candidate pool and each curated set)", ""),
                 ("losses", "Training loss curves", "")]
+    if (view.config.get("curate") or {}).get("judge_kind") == "rubric":
+        sections.append(("principles", "Rubric principles: which reject the most pairs", _principles_tables(view)))
     for name, title, extra in sections:
         parts.append(f"<h2>{e(title)}</h2>")
         parts.append(_img(by_name.get(name)) or "<p class='missing'>Nothing to plot yet.</p>")
@@ -340,7 +363,40 @@ def _judges(view: RunView) -> str:
     return "; ".join(judges) or "none yet"
 
 
+def _principles_tables(view: RunView) -> str:
+    cols = [("principle", "principle"), ("answer", "desired answer"), ("weight", "weight"),
+            ("mean_log_odds", "mean signed log-odds"), ("fails", "pairs failing it"),
+            ("rejected_failing", "rejected pairs failing it"), ("worst_of_rejected", "worst principle of rejected pairs"),
+            ("failures", "no yes/no token")]
+    out = []
+    for it in view.iterations:
+        if not it.principles:
+            continue
+        rows = ["<tr>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in cols) + "</tr>"]
+        rows += ["<tr>" + "".join(f"<td>{_fmt(p.get(k))}</td>" for k, _ in cols) + "</tr>" for p in it.principles]
+        out.append(f"<h3>Iteration {it.k}</h3><table class='principles'>{''.join(rows)}</table>")
+    return "".join(out)
+
+
+def _self_instruct_table(view: RunView) -> str:
+    """Self-Instruct: what each filter removed, for tasks and for instances."""
+    tasks = view.stages.get("tasks", {}).get("stats") or {}
+    augment = view.stages.get("augment", {}).get("stats") or {}
+    if not tasks:
+        return ""
+    rows = [("tasks", k, v) for k, v in tasks.get("rejected", {}).items()]
+    rows += [("tasks", k, tasks.get(k)) for k in ("unfinished_responses", "empty_responses", "stopped")]
+    rows += [("classification", k, v) for k, v in (augment.get("classification") or {}).items()]
+    rows += [("instances", k, v) for k, v in (augment.get("rejected") or {}).items()]
+    rows += [("instances", k, augment.get(k)) for k in ("unparsed_tasks", "bare_output_tasks") if k in augment]
+    body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{_fmt(v)}</td></tr>" for a, b, v in rows)
+    return ("<details open><summary>Self-Instruct filters (removed by each)</summary><table><tr><th>step</th>"
+            f"<th>filter</th><th>removed</th></tr>{body}</table></details>")
+
+
 def _funnel_table(view: RunView) -> str:
+    if view.stages.get("tasks"):
+        return _self_instruct_table(view)
     if not view.funnel:
         return ""
     rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in view.funnel.items())
