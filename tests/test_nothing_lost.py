@@ -126,4 +126,5 @@ def test_completion_is_a_string_that_keeps_its_finish_reason():
 def test_a_left_cut_in_the_backend_is_logged(tok, caplog):
     with caplog.at_level("WARNING", logger="humpback.generation.base"):
         encode_prompts(tok, [OUTPUT, "short"], 50)
-    assert caplog.messages == ["1 of 2 prompts were longer than generation.max_prompt_tokens (50) and lost their start"]
+    assert caplog.messages == ["1 of 2 prompts were longer than 50 tokens and lost their beginning "
+                               "(generation.max_prompt_tokens=50)"]
