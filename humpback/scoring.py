@@ -181,30 +181,23 @@ def selection_rule(cfg: "CurateConfig") -> dict:
     return rule
 
 
-def _score_name(rule: dict) -> str:
-    return rule.get("score_name") or SCORE_NAMES.get(rule.get("score_field"), str(rule.get("score_field")))
+# Each rule in words, at length and in a few words.
+_RULE_WORDS = {
+    "threshold": ("pairs whose {score} is at least {threshold:g} were kept", "threshold {threshold:g}"),
+    "top_fraction": ("the best {top_fraction:.0%} of the pool by {score} were kept", "top {top_fraction:.0%} by {score}"),
+    "top_k": ("the best {top_k} pairs of the pool by {score} were kept", "top {top_k} by {score}"),
+}
 
 
-def describe_rule(rule: dict) -> str:
-    """``selection_rule`` in words: "pairs whose expected score is >= 4.5 were kept", "the best 50%
-    of the pool by expected score were kept"."""
-    score = _score_name(rule)
-    if rule.get("select") == "threshold":
-        return f"pairs whose {score} is at least {rule['threshold']:g} were kept"
-    if rule.get("select") == "top_fraction":
-        return f"the best {rule['top_fraction']:.0%} of the pool by {score} were kept"
-    if rule.get("select") == "top_k":
-        return f"the best {rule['top_k']} pairs of the pool by {score} were kept"
-    raise ValueError(f"unknown selection rule {rule!r}")
+def describe_rule(rule: dict, short: bool = False) -> str:
+    """``selection_rule`` in words: "pairs whose expected score is at least 4.5 were kept", "the best 50%
+    of the pool by expected score were kept"; ``short``: "threshold 5", "top 50% by expected score"."""
+    if rule.get("select") not in _RULE_WORDS:
+        raise ValueError(f"unknown selection rule {rule!r}")
+    score = rule.get("score_name") or SCORE_NAMES.get(rule.get("score_field"), str(rule.get("score_field")))
+    return _RULE_WORDS[rule["select"]][short].format(score=score, **rule)
 
 
 def short_rule(rule: dict) -> str:
-    """``selection_rule`` in a few words: "threshold 5", "top 50% by expected score", "top 1000 by argmax score"."""
-    score = _score_name(rule)
-    if rule.get("select") == "threshold":
-        return f"threshold {rule['threshold']:g}"
-    if rule.get("select") == "top_fraction":
-        return f"top {rule['top_fraction']:.0%} by {score}"
-    if rule.get("select") == "top_k":
-        return f"top {rule['top_k']} by {score}"
-    raise ValueError(f"unknown selection rule {rule!r}")
+    """``describe_rule`` in a few words."""
+    return describe_rule(rule, short=True)

@@ -307,7 +307,7 @@ def measure_train(spec: dict, cfg, src) -> dict:
             with tempfile.TemporaryDirectory(prefix="humpback-bench-train-") as tmp:
                 write_table(Path(tmp) / "train.parquet", rows)  # what `accelerate launch` reads
                 start = time.perf_counter()
-                result = train_model(job, rows, Path(tmp) / "train.parquet", Path(tmp) / "model", log=harness.log)
+                result = train_model(job, rows, Path(tmp) / "train.parquet", Path(tmp) / "model")
                 wall = time.perf_counter() - start
             # Trainer time only (model loading and saving excluded); tokens are non-padding inputs.
             reps.append({"seconds": result["runtime_s"] or wall, "wall_seconds": wall, "tokens": result["tokens"],

@@ -122,9 +122,13 @@ def test_a_resumed_run_shows_each_skipped_stage_with_its_recorded_result(piped_r
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     _check_stages(lines, STAGES, state="up to date, skipped")
+    # every stage of the first run, the evaluation stages too, is skipped with the result it recorded
+    ran = re.findall(r"^\[(\S+)\] running \(new\)", first, re.M)
+    assert set(STAGES) < set(ran)
+    assert [n for n in re.findall(r"^\[(\S+)\] up to date, skipped", proc.stdout, re.M)] == ran
     results = [line for line in first.splitlines()
-               if re.match(r"  \w+: ", line) and not re.match(r"  \w+: \d+/\d+ ", line)]  # bars excepted
-    assert len(results) == len(STAGES) and all(line in lines for line in results), results
+               if re.match(r"  [\w ]+: ", line) and not re.match(r"  \w+: \d+/\d+ ", line)]  # bars excepted
+    assert len(results) == len(ran) and all(line in lines for line in results), results
     assert (cwd / "run" / "logs" / "run-2.log").exists()  # one log per attempt
 
 

@@ -244,7 +244,8 @@ def test_kill_in_the_middle_of_judging_then_resume_redoes_nothing_finished(evalu
     stamp = (first.stat().st_mtime_ns, hash_file(first))
     lines: list[str] = []
     evaluate_run(run_dir, iteration=0, overrides=change, log=lines.append)
-    assert "[eval/m0/judge] running (did not finish last time): 2 shards, 1 of this worker's 2 already done" in lines, lines
+    assert ("[eval/m0/judge] running (did not finish last time); reads eval/m0/answers, eval/prompts.parquet; "
+            "1 of 2 shards done") in lines, "\n".join(lines)
     assert (first.stat().st_mtime_ns, hash_file(first)) == stamp  # the finished shard was not redone
     assert "[eval/m0/answers] up to date, skipped" in lines
     ev = layout.evaluation("m0")
@@ -291,7 +292,7 @@ def test_lm_eval_local_task_runs_on_the_tiny_model_offline(evaluated, tmp_path):
     run_dir = _copy(evaluated[0], tmp_path / "run")
     tasks = _local_task(tmp_path / "tasks")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")}
-    proc = subprocess.run([sys.executable, "-m", "humpback", "eval", str(run_dir), "--iteration", "1", "--quiet",
+    proc = subprocess.run([sys.executable, "-m", "humpback", "eval", str(run_dir), "--iteration", "1",
                            "eval.lm_eval_tasks=[humpback_tiny_choice]", f"eval.lm_eval_include_path={tasks}"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -50,7 +50,7 @@ def prompts_stage(rt: RunContext) -> StageResult:
         stats = {"prompts": len(rows), "source": cfg.prompts or "heldout",
                  "with_output": sum(r["output"] is not None for r in rows),
                  "with_reference": sum(r["reference"] is not None for r in rows)}
-        rt.log(f"  eval prompts: {stats['prompts']} from {stats['source']} ({stats['with_output']} with a reference "
+        rt.result(f"eval prompts: {stats['prompts']} from {stats['source']} ({stats['with_output']} with a reference "
                f"output, {stats['with_reference']} with an exact answer)")
         return stats
 
@@ -205,7 +205,7 @@ def loss_stage(rt: RunContext, label: str, model: LazyModel) -> Optional[StageRe
         rows = loss_rows(pairs, losses)
         rt.store.write_rows(ev.heldout_loss, rows, schema=_loss_schema())
         stats = loss_stats(rows)
-        rt.log(f"  {label}: held-out loss {_fmt(stats['heldout_loss'])} over {stats['heldout_tokens']} tokens "
+        rt.result(f"{label}: held-out loss {_fmt(stats['heldout_loss'])} over {stats['heldout_tokens']} tokens "
                f"of {stats['heldout_pairs']} pairs")
         return stats
 
@@ -266,7 +266,7 @@ def answers_stage(rt: RunContext, label: str, model: LazyModel) -> StageResult:
     def finish(shards: list[dict]) -> dict:
         stats = {"model": label, "generator": generator, **merge_answer_stats(shards)}
         em = f", exact match {_fmt(stats['exact_match'])}" if stats["exact_match"] is not None else ""
-        rt.log(f"  {label}: {stats['answers']} answers, mean {_fmt(stats['answer_chars_mean'], 1)} characters{em}")
+        rt.result(f"{label}: {stats['answers']} answers, mean {_fmt(stats['answer_chars_mean'], 1)} characters{em}")
         return stats
 
     deps = {**settings, "base": rt.base_identity, **rt.generation_key()}
@@ -358,7 +358,7 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
                  "judgements": len(flat("orders")), "parse_failures": sum(kinds.values()),
                  "parse_failure_kinds": kinds, "tie_verdicts": sum(s["tie_verdicts"] for s in shards)}
         lo, hi = stats["win_rate_ci"]
-        rt.log(f"  {label}: win rate vs {reference} {_fmt(stats['win_rate'])} [{_fmt(lo)}, {_fmt(hi)}], "
+        rt.result(f"{label}: win rate vs {reference} {_fmt(stats['win_rate'])} [{_fmt(lo)}, {_fmt(hi)}], "
                f"length-controlled {_fmt(stats['lc_win_rate'])}, position consistency "
                f"{_fmt(stats['position_consistency'])}")
         return stats
@@ -395,7 +395,7 @@ def lm_eval_stage(rt: RunContext, label: str) -> StageResult:
                                 seed=rt.cfg.random_seed)
         write_json(rt.store.path(ev.lm_eval), summary)
         metrics = flat_metrics(summary)
-        rt.log(f"  {label}: lm-eval " + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))
+        rt.result(f"{label}: lm-eval " + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))
         return {"lm_eval": metrics}
 
     include = cfg.lm_eval_include_path

@@ -152,7 +152,7 @@ def run_rounds(store: "RunStore", name: str, deps: dict, outputs: Sequence[str],
     prev = store.stage_entry(name)
     reason = store.why_run(prev, key, full, outputs, force)
     if reason is None:
-        store.log(f"[{name}] up to date, skipped")
+        store.skipped(name, prev)
         return False, "up to date", prev.get("stats", {})
     markers = store.path(layout.PROGRESS) / name.replace("/", "_")
     if force:
