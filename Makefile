@@ -1,6 +1,6 @@
-# make demo   set up (first time) and run the controlled world end to end on CPU (self-curation, 2 iterations)
-# make tiny   the tiny docs recipe: the paper's rating prompt through the whole pipeline (a plumbing check)
-# make proof  the proof that the loop works: seed-only, uncurated, verifier- and self-curated arms side by side
+# make demo   set up (first time) and run the tiny recipe end to end on CPU (the paper's pipeline, a plumbing check)
+# make world  the controlled world where the right answer is known: self-curation by likelihood, 2 iterations
+# make proof  the world's arms side by side: seed only, uncurated, verifier-curated, self-curated
 # make test   set up (first time) and run the test suite (what CI runs)
 # TORCH_SPEC picks the torch build: the default pin installs the CPU wheel; on a GPU machine use e.g.
 #   make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo tiny proof test test-all clean
+.PHONY: setup demo world proof test test-all clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/humpback run recipes/world-cpu.yaml --run-dir runs/world-cpu
-
-tiny: $(STAMP)
 	$(VENV)/bin/humpback run recipes/tiny-cpu.yaml --run-dir runs/tiny-cpu
+
+world: $(STAMP)
+	$(VENV)/bin/humpback run recipes/world-cpu.yaml --run-dir runs/world-cpu
 
 proof: $(STAMP)
 	$(PY) scripts/proof.py --output runs/proof

@@ -14,3 +14,12 @@ def free_memory() -> None:
         return
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def pick_device(device: str) -> str:
+    """``auto``: CUDA when there is one, else the CPU; any other name as it is."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

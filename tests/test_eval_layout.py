@@ -5,7 +5,7 @@ import pytest
 from humpback import layout
 from humpback.errors import ConfigError
 from humpback.run import check_force
-from humpback.stages.evaluation import reference_of
+from humpback.evaluation.pairwise import reference_of
 
 
 def test_each_models_eval_paths():

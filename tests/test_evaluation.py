@@ -203,7 +203,7 @@ def test_bad_input_is_a_clear_error_before_any_model_loads(evaluated, tmp_path, 
 
 
 def test_a_server_that_answers_at_all_passes_the_endpoint_check():
-    from humpback.stages.evaluation import check_endpoint
+    from humpback.generation.openai import check_endpoint
 
     class NotFound(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
@@ -217,7 +217,7 @@ def test_a_server_that_answers_at_all_passes_the_endpoint_check():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        check_endpoint(f"http://127.0.0.1:{server.server_port}/v1")
+        check_endpoint(f"http://127.0.0.1:{server.server_port}/v1", "eval.judge_api_base")
     finally:
         server.shutdown()
 

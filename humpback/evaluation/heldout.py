@@ -86,3 +86,10 @@ def loss_stats(rows: Sequence[dict]) -> dict:
     return {"heldout_loss": sum(r["loss_sum"] for r in scored) / tokens if tokens else None,
             "heldout_loss_pairs_mean": sum(r["loss"] for r in scored) / len(scored) if scored else None,
             "heldout_pairs": len(scored), "heldout_tokens": tokens, "heldout_dropped": len(rows) - len(scored)}
+
+
+def loss_schema():
+    """The rows of ``heldout_loss.parquet``: one per held-out pair."""
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.string()), ("tokens", pa.int64()), ("loss_sum", pa.float64()), ("loss", pa.float64())])

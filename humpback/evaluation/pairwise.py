@@ -94,3 +94,16 @@ def judgement_schema():
                       ("verdict", pa.string()), ("p_a", pa.float64()), ("p_b", pa.float64()),
                       ("outcome", pa.float64()), ("raw", pa.string()), ("parse_status", pa.string()),
                       ("judge", pa.string())])
+
+
+def reference_of(kind: str, label: str) -> Optional[str]:
+    """What model ``label`` is judged against (``eval.reference``): ``outputs`` (the prompt set's), another
+    model's label, or None (``none``, or a model that would be its own reference)."""
+    from .. import layout
+
+    if kind == "none":
+        return None
+    if kind == "outputs":
+        return "outputs"
+    ref = layout.evaluation(label).previous() if kind == "previous" else kind
+    return None if ref == label else ref

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 from typing import Callable, Sequence
 
+from ..device import pick_device
 from ..errors import ConfigError
 from .base import (AnswerLogprobs, ChoiceProbs, Completion, LogLik, SamplingParams, Usage, answer_token_ids,
                    cut_at_stop, encode_pairs, encode_prompts, generator_name, prompt_seed)
@@ -80,7 +81,7 @@ class HFGenerator:
         self.sort_by_length = sort_by_length
         self.max_prompt_tokens = max_prompt_tokens
         self.progress = progress
-        self.device = torch.device(_pick_device(device))
+        self.device = torch.device(pick_device(device))
         self.dtype = _pick_dtype(dtype, self.device)
 
         # The run's chat tokenizer (an adapter folder with its own tokenizer wins: humpback.chat).
@@ -259,14 +260,6 @@ class HFGenerator:
             encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
             self._choice_cache[choices] = choice_token_ids(encode, choices, self.name)
         return self._choice_cache[choices]
-
-
-def _pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _pick_dtype(dtype: str, device) -> "object":

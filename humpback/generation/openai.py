@@ -364,3 +364,16 @@ def _excerpt(value: object, limit: int = 300) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_endpoint(api_base: str, key: str, what: str = "the server", timeout_s: float = 10.0) -> None:
+    """Any HTTP answer from ``GET {api_base}/models`` (even 401 or 404) shows the server is there; else a
+    ConfigError that names the recipe ``key`` that set ``api_base``."""
+    url = api_base.rstrip("/") + "/models"
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ConfigError(f"'{key}': cannot reach {what} at {api_base} ({url}: {reason})") from None

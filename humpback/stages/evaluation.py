@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .. import layout
+from ..device import pick_device
 from ..chat import messages_for, render_prompt
 from ..errors import ConfigError, StoreError
+from ..evaluation.heldout import loss_schema
+from ..evaluation.pairwise import reference_of
 from ..layout import EVAL_PROMPTS, HELDOUT
 from ..prompts import SEED_SYSTEM_PROMPT, template_hash
 from ..run import LazyModel, RunContext
@@ -75,39 +78,16 @@ def preflight(rt: RunContext) -> None:
                               f"{len(missing)} of {len(prompts)} prompts of {cfg.prompts or 'the held-out set'} have "
                               f"none; set eval.reference to previous, m0, base or none")
     if cfg.reference != "none" and cfg.judge_api_base:
-        check_endpoint(cfg.judge_api_base)
+        from ..generation.openai import check_endpoint
+
+        check_endpoint(cfg.judge_api_base, "eval.judge_api_base", "the judge")
     if cfg.lm_eval_tasks:
         from ..evaluation.harness import task_manager
 
         task_manager(cfg.lm_eval_tasks, cfg.lm_eval_include_path)
 
 
-def check_endpoint(api_base: str, timeout_s: float = 10.0) -> None:
-    """Any HTTP answer from ``GET {api_base}/models`` (even 401 or 404) shows the server is there."""
-    import urllib.error
-    import urllib.request
-
-    url = api_base.rstrip("/") + "/models"
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout_s).close()
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise ConfigError(f"'eval.judge_api_base': cannot reach the judge at {api_base} ({url}: {reason})") from None
-
-
 # --------------------------------------------------------------------------- the models
-
-
-def reference_of(kind: str, label: str) -> Optional[str]:
-    """What model ``label`` is judged against: ``outputs`` (the prompt set's), another model's label, or None."""
-    if kind == "none":
-        return None
-    if kind == "outputs":
-        return "outputs"
-    ref = layout.evaluation(label).previous() if kind == "previous" else kind
-    return None if ref == label else ref
 
 
 def evaluate(rt: RunContext, labels: list[str]) -> list[dict]:
@@ -203,7 +183,7 @@ def loss_stage(rt: RunContext, label: str, model: LazyModel) -> Optional[StageRe
         finally:
             close()
         rows = loss_rows(pairs, losses)
-        rt.store.write_rows(ev.heldout_loss, rows, schema=_loss_schema())
+        rt.store.write_rows(ev.heldout_loss, rows, schema=loss_schema())
         stats = loss_stats(rows)
         rt.result(f"{label}: held-out loss {_fmt(stats['heldout_loss'])} over {stats['heldout_tokens']} tokens "
                f"of {stats['heldout_pairs']} pairs")
@@ -228,12 +208,6 @@ def _torch_model(rt: RunContext, model: LazyModel):
     gen = HFGenerator(weights, adapter=str(adapter) if adapter else None, revision=revision,
                       device=g.device, dtype=g.dtype, batch_size=g.batch_size, tokenizer=model.tokenizer)
     return gen.model, gen.device, gen.close
-
-
-def _loss_schema():
-    import pyarrow as pa
-
-    return pa.schema([("id", pa.string()), ("tokens", pa.int64()), ("loss_sum", pa.float64()), ("loss", pa.float64())])
 
 
 # --------------------------------------------------------------------------- answers
@@ -386,7 +360,7 @@ def lm_eval_stage(rt: RunContext, label: str) -> StageResult:
 
         manager = task_manager(cfg.lm_eval_tasks, cfg.lm_eval_include_path)
         adapter = str(rt.store.path(ev.adapter)) if ev.adapter else None
-        args = model_args(rt.base_model, adapter, rt.cfg.base_model_revision, _device(rt.cfg.generation.device),
+        args = model_args(rt.base_model, adapter, rt.cfg.base_model_revision, pick_device(rt.cfg.generation.device),
                           rt.cfg.generation.dtype)
         with progress_bars(rt.progress):
             summary = run_tasks(manager, cfg.lm_eval_tasks, args, batch_size=cfg.lm_eval_batch_size,
@@ -406,14 +380,6 @@ def lm_eval_stage(rt: RunContext, label: str) -> StageResult:
     name = ev.stage("lm_eval")
     return rt.store.stage(name, deps, [ev.lm_eval], work, inputs=_adapter_inputs(label), force=rt.forced(name),
                           job="eval")
-
-
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _fmt(value: Optional[float], digits: int = 3) -> str:

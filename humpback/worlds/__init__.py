@@ -73,7 +73,13 @@ def materialize_world(spec: WorldSpec = WorldSpec(), cache_dir: str | Path | Non
         _atomic_dir(data, lambda tmp: _write_data(tmp, spec))
     base = root / f"world-base-v{WORLD_VERSION}-{_key('base', spec)}"
     if with_model and not (base / "config.json").is_file():
+        from ..console import info
+
+        info(f"[world] pretraining the world's base model (once: cached as {base})")
         _atomic_dir(base, lambda tmp: _write_base(tmp, spec))
+        done = json.loads((base / "pretraining.json").read_text())
+        info(f"  world: {done['steps']} steps on {done['documents']} documents, loss {done['first_loss']:.3f} -> "
+             f"{done['last_loss']:.3f}")
     return WorldPaths(base, data / "seed.jsonl", data / "pool.jsonl", data / "eval.jsonl", data / "dev.jsonl")
 
 

@@ -65,6 +65,8 @@ def build_base_model(out_dir: str | Path, tokenizer, documents: list[str], pretr
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from .. import progress
+
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **MODEL_SHAPE)
     cpu_state = torch.random.get_rng_state()
@@ -79,18 +81,12 @@ def build_base_model(out_dir: str | Path, tokenizer, documents: list[str], pretr
             optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
         model.train()
         losses = []
-        for step in range(steps):
-            start = step * pretrain["batch_size"]
-            rows = order[torch.arange(start, start + pretrain["batch_size"]) % len(ids)]
-            batch, batch_mask = ids[rows], mask[rows]
-            loss = model(input_ids=batch, attention_mask=batch_mask,
-                         labels=batch.masked_fill(batch_mask == 0, -100)).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
+        with progress.bar(steps, "steps", "pretrain") as shown:
+            for step in range(steps):
+                _step(model, optimizer, schedule, ids, mask, order, step, pretrain["batch_size"], losses)
+                shown.update(1)
+                if step % 50 == 0 or step == steps - 1:
+                    shown.set_postfix_str(f"loss {losses[-1]:.3f}")
     finally:
         torch.random.set_rng_state(cpu_state)
     model.eval()
@@ -98,3 +94,19 @@ def build_base_model(out_dir: str | Path, tokenizer, documents: list[str], pretr
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"steps": steps, "documents": len(ids), "first_loss": losses[0], "last_loss": losses[-1]}
+
+
+def _step(model, optimizer, schedule, ids, mask, order, step: int, batch_size: int, losses: list) -> None:
+    """One AdamW step on the next batch of documents (in ``order``, wrapping around)."""
+    import torch
+
+    start = step * batch_size
+    rows = order[torch.arange(start, start + batch_size) % len(ids)]
+    batch, batch_mask = ids[rows], mask[rows]
+    loss = model(input_ids=batch, attention_mask=batch_mask, labels=batch.masked_fill(batch_mask == 0, -100)).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    losses.append(float(loss.detach()))
