@@ -28,15 +28,14 @@ def read_evals(run_dir: Path) -> list[dict]:
 
 
 def columns(rows: list[dict]) -> list[tuple[str, str]]:
-    """(key, heading) of the table's columns; exact match and lm-eval only when some model has them."""
+    """(key, heading) of the table's columns: those some model has a value for (a run without held-out
+    pairs has no loss column, one without pairwise judging no win-rate columns)."""
     cols = [("model", "model"), ("heldout_loss", "held-out loss"), ("reference", "vs"),
             ("win_rate", "win rate [95% CI]"), ("lc_win_rate", "LC win rate"),
-            ("position_consistency", "pos. consistency"), ("answer_chars_mean", "answer chars (x M0)")]
-    if any(r.get("exact_match") is not None for r in rows):
-        cols.append(("exact_match", "exact match [95% CI]"))
-    for name in lm_eval_names(rows):
-        cols.append((f"lm_eval/{name}", name))
-    return cols
+            ("position_consistency", "pos. consistency"), ("answer_chars_mean", "answer chars (x M0)"),
+            ("exact_match", "exact match [95% CI]")]
+    cols += [(f"lm_eval/{name}", name) for name in lm_eval_names(rows)]
+    return [(key, heading) for key, heading in cols if key == "model" or any(cell(r, key) != "-" for r in rows)]
 
 
 def lm_eval_names(rows: list[dict]) -> list[str]:
@@ -83,7 +82,9 @@ def notes_line(rows: list[dict]) -> str:
     judges = sorted({f"{r['judge']} ({r.get('judge_mode')})" for r in rows if r.get("judge")})
     n = max((r.get("answers") or 0) for r in rows)
     judged = f"judge {', '.join(judges)}, both orders" if judges else "no pairwise judging"
-    return f"{n} eval prompts; {judged}; loss on {max((r.get('heldout_pairs') or 0) for r in rows)} held-out pairs"
+    pairs = max((r.get("heldout_pairs") or 0) for r in rows)
+    loss = f"loss on {pairs} held-out pairs" if pairs else "no held-out seed pairs, no held-out loss"
+    return f"{n} eval prompts; {judged}; {loss}"
 
 
 def warnings(rows: list[dict]) -> list[str]:
