@@ -1,5 +1,6 @@
-# make demo   set up (first time) and run the tiny recipe end to end on CPU (the paper's pipeline, a plumbing check)
-# make world  the controlled world where the right answer is known: self-curation by likelihood, 2 iterations
+# make demo   set up (first time) and run the controlled world end to end on CPU: self-curation by the
+#             model's own likelihood, 2 iterations, exact match rising (about 5 minutes on 2 cores)
+# make tiny   the tiny docs recipe: the paper's rating prompt through the whole pipeline (a plumbing check)
 # make proof  the world's arms side by side: seed only, uncurated, verifier-curated, self-curated
 # make test   set up (first time) and run the test suite (what CI runs)
 # TORCH_SPEC picks the torch build: the default pin installs the CPU wheel; on a GPU machine use e.g.
@@ -10,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo world proof test test-all clean
+.PHONY: setup demo tiny proof test test-all clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +23,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/humpback run recipes/tiny-cpu.yaml --run-dir runs/tiny-cpu
-
-world: $(STAMP)
 	$(VENV)/bin/humpback run recipes/world-cpu.yaml --run-dir runs/world-cpu
+
+tiny: $(STAMP)
+	$(VENV)/bin/humpback run recipes/tiny-cpu.yaml --run-dir runs/tiny-cpu
 
 proof: $(STAMP)
 	$(PY) scripts/proof.py --output runs/proof

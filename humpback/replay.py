@@ -27,6 +27,7 @@ from .scoring import judge_agreement, selection_rule
 from .stages.curate import score_stage, select_stage
 from .stages.finetune import mixture_model_stage, next_model_stage
 from .store import RunStore, write_json
+from .view.figures import iteration_stats
 
 
 def replay(
@@ -87,6 +88,8 @@ def replay(
             mixture_hash = rt.store.output_hash(it.mixture)
             if rescore:
                 write_json(rt.store.path(layout.REPLAY_AGREEMENT), agreement)
+        # iter_K/stats.json of the replayed iteration, as the loop writes it (from what ran here)
+        write_json(rt.store.path(it.stats), iteration_stats(rt.store.manifest["stages"], iteration))
     finally:
         rt.close()
     return {"iteration": iteration, "model": str(rt.store.path(it.model)),

@@ -155,6 +155,9 @@ def test_replay_reselects_from_saved_scores(baseline, tmp_path):
     assert len(curated) == sum(s >= threshold for s in scores)
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert not any(name in stages for name in ("augment", "backward", "m0", "iter_1/score"))
+    stats = json.loads((out / "iter_1" / "stats.json").read_text())  # the replayed iteration's record
+    assert stats["curated"] == len(curated) and stats["rule"]["threshold"] == threshold
+    assert stats["rule"]["select"] == "threshold"
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "alpaca", "messages"])
