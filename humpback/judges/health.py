@@ -1,9 +1,10 @@
 """Is the judge judging? Three figures of any scoring, with the thresholds past which they warn, and
 the quality of a selection against labels (a dev set's precision, recall and F1).
 
-- ``choice_mass_mean`` (the rating judge's logits and both modes): the mean probability the judge put
-  on the score digits "1".."5" after "Score:". Below 0.5 the judge is not following the prompt (a wrong
-  chat template, a model too small or not instruction-tuned): its renormalised scores are noise.
+- ``choice_mass_mean`` (the rating judge's logits and both modes, the rubric judge): the mean probability
+  the judge put on the answers it is read from, the score digits "1".."5" after "Score:" (rating) or yes
+  and no (rubric). Below 0.5 the judge is not following the prompt (a wrong chat template, a model too
+  small or not instruction-tuned): its renormalised scores are noise.
 - ``top_score_share``: the share of the most common score (the rating judge's 1..5; any other judge's
   value). Above 0.95 the judge is degenerate: it gives (nearly) every pair the same score, so the
   selection is decided by tie-breaking, not by the judge.
@@ -28,8 +29,10 @@ def health_counts(rows: Iterable[dict]) -> dict:
     n = failures = mass_n = 0
     mass_sum = 0.0
     values: Counter = Counter()
+    kinds: set = set()
     for r in rows:
         n += 1
+        kinds.add(r.get("judge_kind", "rating"))
         if r["parse_status"] != "ok":
             failures += 1
         if r.get("choice_mass") is not None:
@@ -38,7 +41,8 @@ def health_counts(rows: Iterable[dict]) -> dict:
         key = _score_key(r)
         if key is not None:
             values[key] += 1
-    return {"rows": n, "failures": failures, "choice_mass_sum": mass_sum, "choice_mass_n": mass_n,
+    return {"rows": n, "judge_kinds": sorted(kinds), "failures": failures, "choice_mass_sum": mass_sum,
+            "choice_mass_n": mass_n,
             "top_count": max(values.values()) if values else 0, "top_value": _top(values),
             "scored": sum(values.values()), "values": dict(values) if len(values) <= 64 else None}
 
@@ -64,8 +68,10 @@ def judge_health(counts: dict) -> dict:
     failure_rate = counts["failures"] / n if n else None
     warnings = []
     if mass is not None and mass < MIN_CHOICE_MASS:
-        warnings.append(f"the judge put {mass:.2%} of its probability on the score digits 1-5 (mean choice mass "
-                        f"< {MIN_CHOICE_MASS}): it is not following the rating prompt (wrong chat template? a "
+        rubric = counts.get("judge_kinds") == ["rubric"]
+        what, prompt = ("the answers yes/no", "rubric's questions") if rubric else ("the score digits 1-5", "rating prompt")
+        warnings.append(f"the judge put {mass:.2%} of its probability on {what} (mean choice mass "
+                        f"< {MIN_CHOICE_MASS}): it is not following the {prompt} (wrong chat template? a "
                         f"model too small or not instruction-tuned?), so its scores are noise")
     if share is not None and share > MAX_TOP_SCORE_SHARE:
         warnings.append(f"{share:.1%} of the pairs got the same score ({_fmt(counts['top_value'])}; > "
@@ -87,6 +93,7 @@ def merge_health_counts(parts: list[dict]) -> dict:
         if exact:
             merged.update({_key_back(k): v for k, v in p["values"].items()})
     out = {"rows": sum(p["rows"] for p in parts), "failures": sum(p["failures"] for p in parts),
+           "judge_kinds": sorted({k for p in parts for k in p.get("judge_kinds", ["rating"])}),
            "choice_mass_sum": sum(p["choice_mass_sum"] for p in parts),
            "choice_mass_n": sum(p["choice_mass_n"] for p in parts), "scored": sum(p["scored"] for p in parts)}
     if exact:
