@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from .. import layout
 from ..prompts import render_pairwise
 from .winrate import ORDERS, outcome
 
@@ -99,8 +100,6 @@ def judgement_schema():
 def reference_of(kind: str, label: str) -> Optional[str]:
     """What model ``label`` is judged against (``eval.reference``): ``outputs`` (the prompt set's), another
     model's label, or None (``none``, or a model that would be its own reference)."""
-    from .. import layout
-
     if kind == "none":
         return None
     if kind == "outputs":

@@ -72,9 +72,11 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
                 rt.metric("score", f"rubric/{p['principle']}/fails", p["fails"], iteration=k)
         return _score_stats(rt, k, stats)
 
-    deps = {**cfg.scoring_settings(), "template": template_hash("curate") if cfg.judge_kind == "rating" else None,
-            "rubric_hash": rubric.text_hash if rubric is not None else None,
-            "base": rt.base_identity, **rt.generation_key(), "judge": judge_identity}
+    deps = {**cfg.scoring_settings(), "base": rt.base_identity, **rt.generation_key(), "judge": judge_identity}
+    if cfg.judge_kind == "rating":
+        deps["template"] = template_hash("curate")
+    if rubric is not None:
+        deps["rubric_hash"] = rubric.text_hash  # its content, wherever it was read from
     name = it.stage("score")
     try:
         results = [rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
