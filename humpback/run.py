@@ -36,17 +36,18 @@ class Sources:
 
     @classmethod
     def resolve(cls, cfg: RunConfig) -> "Sources":
+        from .models import resolve_model
         from .tiny import resolve
 
         with progress_bars(cfg.tracking.progress):  # building a builtin model writes shards
             return cls(
-                base_model=resolve(cfg.base_model),
+                base_model=resolve_model(cfg.base_model),
                 seed=dataclasses.replace(cfg.seed, path=resolve(cfg.seed.path) if cfg.seed.path else None),
                 corpus=None if cfg.corpus is None else
                 dataclasses.replace(cfg.corpus, path=resolve(cfg.corpus.path) if cfg.corpus.path else None),
-                judge=resolve(cfg.curate.judge) if cfg.curate.judge else None,
+                judge=resolve_model(cfg.curate.judge) if cfg.curate.judge else None,
                 dev_set=resolve(cfg.curate.dev_set) if cfg.curate.dev_set else None,
-                eval_judge=resolve(cfg.eval.judge) if cfg.eval.judge != "base" else None,
+                eval_judge=resolve_model(cfg.eval.judge) if cfg.eval.judge != "base" else None,
                 eval_prompts=resolve(cfg.eval.prompts) if cfg.eval.prompts else None,
             )
 
@@ -203,16 +204,18 @@ def guard_recipe(run_dir: Path, cfg: RunConfig, overwrite: bool, log: Callable[[
 
 
 def config_text(cfg: RunConfig, sources: Sources) -> str:
-    """``RUN_DIR/config.yaml``: the resolved recipe, headed by where its ``builtin:`` assets were built."""
-    from .tiny import cache_root
+    """``RUN_DIR/config.yaml``: the resolved recipe, headed by where its ``builtin:`` assets were built
+    (and its GGUF models converted)."""
+    from .cache import cache_root
+    from .models import is_gguf
 
     built = [(ref, path) for ref, path in ((cfg.base_model, sources.base_model), (cfg.seed.path, sources.seed.path),
                                            (cfg.corpus and cfg.corpus.path, sources.corpus and sources.corpus.path),
                                            (cfg.curate.judge, sources.judge), (cfg.curate.dev_set, sources.dev_set))
-             if ref and ref.startswith("builtin:")]
+             if ref and (ref.startswith("builtin:") or is_gguf(ref))]
     head = "".join(f"# {ref} was built in {path}\n" for ref, path in built)
     if built:
-        head += f"# (builtin: assets are cached under {cache_root()}; HUMPBACK_CACHE moves them)\n"
+        head += f"# (builtin: assets and converted GGUF models are cached under {cache_root()}; HUMPBACK_CACHE moves them)\n"
     return head + dump_yaml(cfg)
 
 

@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .cache import build_dir, build_file, cache_root  # noqa: F401 (cache_root: humpback.worlds reads it here)
 from .errors import ConfigError
 
 # Bump when the output of any builder changes meaning or layout.
@@ -271,13 +272,6 @@ def build_tiny_llama(out_dir: str | Path, tokenizer, seed: int = 0) -> Path:
 
 
 # --------------------------------------------------------------------------- cache
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("HUMPBACK_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "humpback"
 
 
 @functools.lru_cache(maxsize=1)
