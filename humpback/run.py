@@ -36,8 +36,8 @@ class Sources:
 
     @classmethod
     def resolve(cls, cfg: RunConfig) -> "Sources":
+        from .builtins import resolve
         from .models import resolve_model
-        from .tiny import resolve
 
         with progress_bars(cfg.tracking.progress):  # building a builtin model writes shards
             return cls(

@@ -1,7 +1,7 @@
 """The embedded default: a tiny Llama, a local tokenizer, a docs corpus and a seed set, all built
 from what ships with Python. Nothing is downloaded; building everything takes seconds.
 
-``builtin:<name>`` in a recipe resolves to a path here (see :func:`resolve`):
+``builtin:<name>`` in a recipe resolves to a path here (through :func:`humpback.builtins.resolve`):
 
 - ``tiny-llama``: a model folder (random-init Llama, hidden 64, 2 layers, 4 query heads sharing one
   key/value head, as Llama 3 and Qwen2.5 group theirs) with its BPE tokenizer.
@@ -19,11 +19,8 @@ import hashlib
 import importlib
 import inspect
 import json
-import os
 import re
-import shutil
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -302,54 +299,22 @@ def _key(name: str) -> str:
 def materialize(name: str, cache_dir: str | Path | None = None) -> Path:
     """Build (once) and return the path of the builtin asset ``name``."""
     if name not in BUILTINS:
-        from .worlds import BUILTINS as WORLD_BUILTINS
-
-        raise ConfigError(f"unknown builtin {name!r}; known: {', '.join(BUILTINS + WORLD_BUILTINS)}")
+        raise ConfigError(f"unknown builtin {name!r}; the tiny default's: {', '.join(BUILTINS)}")
     root = cache_root(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
     key = _key(name)
     if name == "tiny-llama":
         final = root / f"{name}-v{TINY_VERSION}-{key}"
-        if (final / "config.json").is_file():
-            return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-        try:
-            docs = _docs()
-            build_tiny_llama(tmp, build_tokenizer([d["text"] for d in docs]), seed=0)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                if not (final / "config.json").is_file():  # not a lost race: a real failure
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if not (final / "config.json").is_file():
+            build_dir(final, lambda tmp: build_tiny_llama(tmp, build_tokenizer([d["text"] for d in _docs()]), seed=0))
         return final
-
     final = root / f"{name}-v{TINY_VERSION}-{key}.jsonl"
-    if final.is_file():
-        return final
-    docs = _docs()
-    rows = docs if name == "python-docs" else python_docs_seed(docs)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}-", suffix=".jsonl", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp_name, final)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    if not final.is_file():
+        docs = _docs()
+        build_file(final, lambda tmp: write_jsonl(tmp, docs if name == "python-docs" else python_docs_seed(docs)))
     return final
 
 
-def resolve(ref: str) -> str:
-    """``builtin:<name>`` -> the built asset's path (the tiny assets here, the controlled world's in
-    :mod:`humpback.worlds`); anything else is returned unchanged."""
-    if isinstance(ref, str) and ref.startswith("builtin:"):
-        name = ref[len("builtin:"):]
-        if name.startswith("world-"):
-            from .worlds import materialize as materialize_world
-
-            return str(materialize_world(name))
-        return str(materialize(name))
-    return ref
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")

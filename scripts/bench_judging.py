@@ -73,9 +73,9 @@ def main(argv=None) -> int:
     from humpback.evaluation.pairwise import (CHOICES, VERDICT_PREFILL, judge_tasks, judgement_rows_generate,
                                               judgement_rows_logits)
     from humpback.generation import SamplingParams, load_generator
-    from humpback.tiny import resolve
+    from humpback.models import resolve_model
 
-    model = resolve(args.model)
+    model = resolve_model(args.model)
     cfg = GenerationConfig(backend=args.backend, batch_size=counts["batch_size"], device=args.device, dtype=args.dtype,
                            api_base=args.api_base)
     tok = load_chat_tokenizer(model)

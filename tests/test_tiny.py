@@ -92,14 +92,3 @@ def test_seed_pairs_shape(docs_seed_path):
     assert any(i.startswith("What does `") for i in instructions)
     assert any("`json." in i for i in instructions)
     assert pairs == tiny.python_docs_seed(tiny.python_docs_documents())
-
-
-def test_resolve():
-    assert tiny.resolve("some/local/model") == "some/local/model"
-    assert tiny.resolve("org/model-id") == "org/model-id"
-    path = tiny.resolve("builtin:python-docs-seed")
-    assert Path(path).is_file() and path.endswith(".jsonl")
-    with pytest.raises(ConfigError) as e:
-        tiny.resolve("builtin:no-such-thing")
-    msg = str(e.value)
-    assert "no-such-thing" in msg and all(name in msg for name in tiny.BUILTINS)

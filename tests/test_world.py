@@ -91,7 +91,7 @@ def test_world_files_are_cached_by_content(tmp_path):
 
 def test_builtin_names_resolve(monkeypatch, tmp_path):
     from humpback.errors import ConfigError
-    from humpback.tiny import resolve
+    from humpback.builtins import resolve
 
     monkeypatch.setenv("HUMPBACK_CACHE", str(tmp_path))
     assert resolve("builtin:world-eval").endswith("eval.jsonl")

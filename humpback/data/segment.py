@@ -3,8 +3,10 @@
 A segment is the text after a header with the subtrees of lower headers (paper: after an HTML header).
 In an HTML page (``humpback.data.webpage``) the headers are ``<h1>``..``<h6>``, and a segment's text is
 what follows its header (the header itself is kept apart, in ``Segment.header``). In text documents they
-are markdown ``#``..``######`` lines and underlined titles (``=`` ``-`` ``~`` ``^`` ``*``, levels 1..5 in
-that order), and the header line stays at the top of the text. A subtree longer than ``max_chars`` is
+are markdown ``#``..``######`` lines and underlined titles (``=`` ``-`` ``~`` ``^`` ``*`` ...), whose levels
+follow reStructuredText's rule: the first underline style met in a document is level 1, the next new one
+level 2, and so on (Python's own docs underline titles with ``*``, then ``=``, ``-``, ``~``; markdown's
+``=`` before ``-`` comes out as levels 1 and 2); the header line stays at the top of the text. A subtree longer than ``max_chars`` is
 emitted as its own text before its first child plus its children, recursively; a leaf still too long is
 split at blank lines. Segments never overlap. Text before a page's first header has no header: the
 ``no_header`` filter drops it when ``corpus.require_header`` is set (the paper's segments all follow one).
@@ -28,7 +30,6 @@ from .webpage import Block, page_blocks
 
 FILTERS = ("no_header", "too_short", "too_long", "bad_header", "boilerplate", "repetitive", "other_language",
            "exact_duplicate", "near_duplicate", "seed_overlap")
-UNDERLINE_LEVELS = {"=": 1, "-": 2, "~": 3, "^": 4, "*": 5}
 MAX_REPETITION_SENTENCES = 200
 BOILERPLATE_MAX_LINE = 150  # longer lines are prose, even when they mention a privacy policy
 
@@ -74,12 +75,14 @@ class _Header:
 
 def find_headers(lines: Sequence[str]) -> list[_Header]:
     headers, in_fence, i = [], False, 0
+    styles: dict[str, int] = {}  # underline character -> level, in order of first appearance (reST)
     while i < len(lines):
         line = lines[i]
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         if not in_fence and _is_underlined_title(lines, i):
             overline = i > 0 and lines[i - 1].strip() == nxt.strip() and (not headers or headers[-1].body < i)
-            headers.append(_Header(i - overline, i + 2, UNDERLINE_LEVELS[nxt.strip()[0]], line.strip()))
+            level = styles.setdefault(nxt.strip()[0], min(len(styles) + 1, 6))
+            headers.append(_Header(i - overline, i + 2, level, line.strip()))
             i += 2
             continue
         if _FENCE.match(line):
