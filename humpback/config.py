@@ -273,6 +273,10 @@ class CurateConfig:
         "model's own log-likelihood of the output given the instruction (see `curate.likelihood`); `verifier`: "
         "the Python function `curate.verifier` names checks each pair.",
     )
+    compare_judges: list[str] = _f(
+        [], "Other judges (rating, rubric, likelihood, verifier) that score the same candidates and dev set with "
+            "the same model, beside `curate.judge_kind`, so that the judges can be compared (health, dev AUC, rank "
+            "agreement): recorded in iter_K/compare/, never used to select. Each uses its own curate settings.")
     mode: Literal["generate", "logits", "both"] = _f(
         "generate",
         "rating judge: `generate`: decode the reasoning and parse 'Score: N'; `logits`: read P('1'..'5') after "
@@ -318,6 +322,19 @@ class CurateConfig:
     rubric_temperature: float = _f(1.0, "rubric judge, softmin: the temperature (small: the minimum; large: the mean).")
 
     def validate(self, where: "Source") -> None:
+        kinds = ("rating", "rubric", "likelihood", "verifier")
+        for kind in self.compare_judges:
+            if kind not in kinds:
+                raise ConfigError(f"{where.of('curate.compare_judges')}: 'curate.compare_judges' names {kind!r}, which "
+                                  f"is not a judge (one of {', '.join(kinds)})")
+        if len(set(self.compare_judges)) != len(self.compare_judges):
+            raise ConfigError(f"{where.of('curate.compare_judges')}: 'curate.compare_judges' names a judge twice")
+        if self.judge_kind in self.compare_judges:
+            raise ConfigError(f"{where.of('curate.compare_judges', 'curate.judge_kind')}: 'curate.compare_judges' "
+                              f"names {self.judge_kind!r}, the judge that already selects (curate.judge_kind)")
+        if "verifier" in self.compare_judges and self.verifier is None:
+            raise ConfigError(f"{where.of('curate.compare_judges', 'curate.verifier')}: the verifier judge in "
+                              f"'curate.compare_judges' needs 'curate.verifier' (package.module:function)")
         if self.judge_kind == "rubric" and not self.rubric_temperature > 0:
             raise ConfigError(f"{where.of('curate.rubric_temperature')}: 'curate.rubric_temperature' must be > 0")
         if self.judge_kind == "rating" and not 1 <= self.threshold <= 5:
@@ -366,6 +383,10 @@ class CurateConfig:
                 return "value"
             on = "argmax" if self.mode == "logits" else "generated"
         return {"generated": "score", "argmax": "logits_score", "expected": "expected_score", "value": "value"}[on]
+
+    def as_judge(self, kind: str) -> "CurateConfig":
+        """These settings with ``kind`` as the judge (a comparison judge of ``compare_judges``)."""
+        return dataclasses.replace(self, judge_kind=kind, select_on="auto", compare_judges=[])
 
     def scoring_settings(self) -> dict:
         """What a judge's scores depend on (the score stage's key; replay re-scores when it changes)."""

@@ -44,7 +44,8 @@ TASKS_REJECTED = "augment/tasks_rejected"
 # Stages that run once per run, in loop order; each iteration adds ITERATION_STAGES.
 RUN_STAGES = ("seed", "segments", "eval_prompts", "backward", "m0", "augment")
 SELF_INSTRUCT_STAGES = ("seed", "seed_tasks", "eval_prompts", "m0", "tasks", "augment")  # augment.source self_instruct
-ITERATION_STAGES = ("score", "dev", "select", "train")  # dev: only with curate.dev_set
+# dev: only with curate.dev_set; compare, compare_dev: only with curate.compare_judges
+ITERATION_STAGES = ("score", "dev", "compare", "compare_dev", "select", "train")
 # Each evaluated model's stages (see Evaluation); ``--force eval`` re-runs all of them.
 EVAL_STAGES = ("loss", "answers", "judge", "lm_eval")
 
@@ -70,6 +71,14 @@ class Iteration:
     def dev_scores(self) -> str:
         return f"{self.dir}/dev_scores.parquet"  # curate.dev_set scored by this iteration's judge
 
+    def compare_scores(self, judge_kind: str) -> str:
+        """A comparison judge's scores of the candidates (curate.compare_judges): a folder of shards."""
+        return f"{self.dir}/compare/{judge_kind}/scores"
+
+    def compare_dev_scores(self, judge_kind: str) -> str:
+        """A comparison judge's scores of the dev set."""
+        return f"{self.dir}/compare/{judge_kind}/dev_scores.parquet"
+
     @property
     def curated(self) -> str:
         return f"{self.dir}/curated.parquet"
@@ -87,7 +96,7 @@ class Iteration:
         return f"{self.dir}/stats.json"
 
     def stage(self, what: str) -> str:
-        """The manifest name of one of this iteration's stages (``score``, ``dev``, ``select``, ``train``)."""
+        """The manifest name of one of this iteration's stages (``score``, ``dev``, ``compare``, ``select``, ...)."""
         if what not in ITERATION_STAGES:
             raise ValueError(f"unknown iteration stage {what!r}")
         return f"{self.dir}/{what}"
@@ -162,6 +171,9 @@ def artifact(rel: str) -> tuple[str, str]:
         it = iteration(k)
         kinds = {it.scores: "scores", it.dev_scores: "dev-scores", it.curated: "curated", it.mixture: "mixture", it.model: "model",
                  it.stats: "stats"}
+        m = re.fullmatch(rf"{it.dir}/compare/(\w+)/(scores|dev_scores\.parquet)", rel)
+        if m:
+            kinds[rel] = f"compare-{m.group(1)}-{'scores' if m.group(2) == 'scores' else 'dev-scores'}"
         if rel not in kinds:
             raise ValueError(f"{rel}: not an output of iteration {k}")
         name = f"{kinds[rel]}-{k}"

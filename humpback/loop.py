@@ -19,7 +19,7 @@ from . import layout
 from .config import RunConfig, to_dict
 from .run import RunContext, Sources, config_text, guard_recipe
 from .stages.augment import augment_stage
-from .stages.curate import score_stage, select_stage
+from .stages.curate import compare_stages, score_stage, select_stage
 from .stages.evaluation import evaluate, preflight, prompts_stage
 from .stages.finetune import backward_stage, m0_stage, next_model_stage
 from .stages.prepare import segments_stage, seed_stage
@@ -109,7 +109,7 @@ def _stages(rt: RunContext) -> list[dict]:
         rt.tracker.log_steps(augment_stage(rt))
     summaries = []
     for k in range(1, rt.cfg.iterations + 1):
-        scores = score_stage(rt, k)
+        scores = score_stage(rt, k) + compare_stages(rt, k)
         selected = select_stage(rt, k)
         model = next_model_stage(rt, k)
         rt.tracker.log_steps(*scores, selected)

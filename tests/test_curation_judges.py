@@ -122,3 +122,73 @@ def test_replay_rescores_with_a_verifier_that_raises(likelihood_run, tmp_path, m
     # The dev set is re-scored by the verifier too (its errors are the dev rows' statuses).
     dev = read_table(out / "iter_1" / "dev_scores.parquet")
     assert {d["judge_kind"] for d in dev} == {"verifier"}
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory, dev_file):
+    """The likelihood run again, with the rating judge beside it (curate.compare_judges)."""
+    run_dir = tmp_path_factory.mktemp("run") / "compare"
+    lines: list[str] = []
+    cfg = load_config(TINY, FAST + ["curate.judge_kind=likelihood", "curate.select_on=auto",
+                                    f"curate.dev_set={dev_file}", "curate.compare_judges=[rating]"])
+    run(open_run(cfg, run_dir, log=lines.append))
+    return run_dir, lines
+
+
+@pytest.fixture(scope="module")
+def rating_run(tmp_path_factory, dev_file):
+    run_dir = tmp_path_factory.mktemp("run") / "rating"
+    run(open_run(load_config(TINY, FAST + [f"curate.dev_set={dev_file}"]), run_dir, log=lambda line: None))
+    return run_dir
+
+
+def test_a_compared_judge_scores_as_if_it_selected_and_selects_nothing(compare_run, rating_run, likelihood_run):
+    from humpback.judges.health import auc, ranking_field
+    from humpback.scoring import spearman
+
+    run_dir, lines = compare_run
+    it = run_dir / "iter_1"
+    # The rating judge's rows are exactly those of a run where it is the judge (same M0, same pool, same dev set).
+    assert read_table(it / "compare" / "rating" / "scores") == read_table(rating_run / "iter_1" / "scores")
+    assert read_table(it / "compare" / "rating" / "dev_scores.parquet") == read_table(
+        rating_run / "iter_1" / "dev_scores.parquet")
+    # ... and selection is the likelihood judge's alone.
+    assert read_table(it / "curated.parquet") == read_table(likelihood_run[0] / "iter_1" / "curated.parquet")
+
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    compared = stages["iter_1/compare"]["stats"]["rating"]
+    ours, theirs = read_table(it / "scores"), read_table(it / "compare" / "rating" / "scores")
+    assert compared["field"] == ranking_field("rating", "logits") == "expected_score"
+    vs = compared["versus"]
+    assert vs["spearman"] == spearman([o["value"] for o in ours], [t["expected_score"] for t in theirs])
+    keep = len(read_table(it / "curated.parquet"))
+    best = lambda rows, f: set(sorted(range(len(rows)), key=lambda i: (-rows[i][f], i))[:keep])  # noqa: E731
+    assert vs["keep"] == keep and vs["kept_by_both"] == len(best(ours, "value") & best(theirs, "expected_score"))
+    assert compared["scored"] == len(theirs)
+
+    dev_ours = read_table(it / "dev_scores.parquet")
+    dev_theirs = read_table(it / "compare" / "rating" / "dev_scores.parquet")
+    main_auc = stages["iter_1/dev"]["stats"]["auc"]
+    assert main_auc["auc"] == auc([d["value"] for d in dev_ours], [d["positive"] for d in dev_ours])
+    their_auc = stages["iter_1/compare_dev"]["stats"]["rating"]["auc"]
+    assert their_auc["auc"] == auc([d["expected_score"] for d in dev_theirs], [d["positive"] for d in dev_theirs])
+    assert their_auc["low"] <= their_auc["auc"] <= their_auc["high"] and their_auc["pairs"] == 12
+    assert any(line.startswith("  compare rating: ") and "Spearman with likelihood" in line for line in lines)
+    assert any(line.startswith("  dev set, compared rating judge: AUC ") for line in lines)
+
+
+def test_the_summary_sets_the_judges_side_by_side(compare_run):
+    from humpback.view.figures import iteration_stats
+
+    run_dir, _ = compare_run
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    stats = iteration_stats(stages, 1)
+    assert [(j["judge_kind"], j["role"]) for j in stats["judges"]] == [("likelihood", "selects"), ("rating", "compared")]
+    text = format_summary([stats], run_dir)
+    head = text.index("Judges (AUC")
+    table = text[head:].splitlines()[1:4]
+    auc = stages["iter_1/compare_dev"]["stats"]["rating"]["auc"]
+    assert table[2].split()[:3] == ["1", "rating", "compared"]
+    assert f"{auc['auc']:.2f} [{auc['low']:.2f}, {auc['high']:.2f}]" in table[2]
+    warnings = stages["iter_1/compare"]["stats"]["rating"]["health"]["warnings"]
+    assert all(f"WARNING: iteration 1 compared rating judge: {w}" in text for w in warnings)

@@ -13,7 +13,7 @@ from humpback.generation.base import encode_prompts
 from humpback.generation.budget import fit_pair, prompt_tokens
 from humpback.stages.augment import clean_instruction, merge_shard_stats
 from humpback.judges.rating import judge_prompts, rows_both, rows_logits
-from humpback.stages.curate import merge_score_stats, shard_score_stats
+from humpback.judges.stats import merge_score_stats, shard_score_stats
 
 RUBRIC_END = 'then write "Score: <rating>" in the last line.'
 INSTRUCTION = "How does the with statement work?"

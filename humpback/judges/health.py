@@ -157,3 +157,69 @@ def is_positive(label, positive_score: int) -> Optional[bool]:
     if isinstance(label, float) and label.is_integer() and 1 <= label <= 5:
         return int(label) >= positive_score
     return None
+
+
+def ranking_field(judge_kind: str, mode: str = "logits") -> str:
+    """The score column that ranks pairs best for a judge (the finest one it has): the rating judge's
+    expected score from P("1".."5") when it read logits, its generated score otherwise; every other
+    judge's value."""
+    if judge_kind == "rating":
+        return "score" if mode == "generate" else "expected_score"
+    return "value"
+
+
+def auc(scores: list[Optional[float]], positive: list[bool]) -> Optional[float]:
+    """The probability that a random positive outscores a random negative (ties count a half): the area
+    under the ROC curve, from average ranks (Mann-Whitney U / n_pos n_neg). A pair the judge left
+    unscored (None) ranks below every scored one, as it can never be selected. None without both
+    positives and negatives."""
+    import numpy as np
+
+    if len(scores) != len(positive):
+        raise ValueError(f"{len(scores)} scores but {len(positive)} labels")
+    pos = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return None
+    x = np.asarray([-np.inf if s is None else float(s) for s in scores])
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    sorted_x = x[order]
+    i = 0
+    while i < len(x):  # average ranks (1-based) over ties
+        j = i
+        while j + 1 < len(x) and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auc_interval(scores: list[Optional[float]], positive: list[bool], n_resamples: int = 2000, seed: int = 0,
+                 confidence: float = 0.95) -> tuple[Optional[float], Optional[float]]:
+    """Percentile bootstrap interval of :func:`auc`, resampling positives and negatives apart (each
+    resample keeps both classes' sizes), numpy's PCG64 seeded with ``seed``."""
+    import numpy as np
+
+    pos = [s for s, p in zip(scores, positive) if p]
+    neg = [s for s, p in zip(scores, positive) if not p]
+    if not pos or not neg:
+        return None, None
+    rng = np.random.default_rng(seed)
+    labels = [True] * len(pos) + [False] * len(neg)
+    values = []
+    for _ in range(n_resamples):
+        sample = [pos[i] for i in rng.integers(0, len(pos), len(pos))] + [neg[i] for i in rng.integers(0, len(neg), len(neg))]
+        values.append(auc(sample, labels))
+    lo, hi = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
+def dev_auc(rows: list[dict], field: str, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """A judge's AUC on labelled dev rows (their ``positive``) by the score column ``field``, with its
+    bootstrap interval and the counts it rests on."""
+    scores = [r.get(field) for r in rows]
+    positive = [bool(r["positive"]) for r in rows]
+    lo, hi = auc_interval(scores, positive, n_resamples, seed)
+    return {"field": field, "auc": auc(scores, positive), "low": lo, "high": hi, "pairs": len(rows),
+            "positives": sum(positive), "unscored": sum(s is None for s in scores)}

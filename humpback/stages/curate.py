@@ -13,17 +13,19 @@ import statistics
 
 from .. import layout
 from ..judges import Judge, score_rows, score_schema
-from ..judges.health import health_counts, judge_health, merge_health_counts, selection_quality
+from ..judges.health import dev_auc, health_counts, judge_health, ranking_field, selection_quality
+from ..judges.stats import compare_scores, merge_score_stats, shard_score_stats
 from ..layout import CANDIDATES
 from ..prompts import template_hash
 from ..run import RunContext
-from ..scoring import agreement, histogram, select, select_by_cutoff, selection_cutoff, selection_rule, short_rule
+from ..scoring import select, select_by_cutoff, selection_cutoff, selection_rule, short_rule
 from ..store import StageResult, model_identity, shard_file, source_identity
 
 
-def open_judge(rt: RunContext, k: int) -> tuple[Judge, list[str], dict | None]:
-    """(the judge of iteration K, the run-folder models it reads, what identifies an outside one)."""
-    cfg = rt.cfg.curate
+def open_judge(rt: RunContext, k: int, cfg=None, model=None) -> tuple[Judge, list[str], dict | None]:
+    """(the judge of iteration K, the run-folder models it reads, what identifies an outside one).
+    ``cfg``: other curate settings (a comparison judge's); ``model``: a judging model already open."""
+    cfg = cfg or rt.cfg.curate
     it = layout.iteration(k)
     if cfg.judge_kind == "verifier":
         from ..judges.verifier import load_verifier, verifier_identity
@@ -32,10 +34,11 @@ def open_judge(rt: RunContext, k: int) -> tuple[Judge, list[str], dict | None]:
         return Judge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
     budget = rt.cfg.generation.max_prompt_tokens
     if rt.sources.judge:  # an outside judge replaces the run's own model
-        model = rt.model(outside=rt.sources.judge)
+        model = model or rt.model(outside=rt.sources.judge)
         return (Judge(rt.sources.judge, cfg, model, rt.cfg.random_seed, budget), [],
                 model_identity(rt.sources.judge, None))
-    return Judge(rt.model_name(it.judge), cfg, rt.model(it.judge), rt.cfg.random_seed, budget), [it.judge], None
+    return (Judge(rt.model_name(it.judge), cfg, model or rt.model(it.judge), rt.cfg.random_seed, budget),
+            [it.judge], None)
 
 
 def score_stage(rt: RunContext, k: int) -> list[StageResult]:
@@ -47,12 +50,7 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
     candidates = rt.rows(CANDIDATES)
     dev = _dev_rows(rt)  # a bad dev set stops the stage before any model is loaded
     judge, judge_inputs, judge_identity = open_judge(rt, k)
-
-    rubric = None
-    if cfg.judge_kind == "rubric":
-        from ..judges.rubric import load_rubric
-
-        rubric = load_rubric(cfg.rubric, cfg.rubric_field)
+    deps, rubric = _judge_deps(rt, cfg, judge_identity)
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         rows = score_rows(candidates.rows[start:end], judge)
@@ -72,11 +70,6 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
                 rt.metric("score", f"rubric/{p['principle']}/fails", p["fails"], iteration=k)
         return _score_stats(rt, k, stats)
 
-    deps = {**cfg.scoring_settings(), "base": rt.base_identity, **rt.generation_key(), "judge": judge_identity}
-    if cfg.judge_kind == "rating":
-        deps["template"] = template_hash("curate")
-    if rubric is not None:
-        deps["rubric_hash"] = rubric.text_hash  # its content, wherever it was read from
     name = it.stage("score")
     try:
         results = [rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
@@ -88,6 +81,108 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
         return results
     finally:
         judge.close()
+
+
+def _judge_deps(rt: RunContext, cfg, judge_identity: dict | None) -> tuple[dict, object]:
+    """(what a judge's scores depend on: the stage key, the rubric it reads or None)."""
+    deps = {**cfg.scoring_settings(), "base": rt.base_identity, **rt.generation_key(), "judge": judge_identity}
+    rubric = None
+    if cfg.judge_kind == "rating":
+        deps["template"] = template_hash("curate")
+    if cfg.judge_kind == "rubric":
+        from ..judges.rubric import load_rubric
+
+        rubric = load_rubric(cfg.rubric, cfg.rubric_field)
+        deps["rubric_hash"] = rubric.text_hash  # its content, wherever it was read from
+    return deps, rubric
+
+
+def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
+    """With ``curate.compare_judges``: iter_K/compare, every comparison judge's scores of the candidates
+    (the same model as iteration K's judge, opened once), each set against the selecting judge's (rank
+    agreement, the pairs both would keep); then, with a dev set, iter_K/compare_dev, their scores of the
+    dev pairs with each judge's AUC beside the selecting judge's. Nothing here selects."""
+    cfg = rt.cfg.curate
+    if not cfg.compare_judges:
+        return []
+    it = layout.iteration(k)
+    candidates = rt.rows(CANDIDATES)
+    dev = _dev_rows(rt)
+    main, judge_inputs, _ = open_judge(rt, k)
+    judges, deps = {}, {}
+    for kind in cfg.compare_judges:
+        judge, _, identity = open_judge(rt, k, cfg.as_judge(kind), model=main.model)
+        judges[kind] = judge
+        deps[kind], _ = _judge_deps(rt, judge.cfg, identity)
+    main_field = ranking_field(cfg.judge_kind, cfg.mode)
+
+    def do_shard(shard: int, start: int, end: int) -> dict:
+        out = {}
+        for kind, judge in judges.items():
+            rows = score_rows(candidates.rows[start:end], judge)
+            rt.store.write_rows(shard_file(it.compare_scores(kind), shard), rows, schema=score_schema(kind))
+            out[kind] = shard_score_stats(rows)
+        return out
+
+    def finish(shards: list[dict]) -> dict:
+        ours = rt.store.read_rows(it.scores)
+        keep = len(select(candidates.rows, ours, cfg))
+        stats = {}
+        for kind, judge in judges.items():
+            merged = merge_score_stats([s[kind] for s in shards])
+            field = ranking_field(kind, judge.cfg.mode)
+            vs = compare_scores(ours, rt.store.read_rows(it.compare_scores(kind)), main_field, field, keep)
+            stats[kind] = {**merged, "field": field, "versus": {"judge_kind": cfg.judge_kind, "field": main_field, **vs}}
+            rt.result(f"compare {kind}: {merged['scored']} pairs, {merged['parse_failures']} failures; Spearman with "
+                      f"{cfg.judge_kind} {_num(vs['spearman'])}; {vs['kept_by_both']} of its best {keep} are among "
+                      f"{cfg.judge_kind}'s")
+            for warning in merged["health"]["warnings"]:
+                rt.warn(f"judge health, iteration {k}, compared {kind} judge: {warning}")
+            if vs["spearman"] is not None:
+                rt.metric("compare", f"{kind}/spearman", vs["spearman"], iteration=k)
+        return stats
+
+    name = it.stage("compare")
+    try:
+        results = [rt.store.sharded_stage(name, {"judges": deps, "versus": cfg.scoring_settings()},
+                                          [it.compare_scores(kind) for kind in judges], rt.store.count_rows(CANDIDATES),
+                                          rt.cfg.shard_size, do_shard, finish,
+                                          inputs=[CANDIDATES, it.scores, *judge_inputs], force=rt.forced(name),
+                                          job="curate", unit="pairs")]
+        if dev is not None:
+            results.append(_compare_dev_stage(rt, k, judges, dev, deps, judge_inputs))
+        return results
+    finally:
+        main.close()
+
+
+def _compare_dev_stage(rt: RunContext, k: int, judges: dict, dev: list[dict], deps: dict,
+                       judge_inputs: list[str]) -> StageResult:
+    """iter_K/compare_dev: the comparison judges' scores of the dev pairs and their AUCs."""
+    cfg = rt.cfg.curate
+    it = layout.iteration(k)
+
+    def work() -> dict:
+        stats = {}
+        for kind, judge in judges.items():
+            rows = [{**s, "label": d["label"], "positive": d["positive"]} for s, d in zip(score_rows(dev, judge), dev)]
+            rt.store.write_rows(it.compare_dev_scores(kind), rows, schema=_dev_schema(kind))
+            quality = dev_auc(rows, ranking_field(kind, judge.cfg.mode), seed=rt.cfg.random_seed)
+            stats[kind] = {"pairs": len(rows), "health": judge_health(health_counts(rows)), "auc": quality}
+            rt.result(f"dev set, compared {kind} judge: {_auc_text(quality)}")
+            if quality["auc"] is not None:
+                rt.metric("compare_dev", f"{kind}/auc", quality["auc"], iteration=k)
+        return stats
+
+    name = it.stage("compare_dev")
+    full = {"judges": deps, "dev_set": source_identity(rt.sources.dev_set, None, full=True),
+            "positive_score": cfg.dev_positive_score}
+    return rt.store.stage(name, full, [it.compare_dev_scores(kind) for kind in judges], work, inputs=judge_inputs,
+                          force=rt.forced(name), job="curate")
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _dev_rows(rt: RunContext) -> list[dict] | None:
@@ -104,75 +199,18 @@ def _dev_stage(rt: RunContext, k: int, judge: Judge, dev: list[dict], deps: dict
 
     def work() -> dict:
         rows = [{**s, "label": d["label"], "positive": d["positive"]} for s, d in zip(score_rows(dev, judge), dev)]
-        import pyarrow as pa
-
-        schema = score_schema(rt.cfg.curate.judge_kind).append(pa.field("label", pa.string())).append(pa.field("positive", pa.bool_()))
-        rt.store.write_rows(it.dev_scores, rows, schema=schema)
+        rt.store.write_rows(it.dev_scores, rows, schema=_dev_schema(rt.cfg.curate.judge_kind))
         health = judge_health(health_counts(rows))
-        rt.result(f"dev set: {len(rows)} labelled pairs scored ({sum(d['positive'] for d in dev)} positives)")
-        return {"pairs": len(rows), "positives": sum(d["positive"] for d in dev), "health": health}
+        cfg = rt.cfg.curate
+        quality = dev_auc(rows, ranking_field(cfg.judge_kind, cfg.mode), seed=rt.cfg.random_seed)
+        rt.result(f"dev set: {len(rows)} labelled pairs scored ({sum(d['positive'] for d in dev)} positives); "
+                  f"{_auc_text(quality)}")
+        if quality["auc"] is not None:
+            rt.metric("dev", "auc", quality["auc"], iteration=k)
+        return {"pairs": len(rows), "positives": sum(d["positive"] for d in dev), "health": health, "auc": quality}
 
     name = it.stage("dev")
     return rt.store.stage(name, deps, [it.dev_scores], work, inputs=judge_inputs, force=rt.forced(name), job="curate")
-
-
-def shard_score_stats(rows: list[dict]) -> dict:
-    failures: dict[str, int] = {}
-    for r in rows:
-        if r["parse_status"] != "ok":
-            failures[r["parse_status"]] = failures.get(r["parse_status"], 0) + 1
-    expected = [r["expected_score"] for r in rows if r["expected_score"] is not None]
-    values = [r["value"] for r in rows if r["value"] is not None]
-    stats = {"scored": len(rows), "parse_failure_kinds": failures, "histogram": histogram([r["score"] for r in rows]),
-             "expected_sum": sum(expected), "expected_n": len(expected), "value_sum": sum(values),
-             "value_n": len(values), "value_min": min(values, default=None), "value_max": max(values, default=None),
-             "judge_inputs_cut": sum(1 for r in rows if r.get("judge_input_cut_tokens")),
-             "logits_failures": sum(1 for r in rows if r["mode"] in ("logits", "both") and r["logits_score"] is None),
-             "health_counts": health_counts(rows)}
-    if rows and rows[0].get("judge_kind") == "rubric":  # per principle: [sum of signed log-odds, pairs, fails]
-        columns = list(zip(*[r["principles"] for r in rows]))
-        stats["principles"] = [[sum(v for v in col if v is not None), sum(v is not None for v in col),
-                                sum(v is not None and v < 0 for v in col)] for col in columns]
-    if rows and rows[0]["mode"] == "both":
-        stats["logits_histogram"] = histogram([r["logits_score"] for r in rows])
-        stats["pairs"] = [[r["score"], r["logits_score"], r["expected_score"]] for r in rows]
-    return stats
-
-
-def merge_score_stats(shards: list[dict]) -> dict:
-    n = sum(s["scored"] for s in shards)
-    kinds: dict[str, int] = {}
-    hist = histogram([])
-    for s in shards:
-        for kind, count in s["parse_failure_kinds"].items():
-            kinds[kind] = kinds.get(kind, 0) + count
-        for score, count in s["histogram"].items():
-            hist[score] += count
-    failures = sum(kinds.values())
-    expected_n = sum(s["expected_n"] for s in shards)
-    value_n = sum(s["value_n"] for s in shards)
-    mins = [s["value_min"] for s in shards if s["value_min"] is not None]
-    maxs = [s["value_max"] for s in shards if s["value_max"] is not None]
-    out = {"served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
-           "scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
-           "parse_failure_rate": failures / n if n else 0.0, "histogram": hist,
-           "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None,
-           "value_mean": sum(s["value_sum"] for s in shards) / value_n if value_n else None,
-           "value_min": min(mins, default=None), "value_max": max(maxs, default=None),
-           "judge_inputs_cut": sum(s.get("judge_inputs_cut", 0) for s in shards),
-           "logits_failures": sum(s.get("logits_failures", 0) for s in shards),
-           "health": judge_health(merge_health_counts([s["health_counts"] for s in shards]))}
-    if any("principles" in s for s in shards):
-        parts = [s["principles"] for s in shards if "principles" in s]
-        out["principles"] = [[sum(p[j][k] for p in parts) for k in range(3)] for j in range(len(parts[0]))]
-    if any("pairs" in s for s in shards):
-        out["logits_histogram"] = histogram([])
-        for s in shards:
-            for score, count in s["logits_histogram"].items():
-                out["logits_histogram"][score] += count
-        rows = [{"score": g, "logits_score": a, "expected_score": e} for s in shards for g, a, e in s["pairs"]]
-        out["agreement"] = agreement(rows)
-    return out
 
 
 def select_stage(rt: RunContext, k: int) -> StageResult:
@@ -219,6 +257,12 @@ def _dev_quality(rt: RunContext, k: int, rule: dict, curated: list[dict]) -> dic
     return quality
 
 
+def _auc_text(q: dict) -> str:
+    if q["auc"] is None:
+        return "AUC - (needs positives and negatives)"
+    return f"AUC {q['auc']:.3f} [{q['low']:.3f}, {q['high']:.3f}] by {q['field']}"
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -261,6 +305,12 @@ def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
             if a[name] is not None:
                 rt.metric("score", f"agreement/{name}", a[name], iteration=k)
     return stats
+
+
+def _dev_schema(judge_kind: str):
+    import pyarrow as pa
+
+    return score_schema(judge_kind).append(pa.field("label", pa.string())).append(pa.field("positive", pa.bool_()))
 
 
 def _curated_schema():

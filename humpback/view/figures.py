@@ -57,6 +57,9 @@ def iteration_figures(stages: dict, k: int, candidates: Optional[int] = None) ->
         dev = select.get("dev")
         if dev:
             f.update({f"dev/{name}": dev[name] for name in ("precision", "recall", "f1", "pairs", "positives")})
+    dev_auc = (done(it.stage("dev")) or {}).get("auc")
+    if dev_auc:
+        f["dev/auc"] = dev_auc["auc"]
     if train is not None:
         f["train_examples"] = train.get("num_examples")
         f["train_steps"] = train.get("steps")
@@ -84,8 +87,30 @@ def iteration_stats(stages: dict, k: int) -> dict:
     select = stages.get(it.stage("select"), {}).get("stats", {})
     train = stages.get(it.stage("train"), {}).get("stats", {})
     stats.update(score_histogram=score.get("histogram"), rule=select.get("rule"), losses=train.get("losses"),
-                 judge_health=score.get("health"), dev=select.get("dev"))
+                 judge_health=score.get("health"), dev=select.get("dev"), judges=judge_records(stages, k))
     return stats
+
+
+def judge_records(stages: dict, k: int) -> list[dict]:
+    """Iteration K's judges side by side: the one that selects, then each of ``curate.compare_judges``,
+    with its health, its AUC on the dev set (when there is one) and, for a compared judge, its rank
+    agreement with the selecting judge and how many of the pairs that judge keeps it would keep too."""
+    it = layout.iteration(k)
+    stats = lambda name: stages.get(name, {}).get("stats") or {}  # noqa: E731
+    score, dev = stats(it.stage("score")), stats(it.stage("dev"))
+    if not score:
+        return []
+    out = [{"judge_kind": score.get("judge_kind", "rating"), "role": "selects", "health": score.get("health"),
+            "value_mean": score.get("value_mean"), "expected_score_mean": score.get("expected_score_mean"),
+            "dev_auc": dev.get("auc"), "versus": None}]
+    compare, compare_dev = stats(it.stage("compare")), stats(it.stage("compare_dev"))
+    for kind, c in compare.items():
+        if not isinstance(c, dict) or "versus" not in c:
+            continue
+        out.append({"judge_kind": kind, "role": "compared", "health": c.get("health"),
+                    "value_mean": c.get("value_mean"), "expected_score_mean": c.get("expected_score_mean"),
+                    "dev_auc": (compare_dev.get(kind) or {}).get("auc"), "versus": c["versus"]})
+    return out
 
 
 # --------------------------------------------------------------------------- evaluation

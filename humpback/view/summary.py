@@ -46,6 +46,7 @@ def format_summary(summaries: list[dict], run_dir: Path) -> str:
     lines = [format_eval_table(list(evals.values())), "", "Per-iteration summary"] + _table(cols, rows)
     if summaries and not per_row:
         lines.append(f"selection: {rules.pop()}")
+    lines += judges_table(summaries)
     warnings = warning_lines(summaries)
     if warnings:
         lines += [""] + warnings
@@ -87,10 +88,34 @@ def dev_cell(dev: dict | None) -> str:
     return f"{_f(p)}/{_f(r)}"
 
 
+def judges_table(summaries: list[dict]) -> list[str]:
+    """Every iteration's judges side by side (shown when a run compares judges or has a dev set to
+    measure them on): health, AUC on the dev set with its interval, agreement with the selecting judge."""
+    records = [(s["iteration"], j) for s in summaries for j in s.get("judges") or []]
+    if not any(j["role"] == "compared" or j.get("dev_auc") for _, j in records):
+        return []
+    cols = [("iter", ">"), ("judge", "<"), ("role", "<"), ("health", "<"), ("dev AUC [95% CI]", ">"),
+            ("Spearman vs selecting", ">"), ("keeps the same", ">")]
+    rows = []
+    for k, j in records:
+        auc, vs = j.get("dev_auc") or {}, j.get("versus") or {}
+        rows.append([str(k), j["judge_kind"], j["role"], health_cell(j.get("health")),
+                     f"{auc['auc']:.2f} [{_f(auc['low'])}, {_f(auc['high'])}]" if auc.get("auc") is not None else "-",
+                     _f(vs.get("spearman")) if vs else "-",
+                     f"{vs['kept_by_both']} of {vs['keep']}" if vs else "-"])
+    return ["", "Judges (AUC: how well a judge ranks the dev set's good pairs above its bad ones; 0.5 is chance)"] \
+        + _table(cols, rows)
+
+
 def warning_lines(summaries: list[dict]) -> list[str]:
-    """One ``WARNING`` line per judge-health warning of each iteration."""
-    return [f"WARNING: iteration {s['iteration']} judge: {w}"
-            for s in summaries for w in (s.get("judge_health") or {}).get("warnings") or []]
+    """One ``WARNING`` line per judge-health warning of each iteration, the compared judges' included."""
+    out = []
+    for s in summaries:
+        judges = s.get("judges") or [{"role": "selects", "judge_kind": None, "health": s.get("judge_health")}]
+        for j in judges:
+            who = "judge" if j["role"] == "selects" else f"compared {j['judge_kind']} judge"
+            out += [f"WARNING: iteration {s['iteration']} {who}: {w}" for w in (j.get("health") or {}).get("warnings") or []]
+    return out
 
 
 def _f(x) -> str:
