@@ -38,8 +38,9 @@ import harness
 
 TARGETS = {"augment_sorted_vs_single": 5.0, "curate_logits_vs_generate": 3.0}
 GROUPS = ("augment", "curate", "train")
-MEASUREMENTS = (("augment", "single"), ("augment", "batched"), ("augment", "sorted"),
-                ("curate", "generate"), ("curate", "logits"), ("train", "plain"), ("train", "packed"))
+MEASUREMENTS = (("augment", "single"), ("augment", "batched"), ("augment", "sorted"), ("augment", "transformers"),
+                ("curate", "generate"), ("curate", "logits"), ("curate", "transformers"), ("train", "plain"),
+                ("train", "packed"))
 # The workload: always these sizes (--reduced: the second), recipe or not.
 WORKLOAD = {"reps": (3, 1), "docs": (240, 4), "pairs": (64, 4), "train_steps": (10, 1)}
 # Settings: the recipe's, else these defaults; --reduced always takes the second value.
@@ -230,8 +231,11 @@ def measure_augment(spec: dict, cfg, src) -> dict:
     tok = load_chat_tokenizer(src.base_model, cfg.base_model_revision)
     prompts = backward_prompts(tok, segment_texts(spec["docs"]))
     batch = 1 if variant == "single" else cfg.generation.batch_size
-    gen = open_generator(cfg, src.base_model, cfg.base_model_revision, tok, batch, variant == "sorted")
     params = backward_sampling(cfg.augment, cfg.random_seed)
+    if variant == "transformers":
+        gen = TransformersGenerate(src.base_model, cfg.base_model_revision, tok, batch, cfg.generation.device)
+    else:
+        gen = open_generator(cfg, src.base_model, cfg.base_model_revision, tok, batch, variant == "sorted")
     try:
         _generate(gen, prompts[:2], SamplingParams(max_new_tokens=2), variant, backend)  # warm-up
 
@@ -250,6 +254,7 @@ def measure_augment(spec: dict, cfg, src) -> dict:
     out = harness.summary(reps, mem, {"docs_per_s": "docs", "generated_tokens_per_s": "generated_tokens"})
     generated = [r["generated_tokens"] for r in reps if r["generated_tokens"] is not None]
     out.update(batch_size=batch, sort_by_length=variant == "sorted", max_new_tokens=params.max_new_tokens,
+               runner="transformers generate()" if variant == "transformers" else f"humpback {backend} backend",
                token_count="exact" if exact else "not counted (the server sent no usage)",
                prompt_tokens_median=statistics.median(lengths), prompt_tokens_max=max(lengths),
                new_tokens_fraction=harness.rnd(statistics.median(generated) / (len(prompts) * params.max_new_tokens))
@@ -268,7 +273,10 @@ def measure_curate(spec: dict, cfg, src) -> dict:
     tok = load_chat_tokenizer(judge, revision)
     pairs = seed_pairs(spec["pairs"])
     prompts = judge_prompts(tok, pairs, cfg.curate, SCORE_PREFILL if variant == "logits" else "")
-    gen = open_generator(cfg, judge, revision, tok, cfg.generation.batch_size, cfg.generation.sort_by_length)
+    if variant == "transformers":
+        gen = TransformersGenerate(judge, revision, tok, cfg.generation.batch_size, cfg.generation.device)
+    else:
+        gen = open_generator(cfg, judge, revision, tok, cfg.generation.batch_size, cfg.generation.sort_by_length)
     params = judge_sampling(cfg.curate, cfg.random_seed)
     try:
         if variant == "logits":
@@ -288,8 +296,47 @@ def measure_curate(spec: dict, cfg, src) -> dict:
         gen.close()
     out = harness.summary(reps, mem, {"pairs_per_s": "pairs"})
     out.update(batch_size=cfg.generation.batch_size, judge=gen.name,
-               max_new_tokens=params.max_new_tokens if variant == "generate" else None)
+               max_new_tokens=params.max_new_tokens if variant != "logits" else None)
     return out
+
+
+class TransformersGenerate:
+    """The peer a user would otherwise write: transformers' own ``model.generate`` on left-padded batches
+    in the prompts' order, with the same sampling settings; its usage counts the tokens it generated."""
+
+    def __init__(self, model: str, revision, tokenizer, batch_size: int, device: str):
+        from transformers import AutoModelForCausalLM
+
+        from humpback.device import pick_device
+        from humpback.generation.base import Usage
+
+        self.name, self.tok, self.batch_size, self.device = f"{model} (transformers generate)", tokenizer, batch_size, pick_device(device)
+        self.model = AutoModelForCausalLM.from_pretrained(model, **({"revision": revision} if revision else {}))
+        self.model.to(self.device).eval()
+        self.usage, self.Usage = Usage(), Usage
+
+    def generate(self, prompts: list[str], params) -> list[str]:
+        import torch
+
+        self.tok.padding_side, out = "left", []
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos]) | {self.tok.eos_token_id}
+        sampling = dict(do_sample=True, temperature=params.temperature, top_p=params.top_p) \
+            if params.temperature > 0 else dict(do_sample=False)
+        for i in range(0, len(prompts), self.batch_size):
+            enc = self.tok(prompts[i:i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                ids = self.model.generate(**enc.to(self.device), max_new_tokens=params.max_new_tokens,
+                                          pad_token_id=self.tok.pad_token_id, **sampling)[:, enc["input_ids"].shape[1]:]
+            ends = [next((j + 1 for j, t in enumerate(row) if t in eos), len(row)) for row in ids.tolist()]
+            out += [self.tok.decode(row[:n], skip_special_tokens=True) for row, n in zip(ids.tolist(), ends)]
+            self.usage += self.Usage(prompts=len(ends), prompt_tokens=int(enc["attention_mask"].sum()),
+                                     generated_tokens=sum(ends))
+        self.usage += self.Usage(calls=1)
+        return out
+
+    def close(self) -> None:
+        del self.model
 
 
 def measure_train(spec: dict, cfg, src) -> dict:
@@ -326,6 +373,9 @@ def finish(report: dict, results: dict) -> None:
     report["augment_sorted_vs_single"] = harness.ratio(r, "augment", "sorted", "single", "docs_per_s")
     report["curate_logits_vs_generate"] = harness.ratio(r, "curate", "logits", "generate", "pairs_per_s")
     report["other_ratios"] = {
+        "augment_sorted_vs_transformers": harness.ratio(r, "augment", "sorted", "transformers", "docs_per_s"),
+        "curate_generate_vs_transformers": harness.ratio(r, "curate", "generate", "transformers", "pairs_per_s"),
+        "curate_logits_vs_transformers": harness.ratio(r, "curate", "logits", "transformers", "pairs_per_s"),
         "augment_batched_vs_single": harness.ratio(r, "augment", "batched", "single", "docs_per_s"),
         "augment_sorted_vs_batched": harness.ratio(r, "augment", "sorted", "batched", "docs_per_s"),
         "train_packed_vs_plain": harness.ratio(r, "train", "packed", "plain", "tokens_per_s"),
@@ -360,6 +410,8 @@ def render_markdown(report: dict) -> str:
     lines.append(f"- Curation: {s['pairs']} Python-docs seed pairs with the paper's judge prompt; `generate` decodes "
                  f"up to {s['curate_max_new_tokens']} tokens and parses 'Score: N'; `logits` reads P('1'..'5') "
                  f"after 'Score:' in one forward pass. Both batched by {s['batch_size']}.")
+    lines.append("- `transformers`: the same prompts through transformers' own `model.generate` (left-padded batches "
+                 "of the same size in prompt order, the same sampling), the peer a user would otherwise write.")
     lines.append(f"- Training: `train_model` (LoRA unless the recipe says full), {s['train_steps']} steps of "
                  f"{s['train_batch_size']} examples, max_length {s['train_max_length']}, on the M0 mixture; tokens/s "
                  f"counts non-padding input tokens over the trainer's own time (model loading excluded).")
@@ -372,7 +424,7 @@ def _row(group: str, variant: str, res: dict) -> list[str]:
     fmt, memory = harness.fmt, [harness.peak_rss(res), harness.fmt(res.get("cuda_max_allocated_mb"), 0)]
     if group == "augment":
         return [f"{fmt(res['docs_per_s'])} docs/s", fmt(res["generated_tokens_per_s"], 0), *memory,
-                f"batch {res['batch_size']}{', sorted' if res['sort_by_length'] else ''}"]
+                f"{res.get('runner', 'humpback')}, batch {res['batch_size']}{', sorted' if res['sort_by_length'] else ''}"]
     if group == "curate":
         note = f"batch {res['batch_size']}" + (f", {res['max_new_tokens']} new tokens" if res["max_new_tokens"] else "")
         return [f"{fmt(res['pairs_per_s'])} pairs/s", "", *memory, note]
