@@ -35,24 +35,31 @@ def test_reduced_run_reports_every_figure(reduced_run):
         assert isinstance(report[key], float) and report[key] > 0
         assert isinstance(report["targets_met"][key], bool)
     r = report["results"]
-    for variant in ("single", "batched", "sorted"):
+    for variant in ("single", "batched", "sorted", "transformers"):
         a = r["augment"][variant]
         assert a["docs_per_s"] > 0 and a["generated_tokens_per_s"] > 0 and a["peak_rss_mb"] > 0
         assert a["token_count"] == "exact" and len(a["reps"]) == report["settings"]["reps"]
     assert (r["augment"]["single"]["batch_size"], r["augment"]["sorted"]["sort_by_length"]) == (1, True)
-    for variant in ("generate", "logits"):
+    assert r["augment"]["transformers"]["runner"] == "transformers generate()"
+    assert r["augment"]["transformers"]["sort_by_length"] is False
+    for variant in ("generate", "logits", "transformers"):
         assert r["curate"][variant]["pairs_per_s"] > 0 and r["curate"][variant]["peak_rss_mb"] > 0
     assert r["train"]["plain"]["tokens_per_s"] > 0 and r["train"]["packed"]["tokens_per_s"] > 0
     assert r["train"]["packed"]["packing"] is True and r["train"]["plain"]["packing"] is False
     assert set(report["other_ratios"]) == {"augment_batched_vs_single", "augment_sorted_vs_batched",
-                                           "train_packed_vs_plain"}
+                                           "train_packed_vs_plain", "augment_sorted_vs_transformers",
+                                           "curate_generate_vs_transformers", "curate_logits_vs_transformers"}
+    ratio = report["other_ratios"]["augment_sorted_vs_transformers"]
+    assert ratio == pytest.approx(r["augment"]["sorted"]["docs_per_s"] / r["augment"]["transformers"]["docs_per_s"],
+                                  rel=1e-3)
 
 
 def test_markdown_has_the_table(reduced_run):
     out, report, _ = reduced_run
     md = (out / "benchmark.md").read_text()
     assert "`augment_sorted_vs_single`" in md and "`curate_logits_vs_generate`" in md
-    for row in ("| augment | single |", "| augment | sorted |", "| curate | logits |", "| train | packed |"):
+    for row in ("| augment | single |", "| augment | sorted |", "| augment | transformers |", "| curate | logits |",
+                "| curate | transformers |", "| train | packed |"):
         assert row in md
     assert f"{report['augment_sorted_vs_single']:,.2f}x" in md
 
