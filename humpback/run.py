@@ -329,6 +329,13 @@ class LazyModel:
         """What really served this model's requests: the backend's own name for it."""
         return self.generator.name
 
+    def usage(self):
+        """What the model has processed so far (prompts, tokens: :class:`~humpback.generation.base.Usage`);
+        nothing when it was never opened."""
+        from .generation.base import Usage
+
+        return self._generator.usage if self._generator is not None else Usage()
+
     def close(self) -> None:
         if self._generator is not None:
             self._generator.close()

@@ -175,6 +175,10 @@ def test_a_compared_judge_scores_as_if_it_selected_and_selects_nothing(compare_r
     assert their_auc["low"] <= their_auc["auc"] <= their_auc["high"] and their_auc["pairs"] == 12
     assert any(line.startswith("  compare rating: ") and "Spearman with likelihood" in line for line in lines)
     assert any(line.startswith("  dev set, compared rating judge: AUC ") for line in lines)
+    # What the models processed is in the stages' statistics (12 segments, 2 new tokens at most each).
+    augment, score = stages["augment"]["stats"], stages["iter_1/score"]["stats"]
+    assert augment["usage"]["prompts"] == augment["segments"] == 12 and 0 < augment["usage"]["generated_tokens"] <= 12 * 12
+    assert score["usage"]["prompts"] == score["scored"] and score["usage"]["generated_tokens"] == 0
 
 
 def test_the_summary_sets_the_judges_side_by_side(compare_run):

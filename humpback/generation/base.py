@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence, runtime_checkable
+from typing import Iterable, Optional, Protocol, Sequence, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,22 @@ class Usage:
 
     def _values(self) -> tuple[int, ...]:
         return (self.calls, self.prompts, self.prompt_tokens, self.generated_tokens, self.uncounted)
+
+    def to_dict(self) -> dict:
+        """The counts by name, as a stage's statistics record them."""
+        return dict(zip(USAGE_FIELDS, self._values()))
+
+    @classmethod
+    def total(cls, parts: "Iterable[Optional[dict]]") -> "Usage":
+        """The sum of several :meth:`to_dict` records (a stage's shards); missing ones count nothing."""
+        out = cls()
+        for part in parts:
+            if part:
+                out += cls(*(part.get(k, 0) for k in USAGE_FIELDS))
+        return out
+
+
+USAGE_FIELDS = ("calls", "prompts", "prompt_tokens", "generated_tokens", "uncounted")
 
 
 @dataclass(frozen=True)

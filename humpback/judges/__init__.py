@@ -50,6 +50,12 @@ class Judge:
         """The name an openai-backend server serves the judging model under (None elsewhere)."""
         return getattr(self.model, "served", None) if self.model is not None else None
 
+    def usage(self):
+        """What the judging model has processed so far (a verifier: nothing)."""
+        from ..generation.base import Usage
+
+        return self.model.usage() if self.model is not None else Usage()
+
     def close(self) -> None:
         if self.model is not None:
             self.model.close()

@@ -4,6 +4,7 @@ agreement), and how two judges' scores of the same pairs compare. Pure functions
 
 from __future__ import annotations
 
+from ..generation.base import Usage
 from ..scoring import agreement, histogram, spearman
 from .health import health_counts, judge_health, merge_health_counts
 
@@ -46,6 +47,7 @@ def merge_score_stats(shards: list[dict]) -> dict:
     mins = [s["value_min"] for s in shards if s["value_min"] is not None]
     maxs = [s["value_max"] for s in shards if s["value_max"] is not None]
     out = {"served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
+           "usage": Usage.total(s.get("usage") for s in shards).to_dict(),
            "scored": n, "parse_failures": failures, "parse_failure_kinds": kinds,
            "parse_failure_rate": failures / n if n else 0.0, "histogram": hist,
            "expected_score_mean": sum(s["expected_sum"] for s in shards) / expected_n if expected_n else None,

@@ -12,6 +12,7 @@ import statistics
 
 from ..chat import messages_for, render_prompt
 from ..config import AugmentConfig, to_dict
+from ..generation.base import Usage
 from ..layout import BACKWARD, CANDIDATES, REJECTED, SEGMENTS
 from ..prompts import render_backward, template, template_hash
 from ..run import RunContext
@@ -92,7 +93,9 @@ def augment_stage(rt: RunContext) -> StageResult:
     def do_shard(shard: int, start: int, end: int) -> dict:
         part = segments.rows[start:end]
         prompts = backward_prompts(model.tokenizer, [s["text"] for s in part])
+        before = model.usage()
         outputs = model.generator.generate(prompts, backward_sampling(cfg, rt.cfg.random_seed))
+        used = (model.usage() - before).to_dict()
         candidates, rejected = [], []
         for seg, raw in zip(part, outputs, strict=True):
             truncated = getattr(raw, "finish_reason", None) == "length"
@@ -112,7 +115,8 @@ def augment_stage(rt: RunContext) -> StageResult:
                 "rejected": {r: sum(1 for x in rejected if x["reason"] == r) for r in REJECT_REASONS},
                 "generic_instructions": sum(is_generic(c["instruction"]) for c in candidates),
                 "truncated": sum(r["truncated"] for r in candidates + rejected),
-                "instruction_chars": [len(c["instruction"]) for c in candidates], "served_by": model.served}
+                "instruction_chars": [len(c["instruction"]) for c in candidates], "served_by": model.served,
+                "usage": used}
 
     def finish(shards: list[dict]) -> dict:
         model.close()
@@ -154,6 +158,7 @@ def merge_shard_stats(shards: list[dict]) -> dict:
         "truncated": sum(s.get("truncated", 0) for s in shards),
         "instruction_chars_median": statistics.median(lengths) if lengths else 0,
         "served_by": sorted({s["served_by"] for s in shards if s.get("served_by")}),
+        "usage": Usage.total(s.get("usage") for s in shards).to_dict(),
     }
 
 

@@ -53,9 +53,10 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
     deps, rubric = _judge_deps(rt, cfg, judge_identity)
 
     def do_shard(shard: int, start: int, end: int) -> dict:
+        before = judge.usage()
         rows = score_rows(candidates.rows[start:end], judge)
         rt.store.write_rows(shard_file(it.scores, shard), rows, schema=score_schema(cfg.judge_kind))
-        return {**shard_score_stats(rows), "served_by": judge.served}
+        return {**shard_score_stats(rows), "served_by": judge.served, "usage": (judge.usage() - before).to_dict()}
 
     def finish(shards: list[dict]) -> dict:
         stats = {"judge": judge.name, "judge_kind": cfg.judge_kind, **merge_score_stats(shards)}
