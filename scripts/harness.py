@@ -30,7 +30,8 @@ def add_common_args(p: argparse.ArgumentParser, groups: tuple[str, ...], recipe_
     p.add_argument("--output", default="runs/benchmark", help="folder for the JSON and markdown reports and logs/")
     p.add_argument("--recipe", nargs="+", metavar=("RECIPE", "KEY=VALUE"), help=recipe_help)
     p.add_argument("--reduced", action="store_true", help="tiny counts, one rep, in process: the test suite's mode")
-    p.add_argument("--only", help=f"comma-separated groups to run, of {', '.join(groups)}")
+    p.add_argument("--only", help=f"comma-separated groups to run, of {', '.join(groups)}, or single measurements "
+                                  f"as group/variant (augment/sorted)")
     p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                    help="one process per measurement, so peak memory is its own (default: on, off with --reduced)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -39,9 +40,9 @@ def add_common_args(p: argparse.ArgumentParser, groups: tuple[str, ...], recipe_
 def chosen_groups(args: argparse.Namespace, groups: tuple[str, ...], elsewhere: str) -> set[str] | None:
     """The groups ``--only`` names (all by default); None, with a message, if it names an unknown one."""
     chosen = set(groups) if not args.only else {g.strip() for g in args.only.split(",") if g.strip()}
-    if chosen - set(groups):
-        print(f"unknown group(s) {sorted(chosen - set(groups))}; known: {', '.join(groups)} ({elsewhere})",
-              file=sys.stderr)
+    unknown = {c for c in chosen if c.split("/", 1)[0] not in groups}
+    if unknown:
+        print(f"unknown group(s) {sorted(unknown)}; known: {', '.join(groups)} ({elsewhere})", file=sys.stderr)
         return None
     return chosen
 
@@ -68,7 +69,7 @@ def run_all(script: str, measurements: tuple[tuple[str, str], ...], groups: set[
     results: dict = {}
     failed = []
     for group, variant in measurements:
-        if group not in groups:
+        if group not in groups and f"{group}/{variant}" not in groups:
             continue
         name = f"{group}/{variant}"
         spec = {"group": group, "variant": variant, **settings}

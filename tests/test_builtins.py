@@ -104,12 +104,14 @@ PAIRS = [{"id": f"p{i:02d}", "category": cat, "instruction": f"Question {i} abou
 
 
 def test_the_dev_split_is_every_sixth_pair_of_each_category(monkeypatch):
+    monkeypatch.setattr(assets, "DEV_EVERY", 6)
     seed, dev = assets.split_pairs(PAIRS)
     assert [p["id"] for p in dev] == ["p05", "p12", "p18", "p24"]  # a's 6th, b's 6th, c's 6th and 12th
     assert len(seed) + len(dev) == len(PAIRS) and not {p["id"] for p in seed} & {p["id"] for p in dev}
 
 
-def test_the_dev_set_pairs_each_instruction_with_another_categorys_answer():
+def test_the_dev_set_pairs_each_instruction_with_another_categorys_answer(monkeypatch):
+    monkeypatch.setattr(assets, "DEV_EVERY", 6)
     _, dev = assets.split_pairs(PAIRS)
     rows = assets.dev_set(dev)
     assert [(r["id"], r["label"]) for r in rows] == [
@@ -131,6 +133,7 @@ def test_seed_and_dev_builtins_load_as_the_run_reads_them(monkeypatch, tmp_path)
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
     monkeypatch.setattr(assets, "SEED_FILE", path)
+    monkeypatch.setattr(assets, "DEV_EVERY", 6)
     seed = load_seed(SeedConfig(path=resolve("builtin:assistant-seed"), format="alpaca"))
     assert [p.instruction for p in seed.pairs] == [p["instruction"] for p in assets.split_pairs(PAIRS)[0]]
     dev = load_dev_set(resolve("builtin:assistant-dev"))

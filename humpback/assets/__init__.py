@@ -29,7 +29,7 @@ VERSION = 1  # bump when a builder's output changes meaning or layout
 BUILTINS = ("python-reference", "python3-doc-html", "assistant-seed", "assistant-dev")
 SEED_FILE = Path(__file__).parent / "assistant-seed.jsonl"
 DEBIAN_DOCS = Path("/usr/share/doc/python3-doc/html")
-DEV_EVERY = 6
+DEV_EVERY = 8
 
 
 def materialize(name: str, cache_dir: str | Path | None = None) -> Path:
@@ -70,7 +70,7 @@ def read_pairs(path: Path | None = None) -> list[dict]:
 
 
 def split_pairs(pairs: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(seed, dev): every :data:`DEV_EVERY`-th pair of each category (its 6th, 12th, ...) goes to dev."""
+    """(seed, dev): every :data:`DEV_EVERY`-th pair of each category (its 8th, 16th, ...) goes to dev."""
     seen: dict[str, int] = {}
     seed, dev = [], []
     for p in pairs:
