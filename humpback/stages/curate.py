@@ -110,10 +110,11 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
     candidates = rt.rows(CANDIDATES)
     dev = _dev_rows(rt)
     main, judge_inputs, _ = open_judge(rt, k)
-    judges, deps = {}, {}
+    judges, deps, shared = {}, {}, main.model  # one judging model for all (a verifier has none)
     for kind in cfg.compare_judges:
-        judge, _, identity = open_judge(rt, k, cfg.as_judge(kind), model=main.model)
-        judges[kind] = judge
+        judge, inputs, identity = open_judge(rt, k, cfg.as_judge(kind), model=shared)
+        judges[kind], shared = judge, shared or judge.model
+        judge_inputs = list(dict.fromkeys(judge_inputs + inputs))
         deps[kind], _ = _judge_deps(rt, judge.cfg, identity)
     main_field = ranking_field(cfg.judge_kind, cfg.mode)
 
@@ -145,7 +146,8 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
 
     name = it.stage("compare")
     try:
-        results = [rt.store.sharded_stage(name, {"judges": deps, "versus": cfg.scoring_settings()},
+        versus = {**cfg.scoring_settings(), "rule": selection_rule(cfg)}
+        results = [rt.store.sharded_stage(name, {"judges": deps, "versus": versus},
                                           [it.compare_scores(kind) for kind in judges], rt.store.count_rows(CANDIDATES),
                                           rt.cfg.shard_size, do_shard, finish,
                                           inputs=[CANDIDATES, it.scores, *judge_inputs], force=rt.forced(name),
@@ -154,7 +156,8 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
             results.append(_compare_dev_stage(rt, k, judges, dev, deps, judge_inputs))
         return results
     finally:
-        main.close()
+        for judge in (main, *judges.values()):
+            judge.close()
 
 
 def _compare_dev_stage(rt: RunContext, k: int, judges: dict, dev: list[dict], deps: dict,
