@@ -110,21 +110,25 @@ def main(argv=None) -> int:
               "machine": harness.machine(), "llama_cpp": rates(llama["reps"]), "humpback_hf": rates(ours)}
     report["hf_vs_llama_cpp_docs"] = harness.rnd(report["humpback_hf"]["docs_per_s"] / report["llama_cpp"]["docs_per_s"])
     (out / "bench_llama_cpp.json").write_text(json.dumps(report, indent=2) + "\n")
-    fmt = harness.fmt
-    md = [f"# {MODEL}: llama.cpp vs humpback's hf backend", "",
-          f"`python scripts/bench_llama_cpp.py --llama-python PY --docs {args.docs} --max-new-tokens "
-          f"{args.max_new_tokens} --threads {args.threads}`", "",
-          f"{args.docs} backward prompts, up to {args.max_new_tokens} new tokens, {args.threads} thread(s); "
-          f"llama-cpp-python {llama['version']} on {gguf.name} (4-bit), one prompt at a time; humpback's hf "
-          f"backend on the fp32 model converted from it, length-sorted batches of {args.batch_size}. Medians of "
-          f"{args.reps}. {harness.machine_line({'machine': report['machine']})}", "",
+    (out / "bench_llama_cpp.md").write_text(render_markdown(report, args.reps, args.batch_size))
+    harness.log(f"wrote {out / 'bench_llama_cpp.json'}")
+    return 0
+
+
+def render_markdown(report: dict, reps: int, batch_size: int) -> str:
+    fmt, m = harness.fmt, report["machine"]
+    md = [f"# {report['model']}: llama.cpp vs humpback's hf backend", "",
+          f"`python scripts/bench_llama_cpp.py --llama-python PY --docs {report['docs']} --max-new-tokens "
+          f"{report['max_new_tokens']} --threads {report['threads']} --reps {reps}`", "",
+          f"{report['docs']} backward prompts, up to {report['max_new_tokens']} new tokens, {report['threads']} "
+          f"thread(s); llama-cpp-python {report['llama_cpp_version']} on {report['gguf']} (4-bit), one prompt at a "
+          f"time; humpback's hf backend on the fp32 model converted from it, length-sorted batches of {batch_size}. "
+          f"Medians of {reps}. {m['cpu']} ({m['cpu_count']} cores), Python {m['python']}, torch {m['torch']}, "
+          f"transformers {m['transformers']}.", "",
           "| runner | docs/s | generated tokens/s |", "|---|---:|---:|"]
     for name, key in (("llama.cpp", "llama_cpp"), ("humpback hf", "humpback_hf")):
         md.append(f"| {name} | {fmt(report[key]['docs_per_s'])} | {fmt(report[key]['generated_tokens_per_s'], 1)} |")
-    md += ["", f"humpback hf / llama.cpp, docs/s: {fmt(report['hf_vs_llama_cpp_docs'])}x"]
-    (out / "bench_llama_cpp.md").write_text("\n".join(md) + "\n")
-    harness.log(f"wrote {out / 'bench_llama_cpp.json'}")
-    return 0
+    return "\n".join(md + ["", f"humpback hf / llama.cpp, docs/s: {fmt(report['hf_vs_llama_cpp_docs'])}x"]) + "\n"
 
 
 if __name__ == "__main__":
