@@ -761,6 +761,8 @@ def _coerce(tp: Any, value: Any, key: str, src: Source) -> Any:
             raise ConfigError(f"{loc}: '{key}' must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 2e-4 (no dot in the mantissa) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{loc}: '{key}' must be a number, got {value!r}")
         return float(value)
@@ -773,6 +775,7 @@ def _coerce(tp: Any, value: Any, key: str, src: Source) -> Any:
 
 # --------------------------------------------------------------------------- output
 
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _SECRET = re.compile(r"(^|_)(token|api_?key|secret|password)$", re.IGNORECASE)
 
 

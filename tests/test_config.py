@@ -41,6 +41,14 @@ def test_overrides_are_typed(tmp_path):
     assert cfg.tracking.tags == ["a", "b"] and cfg.seed.max_examples is None
 
 
+def test_exponents_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 5e-4 (no dot in the mantissa) as a string; a float key takes it as the number it is.
+    cfg = load_config(write(tmp_path, MINIMAL + "train: {learning_rate: 2e-4}\n"), ["train.weight_decay=1E-2"])
+    assert cfg.train.learning_rate == 2e-4 and cfg.train.weight_decay == 0.01
+    with pytest.raises(ConfigError, match="'train.learning_rate' must be a number, got 'e-4'"):
+        load_config(write(tmp_path, MINIMAL), ["train.learning_rate=e-4"])
+
+
 @pytest.mark.parametrize(
     "text, overrides, message",
     [
