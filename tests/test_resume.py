@@ -49,13 +49,13 @@ def baseline(tmp_path_factory):
 
 def start(run_dir: Path, log: Path, *extra: str, pause: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "HUMPBACK_POLL_SECONDS": "0.2", "PYTHONUNBUFFERED": "1"}
-    # With a pause, the runner sleeps after each shard (a hook it installs) so the test can kill it between shards.
+    # With a pause (stage names), the runner holds after the first shard of those stages until the test kills it.
     entry = [str(Path(__file__).parent / "paused_humpback.py"), pause] if pause else ["-m", "humpback"]
     cmd = [sys.executable, *entry, "run", str(TINY), "--run-dir", str(run_dir), *FAST, *extra]
     return subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
-def kill_after_first_shard(proc: subprocess.Popen, progress: Path, limit: float = 240) -> int:
+def kill_after_first_shard(proc: subprocess.Popen, progress: Path, limit: float = 900) -> int:
     deadline = time.time() + limit
     while time.time() < deadline:
         done = list(progress.glob("part-*.json")) if progress.exists() else []
@@ -76,14 +76,14 @@ def stage_status(run_dir: Path, name: str) -> str | None:
 
 def test_sigkill_during_augmentation_and_curation_then_resume(baseline, tmp_path):
     run_dir = tmp_path / "run"
-    # 1. killed during augmentation, after its first shard (each shard is followed by a 3 s pause; the
+    # 1. killed during augmentation, after its first shard (the runner holds there until killed; the
     # evaluation's shards, which would come first, are left out: test_evaluation kills a judging)
     no_eval = "eval.enabled=false"
-    proc = start(run_dir, tmp_path / "1.log", no_eval, pause="3")
+    proc = start(run_dir, tmp_path / "1.log", no_eval, pause="augment")
     assert kill_after_first_shard(proc, run_dir / ".progress" / "augment") < 3
     assert stage_status(run_dir, "augment") == "running"
     # 2. resumed, then killed during the first curation
-    proc = start(run_dir, tmp_path / "2.log", no_eval, pause="3")
+    proc = start(run_dir, tmp_path / "2.log", no_eval, pause="iter_1/score")
     assert kill_after_first_shard(proc, run_dir / ".progress" / "iter_1_score") < 3
     log2 = " ".join((tmp_path / "2.log").read_text().split())  # the console wraps long lines off a terminal
     kept = re.search(r"\[augment\] running \(did not finish last time\); reads [^;]+; (\d) of 3 shards done", log2)
@@ -119,10 +119,23 @@ def test_two_workers_produce_the_same_result_as_one(baseline, tmp_path):
     for i, p in enumerate(procs):
         assert p.wait(timeout=600) == 0, (tmp_path / f"w{i}.log").read_text()
     assert contents(run_dir) == contents(baseline)
+    # Training is worker 0's alone: worker 1 waited for it, or found it done, however the two ran.
     log1 = (tmp_path / "w1.log").read_text()
-    assert "[backward] waiting for worker 0" in log1  # training is worker 0's alone
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    trainings = ["backward", "m0", "iter_1/train", "iter_2/train"]
+    assert {stages[name]["worker"] for name in trainings} == {0}
+    assert not [name for name in trainings if f"[{name}] running" in log1], log1
     workers = {p.name: json.loads(p.read_text()) for p in (run_dir / ".progress" / "augment").glob("*.json")}
     assert len(workers) == 3
+
+
+def test_a_worker_announces_once_that_it_waits():
+    from humpback.store.workers import wait_until
+
+    answers, said = iter([None, None, {"status": "done"}]), []
+    assert wait_until(lambda: next(answers), lambda: said.append("waiting for worker 0"), 0) == {"status": "done"}
+    assert said == ["waiting for worker 0"]
+    assert wait_until(lambda: 1, lambda: said.append("again"), 0) == 1 and said == ["waiting for worker 0"]
 
 
 def test_replay_iteration_2_trains_on_the_saved_mixture(baseline, tmp_path):

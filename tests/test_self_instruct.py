@@ -259,9 +259,8 @@ def test_killed_generation_resumes_with_the_same_pool(tmp_path):
 
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), *sys.path])}
-    # The generation stages alone, pausing 3 s after each round so that the kill lands between rounds.
-    script = ("import sys, time; from humpback.store import shards; "
-              "shards.after_shard.append(lambda stage, r: time.sleep(3)); "
+    # The generation stages alone, holding after the first round until killed, so that the kill lands between rounds.
+    script = ("import sys; from paused_humpback import hold_after_shard; hold_after_shard('tasks'); "
               "from test_self_instruct import generate_only; from pathlib import Path; "
               "generate_only(Path(sys.argv[1]), print)")
     cmd = [sys.executable, "-c", script, str(run_dir)]

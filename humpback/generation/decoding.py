@@ -16,12 +16,13 @@ What it does beyond ``model.generate`` for this workload:
   at every step (a quarter of a 16-row decode step on the tiny CPU model).
 - Sampling is :mod:`humpback.generation.sampling` (fast exact nucleus sampling).
 
-The cache goes to the model as ``cache=`` (transformers >= 5.24; ``past_key_values``, the older name,
-is deprecated and goes in 5.40).
+The cache goes to the model under the name its ``forward`` takes (:func:`cache_argument`, found once
+per model): ``cache`` from transformers 5.24, ``past_key_values`` before (deprecated there, gone in 5.40).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -45,6 +46,32 @@ def shared_prefix_length(rows: Sequence[Sequence[int]], minimum: int = MIN_SHARE
     while n < limit and all(r[n] == first[n] for r in rows):
         n += 1
     return n if n >= minimum else 0
+
+
+CACHE_NAMES = ("cache", "past_key_values")  # the current name first
+
+
+def cache_argument(model) -> str:
+    """The name under which ``model``'s forward takes the KV cache: the first of :data:`CACHE_NAMES`
+    that its ``forward`` (or, for a wrapper that passes ``**kwargs`` on, such as a ``PeftModel``, the
+    model inside it) names. A name the forward does not take would land in its ``**kwargs`` and be
+    ignored, the cache with it."""
+    seen: set[int] = set()
+    while model is not None and id(model) not in seen:
+        seen.add(id(model))
+        try:
+            params = inspect.signature(model.forward).parameters
+        except (TypeError, ValueError, AttributeError):
+            params = {}
+        for name in CACHE_NAMES:
+            if name in params:
+                return name
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else None
+        model = inner if inner is not None else getattr(model, "model", None)
+    from transformers import __version__
+
+    major, minor = (int(part) for part in __version__.split(".")[:2])
+    return "cache" if (major, minor) >= (5, 24) else "past_key_values"
 
 
 @dataclass
@@ -72,6 +99,7 @@ class Decoder:
         self.model = model
         self.pad_token_id = pad_token_id
         self.device = device
+        self.cache_name = cache_argument(model)
 
     # ----------------------------------------------------------------------- prefix
 
@@ -84,8 +112,8 @@ class Decoder:
         ids = list(rows[0][:n])
         cache = self._new_cache()
         with torch.inference_mode():
-            self.model(input_ids=torch.tensor([ids], device=self.device), cache=cache, use_cache=True,
-                       logits_to_keep=1)
+            self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1,
+                       **{self.cache_name: cache})
         layers = _plain_layers(cache)
         return Prefix(ids, layers) if layers is not None else None
 
@@ -107,8 +135,8 @@ class Decoder:
                 cache.update(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1), i)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                             use_cache=True, logits_to_keep=1)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                             logits_to_keep=1, **{self.cache_name: cache})
         return Prefilled(out.logits[:, -1, :], cache, mask, positions[:, -1] + 1)
 
     def generate(
@@ -153,8 +181,8 @@ class Decoder:
                     padded = bool((mask == 0).any())
                 mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
                 logits = self.model(input_ids=picked.unsqueeze(-1), attention_mask=self._step_mask(mask, padded),
-                                    position_ids=positions.unsqueeze(-1), cache=cache,
-                                    use_cache=True).logits[:, -1, :]
+                                    position_ids=positions.unsqueeze(-1), use_cache=True,
+                                    **{self.cache_name: cache}).logits[:, -1, :]
                 positions = positions + 1
         return out
 

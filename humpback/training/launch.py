@@ -5,7 +5,8 @@ moved into place only when it is complete.
 Under ``accelerate launch`` every process runs :func:`main` of this module on a job spec written by
 :func:`train_model`; the Trainer distributes the work and the main process saves the model and
 writes the result. Everything the processes print goes, line by line, to the run's log; the main
-process's training events (:mod:`.steps`) draw the bar in the parent.
+process's training events (:mod:`.steps`) travel apart from that output, through an events file in the
+job's spec folder, and draw the bar in the parent.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..console import details
 from ..errors import HumpbackError
 from .sft import TrainJob
-from .steps import StepBar, print_event, read_event
+from .steps import EventReader, EventWriter, StepBar
 
 launched = details.getChild("launch")  # the launched processes' output, in the run's log
 
@@ -51,35 +53,60 @@ def _launched(job: TrainJob, rows_path: Path, scratch: Path) -> dict:
 
     spec_dir = scratch.parent / (scratch.name + ".spec")
     spec_dir.mkdir(parents=True, exist_ok=True)
-    spec, result_path = spec_dir / "job.json", spec_dir / "result.json"
+    spec, result_path, events_path = spec_dir / "job.json", spec_dir / "result.json", spec_dir / "events.jsonl"
+    for stale in (result_path, events_path):
+        stale.unlink(missing_ok=True)
     write_json(spec, {"job": job.to_dict(), "rows": str(rows_path), "output": str(scratch),
-                      "result": str(result_path)})
+                      "result": str(result_path), "events": str(events_path)})
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", job.cfg.accelerate_config]
     if job.cfg.num_processes:
         cmd += ["--num_processes", str(job.cfg.num_processes)]
     cmd += ["-m", "humpback.training.launch", "--spec", str(spec)]
     details.info("launching: %s", " ".join(cmd))
-    bar, last = StepBar(job.progress), ""
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                          bufsize=1) as proc:
-        try:
-            for line in proc.stdout:
-                event = read_event(line)
-                if event is not None:
-                    bar(event)
-                    continue
-                text = line.rstrip("\n").split("\r")[-1].rstrip()  # a bar's updates: the last one
-                if text:
-                    launched.info(text)
-                    last = text
-        finally:
-            bar.close()
-    if proc.returncode != 0 or not result_path.exists():
-        raise HumpbackError(f"training under accelerate launch failed (exit {proc.returncode}); "
+    bar = StepBar(job.progress)
+    try:
+        returncode, last = follow(cmd, EventReader(events_path), bar)
+    finally:
+        bar.close()
+    if returncode != 0 or not result_path.exists():
+        raise HumpbackError(f"training under accelerate launch failed (exit {returncode}); "
                             f"its last line of output: {last or '(none)'}")
     result = json.loads(result_path.read_text())
     shutil.rmtree(spec_dir, ignore_errors=True)
     return result
+
+
+def follow(cmd: list[str], events: EventReader, on_event: Callable[[dict], None],
+           poll_s: float = 0.2) -> tuple[int, str]:
+    """Run ``cmd``: its output (stdout and stderr, whatever the libraries print) goes line by line to
+    the run's log from a reader thread, while this thread hands the events appended to ``events`` to
+    ``on_event``, every ``poll_s`` seconds and once more after the process has exited, so that none is
+    lost however the two streams' timing falls. Returns the exit status and the last line of output."""
+    last: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        reader = threading.Thread(target=_log_output, args=(proc.stdout, last), name="humpback-launch-output",
+                                  daemon=True)
+        reader.start()
+        while True:
+            for event in events.read():
+                on_event(event)
+            try:
+                proc.wait(timeout=poll_s)  # only how soon the bar moves; the final read below sees the rest
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        reader.join()
+        for event in events.read(final=True):
+            on_event(event)
+    return proc.returncode, (last[-1] if last else "")
+
+
+def _log_output(stream, last: list[str]) -> None:
+    for line in stream:
+        text = line.rstrip("\n").split("\r")[-1].rstrip()  # a bar's updates: the last one
+        if text:
+            launched.info(text)
+            last[:] = [text]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = json.loads(Path(args.spec).read_text())
     job = TrainJob.from_dict(spec["job"])
     result = train_sft(job, read_table(Path(spec["rows"])), Path(spec["output"]),
-                       events=print_event if job.progress else (lambda event: None))
+                       events=EventWriter(Path(spec["events"])) if job.progress else (lambda event: None))
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(Path(spec["result"]), result.summary())
 

@@ -131,6 +131,17 @@ def train_sft(job: TrainJob, rows: list[dict], output_dir: Path,
         free_memory()
 
 
+def checkpointing_argument() -> str:
+    """The training arguments' name for gradient checkpointing: ``activation_checkpointing`` where
+    transformers has it (5.25 does, and deprecates the old name), else ``gradient_checkpointing`` (5.17)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path,
                   events: Optional[Callable[[dict], None]] = None) -> Any:
     """The SFTTrainer that :func:`train_sft` runs (its prepared dataset is inspectable before training).
@@ -186,7 +197,7 @@ def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path,
         gradient_accumulation_steps=accumulation,
         max_length=cfg.max_length,
         packing=cfg.packing,
-        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient_checkpointing
+        **{checkpointing_argument(): cfg.gradient_checkpointing},
         bf16=bf16,
         fp16=False,
         logging_steps=cfg.logging_steps,

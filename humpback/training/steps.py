@@ -3,20 +3,22 @@
 
 The callback turns the Trainer's progress into events (``begin``, ``step``, ``log``, ``end``). In this
 process :class:`StepBar` draws them as a :mod:`humpback.progress` bar. Under ``accelerate launch`` the
-main process prints each event as one line, ``EVENT_PREFIX`` and JSON, on its stdout, and the parent
-(:mod:`.launch`) reads them back into its own :class:`StepBar`.
+main process appends each event as one JSON line to an events file of its own (:class:`EventWriter`),
+never to the stdout/stderr pipe that the libraries' free-form output shares, and the parent
+(:mod:`.launch`) follows that file (:class:`EventReader`) into its own :class:`StepBar`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .. import progress
 from ..console import details
 
-EVENT_PREFIX = "@humpback-train "
 Event = dict
 
 
@@ -57,19 +59,65 @@ def postfix(event: Event) -> str:
     return ", ".join(parts)
 
 
-def print_event(event: Event) -> None:
-    """How the main process under ``accelerate launch`` hands an event to its parent."""
-    print(EVENT_PREFIX + json.dumps(event), flush=True)
+class EventWriter:
+    """How the main process under ``accelerate launch`` hands events to its parent: each event one
+    complete JSON line, appended to ``path`` in a single ``write`` (nothing else writes to the file)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __call__(self, event: Event) -> None:
+        data = (json.dumps(event) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            while data:  # a regular file takes it in one write; a short write is finished, never interleaved
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
 
 
-def read_event(line: str) -> Optional[Event]:
-    """The event a line of the launched process's output carries, or None for any other line."""
-    if not line.startswith(EVENT_PREFIX):
-        return None
+class EventReader:
+    """Follows an events file as it grows: :meth:`read` returns the events of the complete lines
+    appended since the last call. A line still being written (no newline yet) waits for its rest, so
+    an event that reaches the file in pieces is read whole; a complete line that is not an event is
+    kept in :attr:`bad` (and logged), never dropped silently."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.offset = 0
+        self.pending = b""
+        self.bad: list[str] = []
+
+    def read(self, final: bool = False) -> list[Event]:
+        """The new events; with ``final`` (the writer has exited) an unfinished last line counts as bad."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        self.offset += len(chunk)
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        if final and self.pending:
+            lines, self.pending = lines + [self.pending], b""
+        events = []
+        for raw in lines:
+            event = _event(raw)
+            if event is None:
+                text = raw.decode("utf-8", errors="replace")
+                self.bad.append(text)
+                details.warning("training events file %s: not an event: %r", self.path, text[:200])
+            else:
+                events.append(event)
+        return events
+
+
+def _event(raw: bytes) -> Optional[Event]:
     try:
-        return json.loads(line[len(EVENT_PREFIX):])
-    except json.JSONDecodeError:
+        event = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None
 
 
 def step_callback(emit: Callable[[Event], None]):
