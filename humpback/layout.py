@@ -193,8 +193,11 @@ def artifact(rel: str) -> tuple[str, str]:
 
 
 def model_label(rel: str) -> str:
-    """The short name of a model of the run: ``backward``, ``m0``, ``iter_2``."""
+    """The short name of a model of the run: ``backward``, ``m0``, ``iter_2`` (``iter_2_sft``: the finetuned
+    model that DPO starts from, with train.objective dpo)."""
     k = iteration_of(rel)
+    if k is not None and rel == iteration(k).sft_model:
+        return f"{iteration(k).dir}_sft"
     return iteration(k).dir if k is not None else _MODEL_LABELS[rel]
 
 
