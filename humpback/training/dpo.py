@@ -30,6 +30,7 @@ from ..device import free_memory
 from ..errors import DataError
 from ..progress import progress_bars
 from .schedule import lr_schedule
+from .sft import dropout_settings
 from .steps import StepBar, step_callback
 
 # What each logging step records: TRL's log key -> our name.
@@ -123,7 +124,7 @@ def build_dpo_trainer(job: PreferenceJob, rows: list[dict], scratch_dir: Path,
     """The DPOTrainer that :func:`train_dpo` runs, its reference model K (see the module's docstring)."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
     cfg, d = job.cfg, job.dpo
@@ -137,14 +138,15 @@ def build_dpo_trainer(job: PreferenceJob, rows: list[dict], scratch_dir: Path,
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     deepspeed = cfg.deepspeed is not None or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
     dtype = torch.bfloat16 if bf16 and (not job.full_model or deepspeed) else torch.float32
-    if job.full_model:
-        model = AutoModelForCausalLM.from_pretrained(str(start), dtype=dtype)
-    else:
+    # No dropout anywhere (TRL's disable_dropout reaches nn.Dropout modules only, not a config's
+    # attention_dropout): the policy and its reference must score a pair alike before the first update.
+    weights, kwargs = (str(start), {}) if job.full_model else (job.base_model, {"revision": job.revision} if job.revision else {})
+    kwargs.update(dict.fromkeys(dropout_settings(AutoConfig.from_pretrained(weights, **kwargs)), 0.0))
+    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, **kwargs)
+    if not job.full_model:
         from peft import PeftModel
 
-        kwargs = {"revision": job.revision} if job.revision else {}
-        net = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=dtype, **kwargs)
-        model = PeftModel.from_pretrained(net, str(start), is_trainable=True)
+        model = PeftModel.from_pretrained(model, str(start), is_trainable=True)
     scheduler, scheduler_kwargs = lr_schedule(cfg.lr_scheduler_type, d.learning_rate, d.min_lr_ratio)
     args = DPOConfig(
         output_dir=str(scratch_dir),
