@@ -23,11 +23,15 @@ samples they were and the judge's identity.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from .chat import messages_for
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from .config import CurateConfig, PreferencesConfig
 
 SKIPS = ("none_scored", "one_scored", "tie", "below_margin")
 
@@ -43,6 +47,12 @@ def describe_pairing(rule: dict) -> str:
     margin = f"at least {rule['min_margin']:g} apart" if rule["min_margin"] > 0 else "with different scores"
     cut = "" if rule["keep_truncated"] else "; answers cut off at the token limit were not paired"
     return f"the best and the worst judged answer to each prompt, {margin}, became a pair{cut}"
+
+
+def judge_settings(curate: "CurateConfig", prefs: "PreferencesConfig") -> "CurateConfig":
+    """What the preference judge reads: the curate section's judge settings (mode, system prompt, verifier,
+    rubric, ...) with ``preferences.judge_kind`` and ``preferences.judge``."""
+    return dataclasses.replace(curate, judge_kind=prefs.judge_kind, judge=prefs.judge)
 
 
 def pair_responses(responses: list[dict], scores: list[dict], min_margin: float = 0.0,
@@ -166,8 +176,3 @@ def sample_seed(seed: int, sample: int) -> int:
 
 def response_id(prompt_id: str, sample: int) -> str:
     return f"{prompt_id}#{sample}"
-
-
-def judge_of(pairs: list[dict]) -> Optional[str]:
-    judges = sorted({p["judge"] for p in pairs})
-    return ", ".join(judges) if judges else None

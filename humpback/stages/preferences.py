@@ -14,18 +14,16 @@ answers (self-rewarding), an outside model (``preferences.judge``) or the recipe
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 
 from .. import layout
 from ..chat import messages_for, render_prompt
-from ..config import CurateConfig
 from ..errors import DataError
 from ..judges import Judge, score_rows, score_schema
 from ..judges.health import health_counts, judge_health, merge_health_counts
 from ..layout import SEED
-from ..preferences import (SKIPS, bank_from_rows, describe_pairing, load_prompt_bank, pair_responses, pairing_rule,
-                           preferences_schema, response_id, responses_schema, sample_seed)
+from ..preferences import (SKIPS, bank_from_rows, describe_pairing, judge_settings, load_prompt_bank, pair_responses,
+                           pairing_rule, preferences_schema, response_id, responses_schema, sample_seed)
 from ..prompts import template_hash
 from ..run import RunContext
 from ..store import StageResult, model_identity, shard_file, source_identity
@@ -35,12 +33,6 @@ JUDGE_KEYS = {"additive": ("mode", "max_new_tokens", "temperature", "system_prom
               "rating": ("mode", "max_new_tokens", "temperature", "system_prompt"),
               "rubric": ("rubric", "rubric_field", "rubric_combine", "rubric_temperature", "system_prompt"),
               "likelihood": ("likelihood", "system_prompt"), "verifier": ("verifier",)}
-
-
-def judge_settings(rt: RunContext) -> CurateConfig:
-    """The curate settings with the preference judge's kind: what the judges read."""
-    return dataclasses.replace(rt.cfg.curate, judge_kind=rt.cfg.preferences.judge_kind,
-                               judge=rt.cfg.preferences.judge)
 
 
 def prompt_bank(rt: RunContext, k: int) -> tuple[list[dict], dict, list[str]]:
@@ -71,7 +63,7 @@ def prompt_bank(rt: RunContext, k: int) -> tuple[list[dict], dict, list[str]]:
 
 def _judge(rt: RunContext, k: int, model) -> tuple[Judge, list[str], dict | None]:
     """(the judge of model K's answers, the run-folder models it reads, what identifies an outside one)."""
-    cfg = judge_settings(rt)
+    cfg = judge_settings(rt.cfg.curate, rt.cfg.preferences)
     it = layout.iteration(k)
     if cfg.judge_kind == "verifier":
         from ..judges.verifier import load_verifier, verifier_identity
@@ -148,7 +140,7 @@ def responses_stage(rt: RunContext, k: int) -> StageResult:
             rt.metric("responses", name, stats[name], iteration=k)
         return stats
 
-    judging = judge_settings(rt)
+    judging = judge_settings(rt.cfg.curate, rt.cfg.preferences)
     deps = {"sampling": {key: getattr(cfg, key) for key in ("n", "temperature", "top_p", "max_new_tokens",
                                                             "system_prompt")},
             "bank": bank_identity, "judge": {"judge_kind": judging.judge_kind,
