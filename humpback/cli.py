@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--iteration", type=int, required=True)
     p.add_argument("--format", choices=["parquet", "jsonl", "alpaca", "messages"], default="jsonl")
+    p.add_argument("--preferences", action="store_true",
+                   help="the iteration's preference pairs (train.objective dpo; parquet or jsonl) instead of its "
+                        "curated set")
     p.add_argument("--output", required=True, help="folder for the data file and README.md (dataset card)")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="also upload the folder as a Hub dataset")
     p.add_argument("--public", action="store_true", help="with --push-to-hub: make the dataset public")
@@ -160,8 +163,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             result = replay(Path(args.run_dir), Path(args.output), args.iteration, base_model=args.base_model,
                             threshold=args.threshold, judge=args.judge, overrides=overrides, log=log,
                             overwrite=args.overwrite)
+            pairs = f", preference pairs sha256 {result['preferences_sha256'][:16]}" if result["preferences_sha256"] else ""
             console.summary(f"\nReplayed iteration {result['iteration']} (mixture sha256 "
-                            f"{result['mixture_sha256'][:16]}) on {result['base_model']}: {_shown(result['model'])}")
+                            f"{result['mixture_sha256'][:16]}{pairs}) on {result['base_model']}: {_shown(result['model'])}")
         return 0
     if args.command == "eval":
         from .eval_command import evaluate_run
@@ -178,10 +182,11 @@ def _dispatch(args: argparse.Namespace) -> int:
                 console.summary(f"AlpacaEval model outputs: {Path(args.export[1])}/<model>/model_outputs.json")
         return 0
     if args.command == "export":
-        from .export import export
+        from .export import export, export_preferences
 
-        path = export(Path(args.run_dir), args.iteration, args.format, Path(args.output),
-                      push_to_hub=args.push_to_hub, private=not args.public)
+        path = (export_preferences if args.preferences else export)(
+            Path(args.run_dir), args.iteration, args.format, Path(args.output), push_to_hub=args.push_to_hub,
+            private=not args.public)
         print(f"Exported {path} (dataset card: {path.parent / 'README.md'})")
         return 0
     cfg = load_config(args.recipe, overrides)

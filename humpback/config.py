@@ -494,6 +494,10 @@ class TrainConfig:
         None, "Path to an accelerate config (configs/accelerate/): each training runs under `accelerate launch`."
     )
     num_processes: Optional[int] = _f(None, "With accelerate_config: processes (GPUs) to launch, overriding the file.")
+    objective: Literal["sft", "dpo"] = _f(
+        "sft", "`sft`: model K is finetuned on seed + A(K) (the paper). `dpo`: that model then answers a prompt bank "
+               "`preferences.n` times, a judge scores the answers, and DPO trains it further on best-vs-worst pairs "
+               "(Self-Rewarding LMs; see the `preferences` and `dpo` sections and docs/preferences.md).")
 
     def validate(self, where: "Source") -> None:
         for key in ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
@@ -514,6 +518,77 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and not Path(value).is_file():
                 raise ConfigError(f"{where.of('train.' + key)}: 'train.{key}': no such file {value!r}")
+
+
+DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge", "robust", "nca_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
+                  "sigmoid_norm")
+
+
+@dataclass
+class PreferencesConfig:
+    prompts: str = _f(
+        "curated", "The prompt bank model K answers: `curated` (iteration K's curated instructions), `seed` (the seed "
+                   "instructions it trained on), or a JSON/JSONL/Parquet file or folder (or `datasets` id) of records "
+                   "with an `instruction`.")
+    max_prompts: Optional[int] = _f(None, "Answer at most this many prompts of the bank (the first ones).")
+    n: int = _f(4, "Answers sampled per prompt (Self-Rewarding LMs: 4); at least 2.")
+    temperature: float = _f(0.7, "Sampling temperature of the answers (Self-Rewarding LMs: 0.7); must be > 0.")
+    top_p: float = _f(0.9, "Nucleus sampling top_p of the answers (Self-Rewarding LMs: 0.9).")
+    max_new_tokens: int = _f(256, "Longest answer, in tokens.")
+    system_prompt: Optional[str] = _f(
+        EVAL_SYSTEM_PROMPT, "System prompt the answers are sampled under and DPO trains with (default: the paper's "
+                            "inference-time tags, as eval.system_prompt; null: none).")
+    keep_truncated: bool = _f(False, "Pair answers that ran out of max_new_tokens too (they are judged and counted "
+                                     "either way).")
+    judge_kind: Literal["additive", "rating", "rubric", "likelihood", "verifier"] = _f(
+        "additive", "Who scores the answers: `additive` (the Self-Rewarding LMs 0-5 points prompt), or a curation "
+                    "judge (`rating`, `rubric`, `likelihood`, `verifier`). Its settings (mode, system_prompt, "
+                    "max_new_tokens, temperature, rubric, likelihood, verifier) are the `curate` section's.")
+    judge: Optional[str] = _f(None, "An outside judge model (hub id or local path); null: model K judges its own "
+                                    "answers (self-rewarding).")
+    min_margin: float = _f(0.0, "A pair needs best - worst >= this (and always > 0: equal scores are a tie, not a "
+                                "pair).")
+
+    def validate(self, where: "Source") -> None:
+        if self.n < 2:
+            raise ConfigError(f"{where.of('preferences.n')}: 'preferences.n' must be at least 2 (a pair needs two "
+                              f"answers to one prompt), got {self.n!r}")
+        if not self.temperature > 0:
+            raise ConfigError(f"{where.of('preferences.temperature')}: 'preferences.temperature' must be > 0 (at 0 "
+                              f"the {self.n} answers to a prompt are all the same greedy answer), got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{where.of('preferences.top_p')}: 'preferences.top_p' must be in (0, 1], got {self.top_p!r}")
+        _positive(where, "preferences.max_new_tokens", self.max_new_tokens)
+        _positive(where, "preferences.max_prompts", self.max_prompts, allow_none=True)
+        if self.min_margin < 0:
+            raise ConfigError(f"{where.of('preferences.min_margin')}: 'preferences.min_margin' must be >= 0, "
+                              f"got {self.min_margin!r}")
+        if self.judge_kind == "verifier" and self.judge is not None:
+            raise ConfigError(f"{where.of('preferences.judge', 'preferences.judge_kind')}: 'preferences.judge' names "
+                              f"a model, but the verifier judge uses none")
+
+
+@dataclass
+class DPOSettings:
+    beta: float = _f(0.1, "DPO's beta: how far the model may move from the reference, model K itself (Self-Rewarding "
+                          "LMs and the DPO paper: 0.1).")
+    loss_type: Literal[DPO_LOSS_TYPES] = _f("sigmoid", "TRL's DPO loss: `sigmoid` is the DPO paper's; `ipo`, `hinge`, "
+                                                       "`robust`, ... are TRL's variants.")
+    learning_rate: float = _f(1e-5, "Peak learning rate (LoRA: ~10x Self-Rewarding LMs' full-finetuning 1e-6).")
+    min_lr_ratio: Optional[float] = _f(
+        0.1, "Decay linearly to this fraction of the peak (Self-Rewarding LMs: 1e-6 to 1e-7, 0.1); null: to 0.")
+    num_train_epochs: float = _f(1.0, "Passes over the preference pairs.")
+    max_steps: int = _f(-1, "If > 0, train exactly this many steps (overrides num_train_epochs).")
+    per_device_train_batch_size: int = _f(8, "Pairs per device per step.")
+    gradient_accumulation_steps: int = _f(2, "Steps per optimizer update (8 x 2 = 16, Self-Rewarding LMs' batch).")
+
+    def validate(self, where: "Source") -> None:
+        for key in ("beta", "learning_rate", "num_train_epochs", "per_device_train_batch_size",
+                    "gradient_accumulation_steps"):
+            _positive(where, f"dpo.{key}", getattr(self, key))
+        if self.min_lr_ratio is not None and not 0 <= self.min_lr_ratio < 1:
+            raise ConfigError(f"{where.of('dpo.min_lr_ratio')}: 'dpo.min_lr_ratio' must be in [0, 1), "
+                              f"got {self.min_lr_ratio!r}")
 
 
 @dataclass
@@ -551,6 +626,9 @@ class RunConfig:
     train: TrainConfig = _section(TrainConfig, "Finetuning of the backward, seed and next models.")
     tracking: TrackingConfig = _section(TrackingConfig, "Metrics and logging.")
     eval: EvalConfig = _section(EvalConfig, "Evaluation of every model of the run.")
+    preferences: PreferencesConfig = _section(PreferencesConfig, "train.objective dpo: the answers, the judge and "
+                                                                 "the pairs DPO trains on.")
+    dpo: DPOSettings = _section(DPOSettings, "train.objective dpo: the DPO training of each model K.")
 
     def validate(self, where: "Source") -> None:
         _positive(where, "iterations", self.iterations)
@@ -565,6 +643,9 @@ class RunConfig:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value) and hasattr(value, "validate"):
                 value.validate(where)
+        if self.train.objective == "dpo" and self.preferences.judge_kind == "verifier" and self.curate.verifier is None:
+            raise ConfigError(f"{where.of('preferences.judge_kind', 'curate.verifier')}: preferences.judge_kind "
+                              f"'verifier' needs 'curate.verifier' (package.module:function)")
         if self.eval.enabled and self.eval.prompts is None and self.seed.heldout == 0:
             raise ConfigError(f"{where}: 'eval.enabled' needs eval prompts: hold seed pairs out ('seed.heldout' > 0) "
                               f"or name a prompt set ('eval.prompts')")

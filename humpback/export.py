@@ -153,3 +153,104 @@ def _push(folder: Path, repo_id: str, private: bool) -> None:
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
                       commit_message="Upload humpback corpus")
+
+
+# --------------------------------------------------------------------------- preference pairs
+
+PREFERENCE_FORMATS = {"parquet": "preferences.parquet", "jsonl": "preferences.jsonl"}
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected", "chosen_score", "rejected_score", "margin", "prompt_id",
+                      "judge", "judge_kind", "generator")
+
+
+def export_preferences(run_dir: Path, iteration: int, fmt: str, output: Path, push_to_hub: Optional[str] = None,
+                       private: bool = True) -> Path:
+    """Iteration K's preference pairs (train.objective dpo) in TRL's conversational preference format, with
+    a dataset card: prompt source, sampler, judge, pairing rule, counts."""
+    if not (run_dir / layout.MANIFEST).exists():
+        raise HumpbackError(f"{run_dir}: not a humpback run folder (no {layout.MANIFEST})")
+    if fmt not in PREFERENCE_FORMATS:
+        raise HumpbackError(f"preference pairs export as {' or '.join(PREFERENCE_FORMATS)}, not {fmt!r}")
+    store = RunStore(run_dir, log=lambda _: None)
+    it = layout.iteration(iteration) if iteration >= 1 else None
+    entry = store.manifest["stages"].get(it.stage("preferences")) if it else None
+    if it is None or not entry or entry.get("status") != "done" or not store.exists(it.preferences):
+        raise HumpbackError(f"{run_dir}: iteration {iteration} has no preference pairs (a run with train.objective "
+                            f"dpo writes them)")
+    rows = [{k: r[k] for k in PREFERENCE_COLUMNS} for r in store.read_rows(it.preferences)]
+    output.mkdir(parents=True, exist_ok=True)
+    data = output / PREFERENCE_FORMATS[fmt]
+    if fmt == "parquet":
+        import pyarrow as pa
+
+        from .preferences import preferences_schema
+
+        schema = preferences_schema()
+        write_table(data, rows, schema=pa.schema([schema.field(c) for c in PREFERENCE_COLUMNS]))
+    else:
+        write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text(output / "README.md", preference_card(store, iteration, len(rows), data.name))
+    if push_to_hub:
+        _push(output, push_to_hub, private)
+    return data
+
+
+def preference_provenance(store: RunStore, iteration: int) -> dict:
+    """Where iteration K's preference pairs came from, from the run's config and stage statistics."""
+    cfg = yaml.safe_load(store.path(layout.CONFIG).read_text())
+    stages = store.manifest["stages"]
+    it = layout.iteration(iteration)
+    responses = stages.get(it.stage("responses"), {}).get("stats", {})
+    pairs = stages.get(it.stage("preferences"), {}).get("stats", {})
+    prefs, curate = cfg.get("preferences") or {}, cfg.get("curate") or {}
+    kind = pairs.get("judge_kind") or prefs.get("judge_kind")
+    return {
+        "base_model": cfg["base_model"], "iteration": iteration, "bank": responses.get("bank"),
+        "sampler": {"model": responses.get("generator") or pairs.get("generator"),
+                    **{k: prefs.get(k) for k in ("n", "temperature", "top_p", "max_new_tokens", "system_prompt")}},
+        "judge": {"name": pairs.get("judge"), "kind": kind, "mode": curate.get("mode") if kind in ("additive", "rating")
+                  else None, "value_mean": responses.get("value_mean"), "failures": responses.get("failures")},
+        "rule": pairs.get("rule"),
+        "counts": {k: pairs.get(k) for k in ("prompts", "pairs", "tie", "below_margin", "none_scored", "one_scored",
+                                             "truncated_unpaired")},
+        "responses": responses.get("responses"), "truncated": responses.get("truncated"),
+        "dpo": cfg.get("dpo"), "prompt": template("additive") if kind == "additive" else
+        template("curate") if kind == "rating" else None,
+        "packages": store.manifest.get("packages", {}),
+    }
+
+
+def preference_card(store: RunStore, iteration: int, n_rows: int, data_file: str) -> str:
+    from .preferences import describe_pairing
+
+    p = preference_provenance(store, iteration)
+    header = yaml.safe_dump({"configs": [{"config_name": "default", "data_files": [{"split": "train",
+                                                                                  "path": data_file}]}],
+                             "tags": ["humpback", "preference", "dpo", "rlaif", "synthetic"]}, sort_keys=False)
+    c, s, j = p["counts"], p["sampler"], p["judge"]
+    lines = [
+        "---", header.rstrip(), "---", "",
+        f"# Humpback preference pairs: iteration {iteration}", "",
+        f"{n_rows} preference pairs in TRL's conversational format (`prompt`, `chosen`, `rejected` message lists) "
+        f"made by [humpback](https://pypi.org/project/humpback/) {p['packages'].get('humpback', '')}: the "
+        f"iteration-{iteration} model answered each prompt {s['n']} times, the judge (`{j['name']}`, {j['kind']}) "
+        f"scored every answer, and {describe_pairing(p['rule'])} (Self-Rewarding Language Models, Yuan et al. "
+        f"2024). Load it with `datasets.load_dataset(\"parquet\" or \"json\", data_files=...)` and hand it to "
+        f"`trl.DPOTrainer`.", "",
+        "## Provenance", "",
+        f"- Base model: `{p['base_model']}`",
+        f"- Prompt source: `{json.dumps(p['bank'])}`",
+        f"- Sampler: `{s['model']}`, {s['n']} answers per prompt, temperature {s['temperature']}, top_p {s['top_p']}, "
+        f"max_new_tokens {s['max_new_tokens']}, system prompt {json.dumps(s['system_prompt'])}",
+        f"- Judge: `{j['name']}` ({j['kind']}" + (f", mode {j['mode']}" if j["mode"] else "") +
+        f"); mean score {j['value_mean']}; failures {json.dumps(j['failures'])}",
+        f"- Pairing rule: `{json.dumps(p['rule'])}`",
+        f"- Counts: {c['prompts']} prompts, {p['responses']} answers ({p['truncated']} cut at the token limit), "
+        f"{c['pairs']} pairs; not paired: {c['tie']} ties, {c['below_margin']} below the margin, "
+        f"{c['none_scored']} with no scored answer, {c['one_scored']} with one; {c['truncated_unpaired']} scored "
+        f"answers left out as cut off",
+        f"- DPO settings of the run: `{json.dumps(p['dpo'])}`",
+        f"- Packages: `{json.dumps(p['packages'])}`", "",
+    ]
+    if p["prompt"]:
+        lines += ["## Judge prompt", "", "```", p["prompt"], "```", ""]
+    return "\n".join(lines)

@@ -46,6 +46,8 @@ RUN_STAGES = ("seed", "segments", "eval_prompts", "backward", "m0", "augment")
 SELF_INSTRUCT_STAGES = ("seed", "seed_tasks", "eval_prompts", "m0", "tasks", "augment")  # augment.source self_instruct
 # dev: only with curate.dev_set; compare, compare_dev: only with curate.compare_judges
 ITERATION_STAGES = ("score", "dev", "compare", "compare_dev", "select", "train")
+# train.objective dpo: model K's answers to the prompt bank, judged; the pairs; DPO on them.
+PREFERENCE_STAGES = ("responses", "preferences", "dpo")
 # Each evaluated model's stages (see Evaluation); ``--force eval`` re-runs all of them.
 EVAL_STAGES = ("loss", "answers", "judge", "lm_eval")
 
@@ -95,9 +97,27 @@ class Iteration:
     def stats(self) -> str:
         return f"{self.dir}/stats.json"
 
+    # train.objective dpo: the finetuned model, its judged answers, the pairs; ``model`` is then the DPO one.
+    @property
+    def sft_model(self) -> str:
+        return f"{self.dir}/sft_model"
+
+    @property
+    def responses(self) -> str:
+        return f"{self.dir}/responses"  # a folder of shards: n answers per prompt of the bank
+
+    @property
+    def response_scores(self) -> str:
+        return f"{self.dir}/response_scores"  # a folder of shards: the judge's score row of each answer
+
+    @property
+    def preferences(self) -> str:
+        return f"{self.dir}/preferences.parquet"
+
     def stage(self, what: str) -> str:
-        """The manifest name of one of this iteration's stages (``score``, ``dev``, ``compare``, ``select``, ...)."""
-        if what not in ITERATION_STAGES:
+        """The manifest name of one of this iteration's stages (``score``, ``dev``, ``compare``, ``select``,
+        ``train``; ``responses``, ``preferences``, ``dpo``)."""
+        if what not in ITERATION_STAGES + PREFERENCE_STAGES:
             raise ValueError(f"unknown iteration stage {what!r}")
         return f"{self.dir}/{what}"
 
@@ -170,22 +190,26 @@ def artifact(rel: str) -> tuple[str, str]:
     if k is not None:
         it = iteration(k)
         kinds = {it.scores: "scores", it.dev_scores: "dev-scores", it.curated: "curated", it.mixture: "mixture", it.model: "model",
-                 it.stats: "stats"}
+                 it.stats: "stats", it.sft_model: "sft-model", it.responses: "responses",
+                 it.response_scores: "response-scores", it.preferences: "preferences"}
         m = re.fullmatch(rf"{it.dir}/compare/(\w+)/(scores|dev_scores\.parquet)", rel)
         if m:
             kinds[rel] = f"compare-{m.group(1)}-{'scores' if m.group(2) == 'scores' else 'dev-scores'}"
         if rel not in kinds:
             raise ValueError(f"{rel}: not an output of iteration {k}")
         name = f"{kinds[rel]}-{k}"
-        return name, "model" if rel == it.model else "dataset"
+        return name, "model" if rel in (it.model, it.sft_model) else "dataset"
     if rel not in _NAMES:
         raise ValueError(f"{rel}: not a run-folder output")
     return _NAMES[rel], "model" if rel.startswith("models/") else "dataset"
 
 
 def model_label(rel: str) -> str:
-    """The short name of a model of the run: ``backward``, ``m0``, ``iter_2``."""
+    """The short name of a model of the run: ``backward``, ``m0``, ``iter_2`` (``iter_2_sft``: the finetuned
+    model that DPO starts from, with train.objective dpo)."""
     k = iteration_of(rel)
+    if k is not None and rel == iteration(k).sft_model:
+        return f"{iteration(k).dir}_sft"
     return iteration(k).dir if k is not None else _MODEL_LABELS[rel]
 
 

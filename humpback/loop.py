@@ -2,6 +2,7 @@
 
     seed, segments -> backward model, M0 -> candidates -> for K in 1..N: scores (+ dev scores) -> A(K) -> M_K
     seed, seed tasks -> M0, tasks -> candidates -> ...            (augment.source: self_instruct)
+    ... -> A(K) -> M_K (sft) -> its answers, judged -> pairs -> M_K by DPO     (train.objective: dpo)
 
 with every model (the base model, M0, each M_K) evaluated as it is trained when ``eval.enabled``.
 
@@ -21,7 +22,8 @@ from .run import RunContext, Sources, config_text, guard_recipe
 from .stages.augment import augment_stage
 from .stages.curate import compare_stages, score_stage, select_stage
 from .stages.evaluation import evaluate, preflight, prompts_stage
-from .stages.finetune import backward_stage, m0_stage, next_model_stage
+from .stages.finetune import backward_stage, dpo_stage, m0_stage, next_model_stage
+from .stages.preferences import preferences_stage, responses_stage
 from .stages.prepare import segments_stage, seed_stage
 from .stages.self_instruct import instances_stage, seed_tasks_stage, tasks_stage
 from .store import RunStore, StageResult, Worker, write_json, write_text
@@ -113,6 +115,10 @@ def _stages(rt: RunContext) -> list[dict]:
         selected = select_stage(rt, k)
         model = next_model_stage(rt, k)
         rt.tracker.log_steps(*scores, selected)
+        if rt.cfg.train.objective == "dpo":  # model K answers, a judge scores, best vs worst, DPO from model K
+            _track_model(rt, model, layout.iteration(k).sft_model)
+            rt.tracker.log_steps(responses_stage(rt, k), preferences_stage(rt, k))
+            model = dpo_stage(rt, k)
         _track_model(rt, model, layout.iteration(k).model)
         if evaluating:
             evaluate(rt, [layout.iteration(k).dir])

@@ -9,6 +9,12 @@
   ``verifier``, ...; the run's own model K-1 judges unless ``curate.judge`` is given), then selection
   and training. The new scores' agreement with the run's own is recorded.
 
+With ``train.objective: dpo`` (the run's, or given as an override) the finetuned model K is then trained
+further by DPO: on the run's saved preference pairs ``iter_K/preferences.parquet``, verified against their
+recorded hash (re-paired from the saved judged answers when only ``preferences.min_margin`` or
+``keep_truncated`` changed); on pairs sampled and judged afresh when the run has none, when A(K) is
+re-selected, or when the sampling or judge settings changed.
+
 The output folder is a run folder of its own: the imported files are registered in its manifest
 with their hashes, so a replay resumes like a run. The held-out seed pairs come along, so that
 ``humpback eval`` measures the fresh checkpoint on the original run's yardstick.
@@ -20,12 +26,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import layout
-from .config import load_config
+from .config import load_config, to_dict
 from .errors import HumpbackError, StoreError
 from .loop import open_run
 from .scoring import judge_agreement, selection_rule
 from .stages.curate import score_stage, select_stage
-from .stages.finetune import mixture_model_stage, next_model_stage
+from .stages.finetune import dpo_stage, mixture_model_stage, next_model_stage
+from .stages.preferences import preferences_stage, responses_stage
 from .store import RunStore, write_json
 from .view.figures import iteration_stats
 
@@ -88,12 +95,58 @@ def replay(
             mixture_hash = rt.store.output_hash(it.mixture)
             if rescore:
                 write_json(rt.store.path(layout.REPLAY_AGREEMENT), agreement)
+        preferences_hash = None
+        if cfg.train.objective == "dpo":
+            preferences_hash = _preferences(rt, src, iteration, reselect, log)
+            result = dpo_stage(rt, iteration)
         # iter_K/stats.json of the replayed iteration, as the loop writes it (from what ran here)
         write_json(rt.store.path(it.stats), iteration_stats(rt.store.manifest["stages"], iteration))
     finally:
         rt.close()
     return {"iteration": iteration, "model": str(rt.store.path(it.model)),
-            "mixture_sha256": mixture_hash, "train": result.stats, "base_model": cfg.base_model}
+            "mixture_sha256": mixture_hash, "train": result.stats, "base_model": cfg.base_model,
+            "preferences_sha256": preferences_hash}
+
+
+# What the answers and their scores depend on (any change samples and judges afresh), and the pairing keys.
+_PAIRING_KEYS = ("min_margin", "keep_truncated")
+
+
+def _preferences(rt, src: RunStore, k: int, reselect: bool, log: Callable[[str], None]) -> str:
+    """iter_K/preferences.parquet of the replay: the run's own (hash checked), re-paired from its judged
+    answers, or sampled and judged afresh by the replay's model K (see the module's docstring). Returns
+    the pairs' hash."""
+    it = layout.iteration(k)
+    before = load_config(src.path(layout.CONFIG))
+    old = (before.preferences, before.curate)
+    new = (rt.cfg.preferences, rt.cfg.curate)
+    same_answers = _answer_keys(*old) == _answer_keys(*new) and not reselect
+    if same_answers and _recorded(src, it.preferences) and \
+            all(getattr(old[0], key) == getattr(new[0], key) for key in _PAIRING_KEYS):
+        digest = rt.store.import_output(src, it.preferences)
+        log(f"[replay] iteration {k} preference pairs verified: sha256 {digest[:16]}")
+        return digest
+    if same_answers and _recorded(src, it.responses):
+        for rel in (it.responses, it.response_scores):
+            rt.store.import_output(src, rel)
+        log(f"[replay] iteration {k}: re-pairing the run's judged answers")
+    else:
+        bank = {"curated": it.curated, "seed": layout.SEED}.get(rt.cfg.preferences.prompts)
+        if bank is not None and not rt.store.exists(bank):
+            rt.store.import_output(src, bank)
+        log(f"[replay] iteration {k}: sampling and judging the replayed model's answers")
+        responses_stage(rt, k)
+    preferences_stage(rt, k)
+    return rt.store.output_hash(it.preferences)
+
+
+def _answer_keys(prefs, curate) -> dict:
+    """Everything the judged answers depend on besides the model: the preferences settings but the
+    pairing keys, and the curate section's judge settings."""
+    d = {k: v for k, v in to_dict(prefs).items() if k not in _PAIRING_KEYS}
+    return {**d, "curate": {k: v for k, v in to_dict(curate).items()
+                            if k in ("mode", "max_new_tokens", "temperature", "system_prompt", "likelihood", "verifier",
+                                     "rubric", "rubric_field", "rubric_combine", "rubric_temperature")}}
 
 
 def _recorded(store: RunStore, rel: str) -> bool:

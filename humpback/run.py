@@ -256,8 +256,9 @@ def check_served_models(cfg: RunConfig) -> list[str]:
 def check_force(force: Iterable[str], iterations: int) -> None:
     """Every ``--force`` value names a stage kind or one iteration's stage."""
     kinds = (tuple(dict.fromkeys(layout.RUN_STAGES + layout.SELF_INSTRUCT_STAGES)) + layout.ITERATION_STAGES
-             + layout.EVAL_STAGES + ("eval",))
-    named = {layout.iteration(k).stage(s) for k in range(1, iterations + 1) for s in layout.ITERATION_STAGES}
+             + layout.PREFERENCE_STAGES + layout.EVAL_STAGES + ("eval",))
+    named = {layout.iteration(k).stage(s) for k in range(1, iterations + 1)
+             for s in layout.ITERATION_STAGES + layout.PREFERENCE_STAGES}
     named |= {layout.evaluation(m).stage(s) for m in layout.eval_labels(iterations) for s in layout.EVAL_STAGES}
     for value in force:
         if value not in kinds and value not in named:

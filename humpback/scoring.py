@@ -29,11 +29,12 @@ class ParsedScore:
     status: str  # ok | empty | missing | out_of_range | not_integer
 
 
-def parse_score(text: str) -> ParsedScore:
+def parse_score(text: str, scores: Sequence[int] = SCORES) -> ParsedScore:
     """The rating from a judge's output; the *last* 'Score:' wins (the paper puts it on the last line).
 
     Text after the score ("Score: 4/5", "Score: 5. Great answer") is allowed. A missing label, a
-    number outside 1..5 or a fraction is a parse failure with its own status, never a silent drop.
+    number outside ``scores`` (1..5; the additive judge's 0..5) or a fraction is a parse failure with its
+    own status, never a silent drop.
     """
     if not text or not text.strip():
         return ParsedScore(None, "empty")
@@ -47,7 +48,7 @@ def parse_score(text: str) -> ParsedScore:
             return ParsedScore(None, "not_integer")
         number = str(int(value))
     value = int(number)
-    if value not in SCORES:
+    if value not in scores:
         return ParsedScore(None, "out_of_range")
     return ParsedScore(value, "ok")
 
@@ -58,16 +59,17 @@ class ProbScore:
     expected: float  # sum_i p_i * i
 
 
-def score_from_probs(probs: Sequence[float]) -> ProbScore:
-    """Argmax and expected score from P("1".."5") (renormalised over the five choices)."""
-    if len(probs) != len(SCORES):
-        raise ValueError(f"expected {len(SCORES)} probabilities, got {len(probs)}")
+def score_from_probs(probs: Sequence[float], scores: Sequence[int] = SCORES) -> ProbScore:
+    """Argmax and expected score from P("1".."5") (renormalised over the choices; ``scores``: the score
+    each probability belongs to, the additive judge's 0..5)."""
+    if len(probs) != len(scores):
+        raise ValueError(f"expected {len(scores)} probabilities, got {len(probs)}")
     total = float(sum(probs))
     if not total > 0:
         raise ValueError("probabilities sum to zero")
     p = [float(x) / total for x in probs]
     best = max(range(len(p)), key=lambda i: (p[i], -i))  # ties go to the lower score
-    return ProbScore(SCORES[best], sum(s * q for s, q in zip(SCORES, p)))
+    return ProbScore(scores[best], sum(s * q for s, q in zip(scores, p)))
 
 
 def histogram(scores: Sequence[Optional[int]]) -> dict[str, int]:

@@ -45,3 +45,19 @@ def exact_match_stats(matches: Sequence[Optional[bool]]) -> dict:
     lo, hi = wilson_interval(k, len(known))
     return {"exact_match": k / len(known) if known else None, "exact_match_ci": [lo, hi],
             "exact_match_n": len(known)}
+
+
+def paired_difference(before: dict, after: dict, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """How exact match changed between two models answering the same prompts (``before``/``after``: prompt
+    id -> matched, for the prompts that carry a reference): the difference of the rates over the prompts
+    both answered, its 95% percentile bootstrap interval (the prompts resampled together, so the pairing is
+    kept), and how many prompts each model alone got right."""
+    from .winrate import bootstrap_interval
+
+    ids = sorted(set(before) & set(after))
+    diffs = [float(after[i]) - float(before[i]) for i in ids]
+    lo, hi = bootstrap_interval(diffs, n_resamples, seed)
+    return {"prompts": len(ids), "before": sum(before[i] for i in ids) / len(ids) if ids else None,
+            "after": sum(after[i] for i in ids) / len(ids) if ids else None,
+            "difference": sum(diffs) / len(ids) if ids else None, "difference_ci": [lo, hi],
+            "gained": sum(d > 0 for d in diffs), "lost": sum(d < 0 for d in diffs)}

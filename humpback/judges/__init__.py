@@ -10,7 +10,9 @@ so selection, replay re-scoring, agreement and judge health never ask which judg
   (its rows also carry ``principles``, each principle's signed log-odds, and ``principle_failures``);
 - ``likelihood``: the model's own length-normalised log-likelihood of the output given the
   instruction, or the instruction-following difficulty (IFD) ratio;
-- ``verifier``: a Python function the recipe names, run on each row.
+- ``verifier``: a Python function the recipe names, run on each row;
+- ``additive``: the Self-Rewarding paper's additive 0-5 points prompt (the preference stage's default
+  judge, :mod:`humpback.stages.preferences`), in ``generate``, ``logits`` or ``both`` mode.
 
 ``curate.judge_kind`` picks one; :func:`score_rows` is the one place that does.
 """
@@ -83,6 +85,8 @@ def score_rows(rows: list[dict], judge: Judge) -> list[dict]:
         from .likelihood import score
     elif kind == "verifier":
         from .verifier import score
+    elif kind == "additive":
+        from .additive import score
     else:  # config validation prevents this
         raise ValueError(f"unknown judge kind {kind!r}")
     out = score(rows, judge)

@@ -68,8 +68,10 @@ def judge_health(counts: dict) -> dict:
     failure_rate = counts["failures"] / n if n else None
     warnings = []
     if mass is not None and mass < MIN_CHOICE_MASS:
-        rubric = counts.get("judge_kinds") == ["rubric"]
-        what, prompt = ("the answers yes/no", "rubric's questions") if rubric else ("the score digits 1-5", "rating prompt")
+        kinds = counts.get("judge_kinds")
+        what, prompt = (("the answers yes/no", "rubric's questions") if kinds == ["rubric"] else
+                        ("the points 0-5", "additive prompt") if kinds == ["additive"] else
+                        ("the score digits 1-5", "rating prompt"))
         warnings.append(f"the judge put {mass:.2%} of its probability on {what} (mean choice mass "
                         f"< {MIN_CHOICE_MASS}): it is not following the {prompt} (wrong chat template? a "
                         f"model too small or not instruction-tuned?), so its scores are noise")

@@ -6,6 +6,9 @@ evaluation judge's prompt (ours: the paper judged with AlpacaEval's GPT-4 prompt
 answers to one instruction. ``self_instruct_*.txt`` are
 Self-Instruct's published prompts (Wang et al. 2022; rendered by :mod:`humpback.data.self_instruct`), and
 ``rubric_paper.txt`` the paper's 5-point criteria as a weave rubric (:mod:`humpback.judges.rubric`).
+``additive.txt`` is the additive 5-point LLM-as-a-judge prompt of Self-Rewarding Language Models (Yuan et al.
+2024, arXiv:2401.10020, Figure 2), verbatim: the model judges its own answers with it
+(:mod:`humpback.judges.additive`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = [
     "render_backward",
     "render_curation",
     "render_pairwise",
+    "render_additive",
     "EVAL_SYSTEM_PROMPT",
 ]
 
@@ -58,3 +62,9 @@ def render_curation(instruction: str, output: str) -> str:
 def render_pairwise(instruction: str, answer_a: str, answer_b: str) -> str:
     """The user turn that asks the evaluation judge which of two answers to ``instruction`` is better."""
     return template("pairwise").format(instruction=instruction, answer_a=answer_a, answer_b=answer_b)
+
+
+def render_additive(instruction: str, output: str) -> str:
+    """The user turn that asks a judge for the additive 0-5 points of ``output`` as an answer to ``instruction``
+    (Self-Rewarding Language Models, Figure 2)."""
+    return template("additive").format(instruction=instruction, output=output)

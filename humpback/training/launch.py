@@ -1,6 +1,7 @@
 """Where a training runs: in this process, or under ``accelerate launch`` (several GPUs, DeepSpeed)
 when ``train.accelerate_config`` is set. Either way the model is trained into a scratch folder and
-moved into place only when it is complete.
+moved into place only when it is complete. A job is SFT (:class:`.sft.TrainJob`) or DPO
+(:class:`.dpo.PreferenceJob`); both go the same way.
 
 Under ``accelerate launch`` every process runs :func:`main` of this module on a job spec written by
 :func:`train_model`; the Trainer distributes the work and the main process saves the model and
@@ -20,17 +21,21 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..console import details
 from ..errors import HumpbackError
 from .sft import TrainJob
 from .steps import EventReader, EventWriter, StepBar
 
+if TYPE_CHECKING:
+    from .dpo import PreferenceJob
+
 launched = details.getChild("launch")  # the launched processes' output, in the run's log
 
 
-def train_model(job: TrainJob, rows: list[dict], rows_path: Optional[Path], model_dir: Path) -> dict:
+def train_model(job: Union[TrainJob, "PreferenceJob"], rows: list[dict], rows_path: Optional[Path],
+                model_dir: Path) -> dict:
     """Train ``job`` on ``rows`` (saved at ``rows_path``, which ``accelerate launch`` reads) into
     ``model_dir``; returns the training summary (:meth:`TrainResult.summary`)."""
     scratch = model_dir.with_name(model_dir.name + ".partial")
@@ -40,15 +45,32 @@ def train_model(job: TrainJob, rows: list[dict], rows_path: Optional[Path], mode
             raise HumpbackError("training under accelerate launch needs the rows saved to a file")
         result = _launched(job, rows_path, scratch)
     else:
-        from .sft import train_sft
-
-        result = train_sft(job, rows, scratch).summary()
+        result = run_job(job, rows, scratch).summary()
     shutil.rmtree(model_dir, ignore_errors=True)
     os.replace(scratch, model_dir)
     return result
 
 
-def _launched(job: TrainJob, rows_path: Path, scratch: Path) -> dict:
+def run_job(job, rows: list[dict], output: Path, events=None):
+    """Run an SFT or a DPO job here; its result has ``summary()``."""
+    if job.kind == "dpo":
+        from .dpo import train_dpo
+
+        return train_dpo(job, rows, output, events=events)
+    from .sft import train_sft
+
+    return train_sft(job, rows, output, events=events)
+
+
+def job_from_dict(kind: str, d: dict):
+    if kind == "dpo":
+        from .dpo import PreferenceJob
+
+        return PreferenceJob.from_dict(d)
+    return TrainJob.from_dict(d)
+
+
+def _launched(job, rows_path: Path, scratch: Path) -> dict:
     from ..store import write_json
 
     spec_dir = scratch.parent / (scratch.name + ".spec")
@@ -56,7 +78,7 @@ def _launched(job: TrainJob, rows_path: Path, scratch: Path) -> dict:
     spec, result_path, events_path = spec_dir / "job.json", spec_dir / "result.json", spec_dir / "events.jsonl"
     for stale in (result_path, events_path):
         stale.unlink(missing_ok=True)
-    write_json(spec, {"job": job.to_dict(), "rows": str(rows_path), "output": str(scratch),
+    write_json(spec, {"kind": job.kind, "job": job.to_dict(), "rows": str(rows_path), "output": str(scratch),
                       "result": str(result_path), "events": str(events_path)})
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", job.cfg.accelerate_config]
     if job.cfg.num_processes:
@@ -116,16 +138,15 @@ def main(argv: list[str] | None = None) -> None:
 
     from ..progress import library_bars
     from ..store import read_table, write_json
-    from .sft import train_sft
 
     # The output is a pipe to the parent, which logs it: plain records, no library bars.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     details.setLevel(logging.INFO)
     library_bars(False)
     spec = json.loads(Path(args.spec).read_text())
-    job = TrainJob.from_dict(spec["job"])
-    result = train_sft(job, read_table(Path(spec["rows"])), Path(spec["output"]),
-                       events=EventWriter(Path(spec["events"])) if job.progress else (lambda event: None))
+    job = job_from_dict(spec.get("kind", "sft"), spec["job"])
+    result = run_job(job, read_table(Path(spec["rows"])), Path(spec["output"]),
+                     events=EventWriter(Path(spec["events"])) if job.progress else (lambda event: None))
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(Path(spec["result"]), result.summary())
 

@@ -15,7 +15,7 @@ import tempfile
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 from ..chat import ensure_chat_template
 from ..config import TrainConfig
@@ -33,6 +33,7 @@ _DROPOUT_KEY = re.compile(r"(dropout|pdrop)", re.IGNORECASE)
 class TrainJob:
     """One finetuning of ``base_model``: everything but the rows and where the model goes."""
 
+    kind: ClassVar[str] = "sft"  # the launcher's name for it (a DPO job is .dpo.PreferenceJob)
     base_model: str
     cfg: TrainConfig
     seed: int

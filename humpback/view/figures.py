@@ -64,6 +64,25 @@ def iteration_figures(stages: dict, k: int, candidates: Optional[int] = None) ->
         f["train_examples"] = train.get("num_examples")
         f["train_steps"] = train.get("steps")
         f["train_loss"] = train.get("train_loss")
+    f.update(preference_figures(done(it.stage("responses")), done(it.stage("preferences")), done(it.stage("dpo"))))
+    return f
+
+
+def preference_figures(responses: Optional[dict], pairs: Optional[dict], dpo: Optional[dict]) -> dict:
+    """train.objective dpo: the answers, the pairs and the DPO of an iteration, as figures (``preferences/*``,
+    ``dpo/*``); empty for an SFT iteration."""
+    f: dict = {}
+    if responses is not None:
+        f.update({"preferences/prompts": responses.get("prompts"), "preferences/responses": responses.get("responses"),
+                  "preferences/truncated": responses.get("truncated"), "preferences/judge": responses.get("judge"),
+                  "preferences/judge_kind": responses.get("judge_kind"),
+                  "preferences/value_mean": responses.get("value_mean")})
+    if pairs is not None:
+        f.update({f"preferences/{k}": pairs.get(k) for k in ("pairs", "pair_rate", "tie", "below_margin", "none_scored",
+                                                             "one_scored", "margin_mean")})
+    if dpo is not None:
+        f.update({"dpo/pairs": dpo.get("num_examples"), "dpo/steps": dpo.get("steps"), "dpo/loss": dpo.get("train_loss"),
+                  "dpo/reward_accuracy": dpo.get("final_accuracy"), "dpo/reward_margin": dpo.get("final_margin")})
     return f
 
 
@@ -88,6 +107,10 @@ def iteration_stats(stages: dict, k: int) -> dict:
     train = stages.get(it.stage("train"), {}).get("stats", {})
     stats.update(score_histogram=score.get("histogram"), rule=select.get("rule"), losses=train.get("losses"),
                  judge_health=score.get("health"), dev=select.get("dev"), judges=judge_records(stages, k))
+    dpo = stages.get(it.stage("dpo"), {}).get("stats")
+    if dpo:  # train.objective dpo: the DPO curve (loss, reward margin and accuracy per logging step)
+        stats.update(dpo_curve=dpo.get("curve"),
+                     pairing_rule=stages.get(it.stage("preferences"), {}).get("stats", {}).get("rule"))
     return stats
 
 

@@ -27,7 +27,8 @@ def plots(view: RunView) -> list[Plot]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    makers = (eval_plot, funnel_plot, score_histograms_plot, rates_plot, lengths_plot, losses_plot, principles_plot)
+    makers = (eval_plot, funnel_plot, score_histograms_plot, rates_plot, lengths_plot, losses_plot, principles_plot,
+              dpo_plot)
     return [p for p in (make(view) for make in makers) if p is not None]
 
 
@@ -208,6 +209,25 @@ def losses_plot(view: RunView) -> Optional[Plot]:
     ax.set_title("Training loss")
     ax.legend(fontsize=8)
     return _finish(fig, "losses", "Loss curves", {label: [[p["step"], p["loss"]] for p in pts] for label, pts in curves.items()})
+
+
+def dpo_plot(view: RunView) -> Optional[Plot]:
+    """train.objective dpo: each iteration's DPO loss, reward margin and reward accuracy per logging step."""
+    curves = {f"model {it.k}": it.dpo_curve for it in view.iterations if it.dpo_curve}
+    if not curves:
+        return None
+    fig, axes = _figure(1, 3, width=12)
+    data = {}
+    for label, pts in curves.items():
+        for ax, key in zip(axes, ("loss", "margin", "accuracy")):
+            xy = [(p["step"], p[key]) for p in pts if p.get(key) is not None]
+            ax.plot([x for x, _ in xy], [y for _, y in xy], marker=".", label=label)
+            data[f"{label}/{key}"] = [list(v) for v in xy]
+    for ax, title in zip(axes, ("DPO loss", "reward margin (chosen - rejected)", "reward accuracy")):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    return _finish(fig, "dpo", "DPO curves", data)
 
 
 def principles_plot(view: RunView) -> Optional[Plot]:

@@ -28,6 +28,7 @@ class IterationView:
     values: list = field(default_factory=list)  # the judge's value per scored candidate (None: failure)
     lengths: dict = field(default_factory=dict)  # instruction_chars / output_chars of the curated set
     losses: list = field(default_factory=list)  # [{"step", "loss"}] of model K
+    dpo_curve: list = field(default_factory=list)  # train.objective dpo: [{"step", "loss", "margin", "accuracy", ...}]
     pairs: list = field(default_factory=list)  # scored candidates joined with their score and verdict
     principles: list = field(default_factory=list)  # rubric judge: per principle, what it said and rejected
     missing: list = field(default_factory=list)
@@ -105,6 +106,8 @@ def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None,
                       "output_chars": [len(c["output"]) for c in curated]}
     if train is not None:
         it.losses = train.get("losses") or []
+    dpo = stages.get(paths.stage("dpo"), {})
+    it.dpo_curve = (dpo.get("stats") or {}).get("curve") or [] if dpo.get("status") == "done" else []
     rubric = (stages.get(paths.stage("score"), {}).get("stats") or {}).get("rubric")
     if rubric and scores is not None:
         from ..judges.rubric import principle_stats

@@ -53,6 +53,8 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
                 ("rates", "Acceptance and parse-failure rates, judge health, dev-set precision and recall", ""),
                 ("lengths", "Instruction and output lengths (candidate pool and each curated set)", ""),
                 ("losses", "Training loss curves", "")]
+    if any(it.dpo_curve for it in view.iterations):
+        sections.append(("dpo", "DPO: loss, reward margin and reward accuracy per step (train.objective dpo)", ""))
     if (view.config.get("curate") or {}).get("judge_kind") == "rubric":
         sections.append(("principles", "Rubric principles: which reject the most pairs", _principles_tables(view)))
     for name, title, extra in sections:
@@ -107,7 +109,10 @@ def _summary_table(view: RunView) -> str:
             ("judge_health/top_score_share", "most common score share"), ("judge_health/warnings", "health warnings"),
             ("dev/precision", "dev precision"), ("dev/recall", "dev recall"), ("dev/f1", "dev F1"),
             ("instruction_chars_median", "median instruction chars"), ("output_chars_median", "median output chars"),
-            ("train_examples", "train examples"), ("train_loss", "final loss")]
+            ("train_examples", "train examples"), ("train_loss", "final loss"),
+            ("preferences/pairs", "preference pairs"), ("preferences/tie", "tied prompts"),
+            ("dpo/loss", "DPO loss"), ("dpo/reward_accuracy", "DPO reward accuracy"),
+            ("dpo/reward_margin", "DPO reward margin")]
     rows = ["<tr><th>iteration</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in cols) + "</tr>"]
     for it in view.iterations:
         rows.append(f"<tr><td>{it.k}</td>" + "".join(f"<td>{_fmt(it.figures.get(k))}</td>" for k, _ in cols) + "</tr>")

@@ -1,0 +1,216 @@
+"""Preference data (``train.objective: dpo``): model K answers a prompt bank ``n`` times, a judge scores
+every answer, and the best answer to each prompt is paired against its worst.
+
+- ``iter_K/responses`` (sharded, resumable): the answers (``iter_K/responses/``) and each one's score
+  row (``iter_K/response_scores/``), written shard by shard; every answer is kept, failures as data;
+- ``iter_K/preferences``: the pairs, ``iter_K/preferences.parquet`` in TRL's conversational preference
+  format (:mod:`humpback.preferences`), with the prompts left unpaired counted by why. A new
+  ``preferences.min_margin`` re-pairs from the saved answers without sampling or judging again.
+
+The sampler is the finetuned model K (``iter_K/sft_model``); the judge is the same model judging its own
+answers (self-rewarding), an outside model (``preferences.judge``) or the recipe's verifier, with the
+``curate`` section's judge settings and ``preferences.judge_kind`` (default: the additive prompt).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from .. import layout
+from ..chat import messages_for, render_prompt
+from ..errors import DataError
+from ..judges import Judge, score_rows, score_schema
+from ..judges.health import health_counts, judge_health, merge_health_counts
+from ..layout import SEED
+from ..preferences import (SKIPS, bank_from_rows, describe_pairing, judge_settings, load_prompt_bank, pair_responses,
+                           pairing_rule, preferences_schema, response_id, responses_schema, sample_seed)
+from ..prompts import template_hash
+from ..run import RunContext
+from ..store import StageResult, model_identity, shard_file, source_identity
+
+# The judge settings each kind reads from the curate section (what the answers' scores depend on).
+JUDGE_KEYS = {"additive": ("mode", "max_new_tokens", "temperature", "system_prompt"),
+              "rating": ("mode", "max_new_tokens", "temperature", "system_prompt"),
+              "rubric": ("rubric", "rubric_field", "rubric_combine", "rubric_temperature", "system_prompt"),
+              "likelihood": ("likelihood", "system_prompt"), "verifier": ("verifier",)}
+
+
+def prompt_bank(rt: RunContext, k: int) -> tuple[list[dict], dict, list[str]]:
+    """(prompts, what identifies the bank, the run-folder files it comes from) for iteration K."""
+    cfg = rt.cfg.preferences
+    it = layout.iteration(k)
+    if cfg.prompts == "curated":
+        rows, duplicates = bank_from_rows(rt.store.read_rows(it.curated), "candidate_id")
+        identity, inputs = {"bank": "curated"}, [it.curated]
+    elif cfg.prompts == "seed":
+        rows, duplicates = bank_from_rows(rt.store.read_rows(SEED), "id")
+        identity, inputs = {"bank": "seed"}, [SEED]
+    else:
+        from ..tiny import resolve
+
+        path = resolve(cfg.prompts)
+        rows, duplicates = bank_from_rows(load_prompt_bank(path), "prompt_id")
+        identity, inputs = {"bank": source_identity(path, None, full=True)}, []
+    total = len(rows)
+    if cfg.max_prompts is not None:
+        rows = rows[:cfg.max_prompts]
+    if not rows:
+        raise DataError(f"preferences: the prompt bank of iteration {k} ({cfg.prompts!r}) has no prompt "
+                        f"({duplicates} duplicates); nothing to answer. Name another bank in preferences.prompts")
+    return rows, {**identity, "max_prompts": cfg.max_prompts, "prompts": len(rows), "distinct": total,
+                  "duplicates": duplicates}, inputs
+
+
+def _judge(rt: RunContext, k: int, model) -> tuple[Judge, list[str], dict | None]:
+    """(the judge of model K's answers, the run-folder models it reads, what identifies an outside one)."""
+    cfg = judge_settings(rt.cfg.curate, rt.cfg.preferences)
+    it = layout.iteration(k)
+    if cfg.judge_kind == "verifier":
+        from ..judges.verifier import load_verifier, verifier_identity
+
+        load_verifier(cfg.verifier)  # a clear error now, before any work
+        return Judge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
+    budget = rt.cfg.generation.max_prompt_tokens
+    if cfg.judge:
+        from ..tiny import resolve
+
+        outside = resolve(cfg.judge)
+        return (Judge(outside, cfg, rt.model(outside=outside), rt.cfg.random_seed, budget), [],
+                model_identity(outside, None))
+    return Judge(rt.model_name(it.sft_model), cfg, model, rt.cfg.random_seed, budget), [it.sft_model], None
+
+
+def responses_stage(rt: RunContext, k: int) -> StageResult:
+    """iter_K/responses and iter_K/response_scores: ``preferences.n`` answers of model K to each prompt of
+    the bank and the judge's score of each, written in shards of ``shard_size`` prompts."""
+    from ..generation.base import SamplingParams
+
+    cfg = rt.cfg.preferences
+    it = layout.iteration(k)
+    bank, bank_identity, bank_inputs = prompt_bank(rt, k)
+    model = rt.model(it.sft_model)
+    judge, judge_inputs, judge_identity = _judge(rt, k, model)
+    generator = rt.model_name(it.sft_model)
+    seed = rt.cfg.random_seed
+
+    def do_shard(shard: int, start: int, end: int) -> dict:
+        part = bank[start:end]
+        prompts = [render_prompt(model.tokenizer, messages_for(p["instruction"], system=cfg.system_prompt))
+                   for p in part]
+        answers = []
+        for i in range(cfg.n):
+            params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                                    seed=sample_seed(seed, i))
+            answers.append(model.generator.generate(prompts, params))
+        rows = [{"response_id": response_id(p["prompt_id"], i), "prompt_id": p["prompt_id"],
+                 "instruction": p["instruction"], "system": cfg.system_prompt, "sample": i, "response": str(out[j]),
+                 "truncated": getattr(out[j], "finish_reason", None) == "length", "generator": generator,
+                 "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
+                 "seed": sample_seed(seed, i)}
+                for j, p in enumerate(part) for i, out in enumerate(answers)]
+        scores = score_rows([{"candidate_id": r["response_id"], "instruction": r["instruction"],
+                              "output": r["response"]} for r in rows], judge)
+        rt.store.write_rows(shard_file(it.responses, shard), rows, schema=responses_schema())
+        rt.store.write_rows(shard_file(it.response_scores, shard), scores, schema=score_schema(judge.cfg.judge_kind))
+        failures: dict[str, int] = {}
+        for s in scores:
+            if s["parse_status"] != "ok":
+                failures[s["parse_status"]] = failures.get(s["parse_status"], 0) + 1
+        values = [s["value"] for s in scores if s["value"] is not None]
+        return {"prompts": len(part), "responses": len(rows), "truncated": sum(r["truncated"] for r in rows),
+                "response_chars": sum(len(r["response"]) for r in rows), "failures": failures,
+                "value_sum": sum(values), "value_n": len(values), "health_counts": health_counts(scores),
+                "served_by": model.served}
+
+    def finish(shards: list[dict]) -> dict:
+        model.close()
+        stats = merge_response_stats(shards)
+        stats.update(generator=generator, judge=judge.name, judge_kind=judge.cfg.judge_kind, bank=bank_identity)
+        failed = sum(stats["failures"].values())
+        rt.result(f"responses: {stats['prompts']} prompts x {cfg.n} answers = {stats['responses']}, "
+                  f"{stats['truncated']} cut at max_new_tokens; {judge.cfg.judge_kind} judge: value mean "
+                  f"{_fmt(stats['value_mean'])}, {failed} failures")
+        for warning in stats["health"]["warnings"]:
+            rt.warn(f"judge health, iteration {k} answers: {warning}")
+        if stats["truncated"]:
+            rt.warn(f"responses: {stats['truncated']} of {stats['responses']} answers ran out of "
+                    f"preferences.max_new_tokens ({cfg.max_new_tokens}): " +
+                    ("paired like the others" if cfg.keep_truncated else "judged, but not paired"))
+        for name in ("prompts", "responses", "truncated", "value_mean"):
+            rt.metric("responses", name, stats[name], iteration=k)
+        return stats
+
+    judging = judge_settings(rt.cfg.curate, rt.cfg.preferences)
+    deps = {"sampling": {key: getattr(cfg, key) for key in ("n", "temperature", "top_p", "max_new_tokens",
+                                                            "system_prompt")},
+            "bank": bank_identity, "judge": {"judge_kind": judging.judge_kind,
+                                             **{key: getattr(judging, key) for key in JUDGE_KEYS[judging.judge_kind]}},
+            "judge_identity": judge_identity, "base": rt.base_identity, **rt.generation_key()}
+    if judging.judge_kind in ("additive", "rating"):
+        deps["template"] = template_hash("additive" if judging.judge_kind == "additive" else "curate")
+    if judging.judge_kind == "rubric":
+        from ..judges.rubric import load_rubric
+
+        deps["rubric_hash"] = load_rubric(judging.rubric, judging.rubric_field).text_hash
+    name = it.stage("responses")
+    inputs = list(dict.fromkeys([it.sft_model, *bank_inputs, *judge_inputs]))
+    try:
+        return rt.store.sharded_stage(name, deps, [it.responses, it.response_scores], len(bank), rt.cfg.shard_size,
+                                      do_shard, finish, inputs=inputs, force=rt.forced(name), job="preferences",
+                                      unit="prompts")
+    finally:
+        model.close()
+        judge.close()
+
+
+def merge_response_stats(shards: list[dict]) -> dict:
+    """The shards' counts summed; the mean judge value over every scored answer."""
+    failures: dict[str, int] = {}
+    for s in shards:
+        for kind, count in s["failures"].items():
+            failures[kind] = failures.get(kind, 0) + count
+    value_n = sum(s["value_n"] for s in shards)
+    responses = sum(s["responses"] for s in shards)
+    return {"prompts": sum(s["prompts"] for s in shards), "responses": responses,
+            "truncated": sum(s["truncated"] for s in shards), "failures": failures,
+            "response_chars_mean": sum(s["response_chars"] for s in shards) / responses if responses else None,
+            "value_mean": sum(s["value_sum"] for s in shards) / value_n if value_n else None,
+            "health": judge_health(merge_health_counts([s["health_counts"] for s in shards])),
+            "served_by": sorted({s["served_by"] for s in shards if s.get("served_by")})}
+
+
+def preferences_stage(rt: RunContext, k: int) -> StageResult:
+    """iter_K/preferences.parquet: best vs worst answer per prompt by the pairing rule; none at all stops
+    the run with the counts (never an empty DPO run)."""
+    cfg = rt.cfg.preferences
+    it = layout.iteration(k)
+    rule = pairing_rule(cfg.min_margin, cfg.keep_truncated)
+
+    def work() -> dict:
+        pairs, counts = pair_responses(rt.store.read_rows(it.responses), rt.store.read_rows(it.response_scores),
+                                       cfg.min_margin, cfg.keep_truncated)
+        skipped = ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in SKIPS if counts[s]) or "none"
+        line = f"preferences: {counts['prompts']} prompts -> {counts['pairs']} pairs; not paired: {skipped}"
+        if not pairs:
+            raise DataError(f"{line}. DPO has nothing to train on: the judge ranked no two answers apart "
+                            f"({describe_pairing(rule)}); lower preferences.min_margin, raise preferences.n or "
+                            f"preferences.temperature, or choose another preferences.judge_kind")
+        rt.store.write_rows(it.preferences, pairs, schema=preferences_schema())
+        rt.result(line)
+        margins = [p["margin"] for p in pairs]
+        stats = {**counts, "rule": rule, "judge": pairs[0]["judge"], "judge_kind": pairs[0]["judge_kind"],
+                 "generator": pairs[0]["generator"], "margin_mean": statistics.fmean(margins),
+                 "chosen_score_mean": statistics.fmean(p["chosen_score"] for p in pairs),
+                 "rejected_score_mean": statistics.fmean(p["rejected_score"] for p in pairs),
+                 "pair_rate": counts["pairs"] / counts["prompts"]}
+        for name in ("pairs", "pair_rate", "margin_mean", *SKIPS):
+            rt.metric("preferences", name, stats[name], iteration=k)
+        return stats
+
+    name = it.stage("preferences")
+    return rt.store.stage(name, rule, [it.preferences], work, inputs=[it.responses, it.response_scores],
+                          force=rt.forced(name))
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
