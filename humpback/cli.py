@@ -96,6 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     verdict = p.add_mutually_exclusive_group()
     verdict.add_argument("--accepted", dest="accepted", action="store_const", const=True, help="only accepted pairs")
     verdict.add_argument("--rejected", dest="accepted", action="store_const", const=False, help="only rejected pairs")
+    p = sub.add_parser("review", help="read an iteration's generated pairs in the browser and accept, reject or edit "
+                                      "them (RUN_DIR/review/decisions.parquet; replay and export honour it)")
+    p.add_argument("run_dir")
+    p.add_argument("--iteration", type=int, help="whose scores and selection (default: the latest scored iteration)")
+    p.add_argument("--sample", type=int, default=50, metavar="N", help="how many pairs to review (default 50)")
+    p.add_argument("--order", choices=["threshold", "random"], default="threshold",
+                   help="threshold: the pairs nearest the selection threshold first, kept and dropped alternating; "
+                        "random: a random sample")
+    p.add_argument("--seed", type=int, default=0, help="which random order")
+    p.add_argument("--part", default="1/1", metavar="I/N",
+                   help="review part I of N disjoint parts of the pool (one per reviewer, e.g. 1/2 and 2/2)")
+    p.add_argument("--reviewer", help="the name decisions are recorded under (default: your user name)")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one, printed)")
+    p.add_argument("--no-browser", action="store_true", help="print the address only; open no browser")
+    p.add_argument("--argilla-push", metavar="DATASET",
+                   help="instead of serving: push the sample to an Argilla server (ARGILLA_API_URL, ARGILLA_API_KEY)")
+    p.add_argument("--argilla-pull", metavar="DATASET",
+                   help="instead of serving: pull the Argilla dataset's responses into the decisions")
+    p.add_argument("--argilla-workspace", help="the Argilla workspace (default: the user's only one)")
     sub.add_parser("keys", help="list every recipe key with its default and meaning")
     return parser
 
@@ -139,6 +158,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(f"Report: {write_report(Path(args.run_dir), args.output and Path(args.output), n_pairs=args.sample)}")
         return 0
+    if args.command == "review":
+        from .review.command import review_command
+
+        return review_command(args)
     if args.command == "inspect":
         from .view.pairs import format_pairs
 

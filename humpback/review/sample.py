@@ -135,7 +135,8 @@ def _item(c: dict, s: dict, kept: Optional[set], field_name: Optional[str], prin
             "output": c["output"], "pair_sha256": pair_sha256(c["instruction"], c["output"]),
             "kept": None if kept is None else c["candidate_id"] in kept,
             "judge_kind": s.get("judge_kind") or "rating", "parse_status": s.get("parse_status"),
-            "score": s.get("score"), "expected_score": s.get("expected_score"), "value": s.get("value"),
+            "mode": s.get("mode"), "score": s.get("score"), "logits_score": s.get("logits_score"),
+            "expected_score": s.get("expected_score"), "value": s.get("value"),
             "selected_on": field_name, "selected_value": s.get(field_name) if field_name else None,
             # a logits-mode row's raw text is its probabilities again (shown as probs)
             "reasoning": "" if s.get("mode") == "logits" else s.get("raw") or "", "probs": s.get("probs")}
