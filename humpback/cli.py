@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-select A(K) from the saved scores with this threshold (e.g. 4 for A4) before training")
     p.add_argument("--judge", help="re-score the saved candidates with this model (hub id or local path), "
                                    "then select and train")
+    p.add_argument("--no-review", action="store_true",
+                   help="ignore the run's review decisions (by default a rejected pair is left out, an edited "
+                        "instruction used)")
+    p.add_argument("--force-accepted", action="store_true",
+                   help="also train on the pairs a reviewer accepted that the judge did not select")
     _add_console_args(p)
     p.add_argument("--overwrite", action="store_true",
                    help="--output holds another replay (other base model, seed or corpus): delete it first")
@@ -82,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for the data file and README.md (dataset card)")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="also upload the folder as a Hub dataset")
     p.add_argument("--public", action="store_true", help="with --push-to-hub: make the dataset public")
+    p.add_argument("--no-review", action="store_true",
+                   help="ignore the run's review decisions (by default rejected pairs are left out, edits used)")
+    p.add_argument("--force-accepted", action="store_true",
+                   help="also export the pairs a reviewer accepted that the judge did not select")
     p = sub.add_parser("report", help="write a run's HTML report (funnel, score histograms, rates, lengths, "
                                       "losses, sampled pairs); works on a run in progress")
     p.add_argument("run_dir")
@@ -182,9 +191,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         with _console(Path(args.output), None, mode, bars=not args.quiet) as log:
             result = replay(Path(args.run_dir), Path(args.output), args.iteration, base_model=args.base_model,
                             threshold=args.threshold, judge=args.judge, overrides=overrides, log=log,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, review=not args.no_review, force_accepted=args.force_accepted)
             console.summary(f"\nReplayed iteration {result['iteration']} (mixture sha256 "
                             f"{result['mixture_sha256'][:16]}) on {result['base_model']}: {_shown(result['model'])}")
+            console.summary(result["review_note"])
         return 0
     if args.command == "eval":
         from .eval_command import evaluate_run
@@ -204,7 +214,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .export import export
 
         path = export(Path(args.run_dir), args.iteration, args.format, Path(args.output),
-                      push_to_hub=args.push_to_hub, private=not args.public)
+                      push_to_hub=args.push_to_hub, private=not args.public, review=not args.no_review,
+                      force_accepted=args.force_accepted)
         print(f"Exported {path} (dataset card: {path.parent / 'README.md'})")
         return 0
     cfg = load_config(args.recipe, overrides)
