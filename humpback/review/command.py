@@ -17,7 +17,7 @@ def review_command(args) -> int:
     sample = load_sample(run_dir, args.iteration, n=args.sample, order=args.order, seed=args.seed,
                          part=parse_part(args.part))
     if args.argilla_push or args.argilla_pull:
-        from .argilla import pull, push
+        from .argilla_sync import pull, push
 
         if args.argilla_push:
             n = push(sample, args.argilla_push, workspace=args.argilla_workspace)

@@ -11,7 +11,8 @@ read, the row replaced or added, and the whole table written to a temporary file
 place. A killed server loses nothing it acknowledged, and two reviewers (two servers on one folder, or a
 server and an Argilla pull) never lose each other's rows.
 
-When several reviewers decided the same pair, the pair's decision is the latest one (:func:`effective`);
+When several reviewers decided the same pair, the pair's decision is the latest one (at the same time, a
+reject; see :func:`effective`);
 :func:`disagreements` counts the pairs whose reviewers disagree about keeping it.
 """
 
@@ -110,9 +111,11 @@ def decisions_sha256(run_dir: Path) -> Optional[str]:
 
 
 def effective(rows: Iterable[dict]) -> dict[str, dict]:
-    """Each reviewed pair's decision: the latest of its reviewers' (ties: the reviewer's name decides)."""
+    """Each reviewed pair's decision: the latest of its reviewers'. Decisions of the same time (an Argilla
+    pull records all its responses at once) go to a reject, so that a pair one reviewer rejected is not
+    trained on; among keeps, the reviewer's name decides."""
     out: dict[str, dict] = {}
-    for r in sorted(rows, key=lambda r: (r["time"], r["reviewer"])):
+    for r in sorted(rows, key=lambda r: (r["time"], not KEEPS[r["verdict"]], r["reviewer"])):
         out[r["candidate_id"]] = r
     return out
 
