@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-select A(K) from the saved scores with this threshold (e.g. 4 for A4) before training")
     p.add_argument("--judge", help="re-score the saved candidates with this model (hub id or local path), "
                                    "then select and train")
+    p.add_argument("--no-review", action="store_true",
+                   help="ignore the run's review decisions (by default a rejected pair is left out, an edited "
+                        "instruction used)")
+    p.add_argument("--force-accepted", action="store_true",
+                   help="also train on the pairs a reviewer accepted that the judge did not select")
     _add_console_args(p)
     p.add_argument("--overwrite", action="store_true",
                    help="--output holds another replay (other base model, seed or corpus): delete it first")
@@ -85,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for the data file and README.md (dataset card)")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="also upload the folder as a Hub dataset")
     p.add_argument("--public", action="store_true", help="with --push-to-hub: make the dataset public")
+    p.add_argument("--no-review", action="store_true",
+                   help="ignore the run's review decisions (by default rejected pairs are left out, edits used)")
+    p.add_argument("--force-accepted", action="store_true",
+                   help="also export the pairs a reviewer accepted that the judge did not select")
     p = sub.add_parser("report", help="write a run's HTML report (funnel, score histograms, rates, lengths, "
                                       "losses, sampled pairs); works on a run in progress")
     p.add_argument("run_dir")
@@ -99,6 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
     verdict = p.add_mutually_exclusive_group()
     verdict.add_argument("--accepted", dest="accepted", action="store_const", const=True, help="only accepted pairs")
     verdict.add_argument("--rejected", dest="accepted", action="store_const", const=False, help="only rejected pairs")
+    p = sub.add_parser("review", help="read an iteration's generated pairs in the browser and accept, reject or edit "
+                                      "them (RUN_DIR/review/decisions.parquet; replay and export honour it)")
+    p.add_argument("run_dir")
+    p.add_argument("--iteration", type=int, help="whose scores and selection (default: the latest scored iteration)")
+    p.add_argument("--sample", type=int, default=50, metavar="N", help="how many pairs to review (default 50)")
+    p.add_argument("--order", choices=["threshold", "random"], default="threshold",
+                   help="threshold: the pairs nearest the selection threshold first, kept and dropped alternating; "
+                        "random: a random sample")
+    p.add_argument("--seed", type=int, default=0, help="which random order")
+    p.add_argument("--part", default="1/1", metavar="I/N",
+                   help="review part I of N disjoint parts of the pool (one per reviewer, e.g. 1/2 and 2/2)")
+    p.add_argument("--reviewer", help="the name decisions are recorded under (default: your user name)")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one, printed)")
+    p.add_argument("--no-browser", action="store_true", help="print the address only; open no browser")
+    p.add_argument("--argilla-push", metavar="DATASET",
+                   help="instead of serving: push the sample to an Argilla server (ARGILLA_API_URL, ARGILLA_API_KEY)")
+    p.add_argument("--argilla-pull", metavar="DATASET",
+                   help="instead of serving: pull the Argilla dataset's responses into the decisions")
+    p.add_argument("--argilla-workspace", help="the Argilla workspace (default: the user's only one)")
     sub.add_parser("keys", help="list every recipe key with its default and meaning")
     return parser
 
@@ -142,6 +170,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(f"Report: {write_report(Path(args.run_dir), args.output and Path(args.output), n_pairs=args.sample)}")
         return 0
+    if args.command == "review":
+        from .review.command import review_command
+
+        return review_command(args)
     if args.command == "inspect":
         from .view.pairs import format_pairs
 
@@ -162,10 +194,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         with _console(Path(args.output), None, mode, bars=not args.quiet) as log:
             result = replay(Path(args.run_dir), Path(args.output), args.iteration, base_model=args.base_model,
                             threshold=args.threshold, judge=args.judge, overrides=overrides, log=log,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, review=not args.no_review, force_accepted=args.force_accepted)
             pairs = f", preference pairs sha256 {result['preferences_sha256'][:16]}" if result["preferences_sha256"] else ""
             console.summary(f"\nReplayed iteration {result['iteration']} (mixture sha256 "
                             f"{result['mixture_sha256'][:16]}{pairs}) on {result['base_model']}: {_shown(result['model'])}")
+            console.summary(result["review_note"])
         return 0
     if args.command == "eval":
         from .eval_command import evaluate_run
@@ -184,9 +217,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "export":
         from .export import export, export_preferences
 
-        path = (export_preferences if args.preferences else export)(
-            Path(args.run_dir), args.iteration, args.format, Path(args.output), push_to_hub=args.push_to_hub,
-            private=not args.public)
+        if args.preferences:
+            path = export_preferences(Path(args.run_dir), args.iteration, args.format, Path(args.output),
+                                      push_to_hub=args.push_to_hub, private=not args.public)
+        else:
+            path = export(Path(args.run_dir), args.iteration, args.format, Path(args.output),
+                          push_to_hub=args.push_to_hub, private=not args.public, review=not args.no_review,
+                          force_accepted=args.force_accepted)
         print(f"Exported {path} (dataset card: {path.parent / 'README.md'})")
         return 0
     cfg = load_config(args.recipe, overrides)

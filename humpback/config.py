@@ -311,6 +311,12 @@ class CurateConfig:
               "score 1-5): every iteration's judge scores it and the selection's precision, recall and F1 on it "
               "are reported.")
     dev_positive_score: int = _f(5, "dev_set with gold 1-5 labels: a pair is a positive when its label is at least this.")
+    review: bool = _f(
+        False, "Honour the run's review decisions (RUN_DIR/review/decisions.parquet, `humpback review`) in selection: a "
+               "rejected pair is dropped, an edited instruction replaces the generated one; the decisions' hash joins the "
+               "select stage's key. `replay` and `export` turn it on when the run has decisions (--no-review: off).")
+    review_force_accepted: bool = _f(
+        False, "With curate.review: also keep the pairs a reviewer accepted or edited that the judge did not select.")
     rubric: Optional[str] = _f(
         None, "rubric judge: a rubric in the weave layout (==[Principle: ...; Weight: ...; Answer: Yes]==), as a "
               "file, a `datasets` id or local dataset folder, or null for builtin:rubric-paper (the paper's "
@@ -371,6 +377,9 @@ class CurateConfig:
         _positive(where, "curate.max_new_tokens", self.max_new_tokens)
         if self.temperature < 0:
             raise ConfigError(f"{where.of('curate.temperature')}: 'curate.temperature' must be >= 0, got {self.temperature}")
+        if self.review_force_accepted and not self.review:
+            raise ConfigError(f"{where.of('curate.review_force_accepted', 'curate.review')}: "
+                              f"'curate.review_force_accepted' needs curate.review true")
         if not 1 <= self.dev_positive_score <= 5:
             raise ConfigError(f"{where.of('curate.dev_positive_score')}: 'curate.dev_positive_score' must be between "
                               f"1 and 5, got {self.dev_positive_score}")

@@ -16,6 +16,8 @@ from . import layout
 from .chat import messages_for
 from .errors import HumpbackError
 from .prompts import WEB_SYSTEM_PROMPT, template
+from .review.apply import reviewed
+from .review.summary import card_section
 from .scoring import SCORE_NAMES, describe_rule, short_rule
 from .store import RunStore, write_json, write_table, write_text
 
@@ -35,14 +37,15 @@ def export_rows(curated: list[dict], fmt: str) -> list[dict]:
 
 
 def export(run_dir: Path, iteration: int, fmt: str, output: Path, push_to_hub: Optional[str] = None,
-           private: bool = True) -> Path:
+           private: bool = True, review: bool = True, force_accepted: bool = False) -> Path:
     if not (run_dir / layout.MANIFEST).exists():
         raise HumpbackError(f"{run_dir}: not a humpback run folder (no {layout.MANIFEST})")
     store = RunStore(run_dir, log=lambda _: None)
     it = layout.iteration(iteration) if iteration >= 1 else None
     if it is None or it.stage("select") not in store.manifest["stages"] or not store.exists(it.curated):
         raise HumpbackError(f"{run_dir}: iteration {iteration} has no curated set yet")
-    rows = export_rows(store.read_rows(it.curated), fmt)
+    curated, applied = _reviewed(store, it, review, force_accepted)
+    rows = export_rows(curated, fmt)
     output.mkdir(parents=True, exist_ok=True)
     data = output / FORMATS[fmt]
     if fmt == "parquet":
@@ -51,10 +54,22 @@ def export(run_dir: Path, iteration: int, fmt: str, output: Path, push_to_hub: O
         write_json(data, rows)
     else:
         write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    write_text(output / "README.md", dataset_card(store, iteration, fmt, len(rows), data.name))
+    write_text(output / "README.md", dataset_card(store, iteration, fmt, len(rows), data.name)
+               + card_section(run_dir, iteration, applied, review))
     if push_to_hub:
         _push(output, push_to_hub, private)
     return data
+
+
+def _reviewed(store: RunStore, it: layout.Iteration, review: bool, force_accepted: bool) -> tuple[list[dict], Optional[dict]]:
+    """A(K) with the run's review decisions applied (see humpback.review.apply), and what they changed."""
+    curated = store.read_rows(it.curated)
+    if not review or not store.exists(layout.REVIEW_DECISIONS):
+        if force_accepted:
+            raise HumpbackError("--force-accepted contradicts --no-review" if not review else
+                                f"--force-accepted: {store.root} has no review decisions ({layout.REVIEW_DECISIONS})")
+        return curated, None
+    return reviewed(store.root, curated, store.read_rows(layout.CANDIDATES), store.read_rows(it.scores), force_accepted)
 
 
 def provenance(store: RunStore, iteration: int) -> dict:

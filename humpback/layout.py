@@ -36,6 +36,11 @@ CANDIDATES = "augment/candidates"
 REJECTED = "augment/rejected"
 EVAL_PROMPTS = "eval/prompts.parquet"  # the prompt set every model answers
 
+# humpback review: a reviewer's verdicts on generated pairs (see humpback.review); the lock guards its updates
+REVIEW = "review"
+REVIEW_DECISIONS = "review/decisions.parquet"
+REVIEW_LOCK = "review/.decisions.lock"
+
 # augment.source self_instruct: the seed tasks, and the machine-written tasks (one shard per round)
 SEED_TASKS = "data/seed_tasks.parquet"
 TASKS = "augment/tasks"

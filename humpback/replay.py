@@ -29,6 +29,7 @@ from . import layout
 from .config import load_config, to_dict
 from .errors import HumpbackError, StoreError
 from .loop import open_run
+from .review.apply import copy_decisions, replay_note, review_overrides
 from .scoring import judge_agreement, selection_rule
 from .stages.curate import score_stage, select_stage
 from .stages.finetune import dpo_stage, mixture_model_stage, next_model_stage
@@ -47,6 +48,8 @@ def replay(
     overrides: list[str] = (),
     log: Callable[[str], None] = print,
     overwrite: bool = False,
+    review: bool = True,
+    force_accepted: bool = False,
 ) -> dict:
     if not (source / layout.MANIFEST).exists():
         raise HumpbackError(f"{source}: not a humpback run folder (no {layout.MANIFEST})")
@@ -65,11 +68,13 @@ def replay(
         extra += ["curate.select=threshold", f"curate.threshold={threshold}"]
     if judge:
         extra.append(f"curate.judge={judge}")
+    extra += review_overrides(source, review, force_accepted)
     cfg = load_config(source / layout.CONFIG, extra)
     before = load_config(source / layout.CONFIG).curate
     rescore = judge is not None or cfg.curate.scoring_settings() != before.scoring_settings() \
         or cfg.curate.dev_set != before.dev_set
-    reselect = rescore or threshold is not None or selection_rule(cfg.curate) != selection_rule(before)
+    reselect = rescore or threshold is not None or selection_rule(cfg.curate) != selection_rule(before) \
+        or cfg.curate.review or before.review
     rt = open_run(cfg, output, log=log, overwrite=overwrite, command=f"replay {source} --iteration {iteration}")
     try:
         if _recorded(src, layout.HELDOUT):
@@ -90,6 +95,8 @@ def replay(
                 agreement = judge_agreement(src.read_rows(it.scores), rt.store.read_rows(it.scores))
                 log(f"[replay] the new judge's scores vs the run's own over {agreement['pairs']} pairs: "
                     f"Spearman {agreement['spearman']}")
+            if cfg.curate.review:  # the decisions this replay honours, in its own folder (their hash joins A(K)'s key)
+                copy_decisions(source, output)
             select_stage(rt, iteration)
             result = next_model_stage(rt, iteration)
             mixture_hash = rt.store.output_hash(it.mixture)
@@ -103,9 +110,12 @@ def replay(
         write_json(rt.store.path(it.stats), iteration_stats(rt.store.manifest["stages"], iteration))
     finally:
         rt.close()
+    used = (rt.store.manifest["stages"].get(it.stage("select"), {}).get("stats") or {}).get("review") \
+        if cfg.curate.review else None
     return {"iteration": iteration, "model": str(rt.store.path(it.model)),
             "mixture_sha256": mixture_hash, "train": result.stats, "base_model": cfg.base_model,
-            "preferences_sha256": preferences_hash}
+            "preferences_sha256": preferences_hash,
+            "review": used, "review_note": replay_note(source, review, used)}
 
 
 # What the answers and their scores depend on (any change samples and judges afresh), and the pairing keys.

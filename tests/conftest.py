@@ -44,3 +44,30 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+
+
+# The tiny run the report, inspect and review tests read (one per session): the whole loop on the tiny
+# recipe, made by the `humpback` command in a subprocess that also prints which wandb modules it
+# imported (none: tracking is off). 12 segments: the review page's browser test reviews 10 pairs.
+TINY_RECIPE = Path(__file__).parent.parent / "recipes" / "tiny-cpu.yaml"
+TINY_FAST = ["corpus.max_segments=12", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
+             "augment.max_new_tokens=8", "generation.batch_size=8", "curate.select=threshold",
+             "curate.select_on=argmax", "curate.threshold=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_cli_run(tmp_path_factory: pytest.TempPathFactory, humpback_cache: Path) -> tuple[Path, str, str]:
+    """(run folder, stdout, stderr) of ``humpback run recipes/tiny-cpu.yaml --quiet`` with TINY_FAST."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path_factory.mktemp("run") / "tiny"
+    code = ("import json, sys\nfrom humpback import cli\n"
+            f"rc = cli.main(['run', {str(TINY_RECIPE)!r}, '--run-dir', {str(run_dir)!r}, '--quiet', *{TINY_FAST!r}])\n"
+            "print(json.dumps([m for m in sys.modules if m.split('.')[0] == 'wandb']))\n"
+            "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc.stdout, proc.stderr

@@ -5,10 +5,8 @@ the run's own numbers, a run in progress is shown as far as it got, and a headle
 import base64
 import io
 import json
-import os
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,24 +17,13 @@ from humpback import cli
 from humpback.view.report import write_report
 from humpback.store import read_table, write_table
 
-ROOT = Path(__file__).parent.parent
-TINY = ROOT / "recipes" / "tiny-cpu.yaml"
-FAST = ["corpus.max_segments=8", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
-        "augment.max_new_tokens=8", "generation.batch_size=8", "curate.select=threshold", "curate.select_on=argmax",
-        "curate.threshold=1"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run") / "tiny"
-    code = ("import json, sys\nfrom humpback import cli\n"
-            f"rc = cli.main(['run', {str(TINY)!r}, '--run-dir', {str(run_dir)!r}, '--quiet', *{FAST!r}])\n"
-            "print(json.dumps([m for m in sys.modules if m.split('.')[0] == 'wandb']))\n"
-            "sys.exit(rc)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir, proc.stdout, proc.stderr
+def cli_run(tiny_cli_run):
+    """The session's tiny run (tests/conftest.py), shared with the review tests."""
+    return tiny_cli_run
 
 
 class _Images(HTMLParser):

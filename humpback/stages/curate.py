@@ -17,6 +17,7 @@ from ..judges.health import dev_auc, health_counts, judge_health, ranking_field,
 from ..judges.stats import compare_scores, merge_score_stats, shard_score_stats
 from ..layout import CANDIDATES
 from ..prompts import template_hash
+from ..review.apply import describe_applied, review_key, reviewed
 from ..run import RunContext
 from ..scoring import select, select_by_cutoff, selection_cutoff, selection_rule, short_rule
 from ..store import StageResult, model_identity, shard_file, source_identity
@@ -227,7 +228,10 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
 
     def work() -> dict:
         candidates = rt.store.read_rows(CANDIDATES)
-        curated = select(candidates, rt.store.read_rows(it.scores), cfg)
+        scores = rt.store.read_rows(it.scores)
+        curated = judged = select(candidates, scores, cfg)
+        if cfg.review:  # the reviewers' decisions: rejected pairs out, edited instructions in (see humpback.review)
+            curated, review = reviewed(rt.store.root, judged, candidates, scores, cfg.review_force_accepted)
         rt.store.write_rows(it.curated, curated, schema=_curated_schema())
         rate = len(curated) / len(candidates) if candidates else 0.0
         rt.result(f"curate: {len(curated)} of {len(candidates)} candidates kept ({short_rule(rule)})")
@@ -236,12 +240,28 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
         stats = {"curated": len(curated), "acceptance_rate": rate, "rule": rule,
                  "threshold": cfg.threshold if cfg.select == "threshold" else None, **_length_stats(curated)}
         if dev:
-            stats["dev"] = _dev_quality(rt, k, rule, curated)
+            stats["dev"] = _dev_quality(rt, k, rule, judged)
+        if cfg.review:
+            stats["review"] = _review_result(rt, k, review)
         return stats
 
     name = it.stage("select")
     inputs = [CANDIDATES, it.scores] + ([it.dev_scores] if dev else [])
-    return rt.store.stage(name, dict(rule), [it.curated], work, inputs=inputs, force=rt.forced(name), job="curate")
+    deps = {**rule, "review": review_key(rt.store.root, cfg.review_force_accepted)} if cfg.review else dict(rule)
+    return rt.store.stage(name, deps, [it.curated], work, inputs=inputs, force=rt.forced(name), job="curate")
+
+
+def _review_result(rt: RunContext, k: int, review: dict) -> dict:
+    """curate.review: what the decisions changed, and the judge's selection against the reviewers."""
+    q = review["quality"]
+    rt.result(describe_applied(review))
+    if q["pairs"]:
+        rt.result(f"reviewed pairs: the judge's selection agrees with the reviewers on {q['agreeing']} of {q['pairs']} "
+                  f"(precision {_pct(q['precision'])}, recall {_pct(q['recall'])})")
+    for key in ("agreement", "precision", "recall", "f1"):
+        if q[key] is not None:
+            rt.metric("select", f"review/{key}", q[key], iteration=k)
+    return review
 
 
 def _dev_quality(rt: RunContext, k: int, rule: dict, curated: list[dict]) -> dict:

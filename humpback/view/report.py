@@ -17,6 +17,7 @@ from typing import Any, Optional
 from .. import layout
 from ..errors import StoreError
 from ..store import write_text
+from ..review.summary import report_section as review_section
 from .plots import Plot, plots
 from .read import RunView, read_run, sample_pairs
 
@@ -48,6 +49,7 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
     by_name = {p.name: p for p in figures}
     parts.append("<h2>Did it get better?</h2>" + _eval_table(view) + _img(by_name.get("eval")))
     parts.append("<h2>Per-iteration summary</h2>" + _summary_table(view))
+    parts.append(review_section(view.run_dir))  # humpback review's decisions: empty when nobody reviewed
     sections = [("funnel", "Filter funnel", _funnel_table(view)),
                 ("score_histograms", "Score histograms (each iteration's judge: " + _judges(view) + ")", ""),
                 ("rates", "Acceptance and parse-failure rates, judge health, dev-set precision and recall", ""),
