@@ -2,7 +2,7 @@
 
 - the embedded tiny default (:mod:`humpback.tiny`): ``tiny-llama``, ``python-docs``, ``python-docs-seed``;
 - the controlled world (:mod:`humpback.worlds`): ``world-base``, ``world-seed``, ``world-pool``,
-  ``world-eval``, ``world-dev``;
+  ``world-eval``, ``world-dev`` (each also as ``world-<name>@SEED``, the world built with that seed);
 - real text and pairs (:mod:`humpback.assets`): ``python-reference``, ``python3-doc-html``,
   ``assistant-seed``, ``assistant-dev``;
 - real models shipped as GGUF files in Python packages (:mod:`humpback.models.shipped`):
@@ -33,7 +33,7 @@ def resolve(ref: str) -> str:
 
     if name in tiny.BUILTINS:
         return str(tiny.materialize(name))
-    if name in worlds.BUILTINS:
+    if worlds.is_world(name):
         return str(worlds.materialize(name))
     if name in assets.BUILTINS:
         return str(assets.materialize(name))
@@ -41,4 +41,4 @@ def resolve(ref: str) -> str:
         from .models.gguf import convert
 
         return str(convert(SHIPPED[name].path(ref), label=ref))
-    raise ConfigError(f"unknown builtin {name!r}; known: {', '.join(known())}")
+    raise ConfigError(f"unknown builtin {name!r}; known: {', '.join(known())} (the world-* names may end in @SEED)")

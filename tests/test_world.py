@@ -97,3 +97,19 @@ def test_builtin_names_resolve(monkeypatch, tmp_path):
     assert resolve("builtin:world-eval").endswith("eval.jsonl")
     with pytest.raises(ConfigError, match="world-base"):
         resolve("builtin:world-nothing")
+
+
+def test_a_world_of_another_seed_is_named_with_at(monkeypatch, tmp_path):
+    from humpback.builtins import resolve
+    from humpback.errors import ConfigError
+    from humpback.worlds import parse
+
+    assert parse("world-base") == ("world-base", 0) and parse("world-pool@12") == ("world-pool", 12)
+    monkeypatch.setenv("HUMPBACK_CACHE", str(tmp_path))
+    default, zero, one = (resolve(f"builtin:world-eval{suffix}") for suffix in ("", "@0", "@1"))
+    assert default == zero and one != default  # @0 is the default world; @1 a world of its own
+    assert open(one).read() != open(default).read()
+    for bad, says in (("world-eval@", "whole number >= 0, got ''"), ("world-eval@-1", "got '-1'"),
+                      ("world-eval@x", "got 'x'"), ("world-nothing@1", r"world-\* names may end in @SEED")):
+        with pytest.raises(ConfigError, match=says):
+            resolve(f"builtin:{bad}")

@@ -10,6 +10,10 @@ dev set, a verifier, and a small base model pretrained on the world's text. Noth
 - ``world-eval``: held-out prompts with exact answers (``instruction``, ``reference``);
 - ``world-dev``: labelled pairs for ``curate.dev_set`` (``instruction``, ``output``, ``label``).
 
+``world-<name>@S`` is the same asset of the world built with ``random_seed`` S (its own pool, seed set,
+eval prompts and dev set, and a base model pretrained from weights initialised with seed S on that world's
+text); ``@0`` is the default world. ``scripts/proof.py --seeds N`` runs its arms on worlds ``@0 .. @N-1``.
+
 The verifier is ``humpback.worlds.tasks:verify`` (``curate.verifier``). Builds are deterministic and cached
 under ``$HUMPBACK_CACHE`` in folders whose names carry a hash of everything they depend on; another
 :class:`~humpback.worlds.build.WorldSpec` (a test's smaller world) gets folders of its own through
@@ -83,14 +87,31 @@ def materialize_world(spec: WorldSpec = WorldSpec(), cache_dir: str | Path | Non
     return WorldPaths(base, data / "seed.jsonl", data / "pool.jsonl", data / "eval.jsonl", data / "dev.jsonl")
 
 
-def materialize(name: str, cache_dir: str | Path | None = None) -> Path:
-    """The path of the builtin ``name`` of the default world."""
+def parse(name: str) -> tuple[str, int]:
+    """``world-base`` -> (``world-base``, 0); ``world-pool@3`` -> (``world-pool``, 3). A name that is not
+    the world's, or a seed that is not a whole number >= 0, is a ConfigError."""
     from ..errors import ConfigError
 
-    if name not in BUILTINS:
-        raise ConfigError(f"unknown builtin {name!r}; the world's: {', '.join(BUILTINS)}")
-    paths = materialize_world(cache_dir=cache_dir, with_model=name == "world-base")
-    return paths.base if name == "world-base" else getattr(paths, name.split("-", 1)[1])
+    base, at, seed = name.partition("@")
+    if base not in BUILTINS:
+        raise ConfigError(f"unknown builtin {name!r}; the world's: {', '.join(BUILTINS)} (each may end in @SEED)")
+    if not at:
+        return base, 0
+    if not seed.isdigit():
+        raise ConfigError(f"builtin {name!r}: the world's seed after '@' must be a whole number >= 0, got {seed!r}")
+    return base, int(seed)
+
+
+def is_world(name: str) -> bool:
+    return name.partition("@")[0] in BUILTINS
+
+
+def materialize(name: str, cache_dir: str | Path | None = None) -> Path:
+    """The path of the builtin ``name`` (``world-pool``, ``world-pool@3``, ...): the default world's, or
+    the world of the seed after ``@``."""
+    base, seed = parse(name)
+    paths = materialize_world(WorldSpec(random_seed=seed), cache_dir=cache_dir, with_model=base == "world-base")
+    return paths.base if base == "world-base" else getattr(paths, base.split("-", 1)[1])
 
 
 def _write_data(folder: Path, spec: WorldSpec) -> None:
@@ -107,9 +128,10 @@ def _write_data(folder: Path, spec: WorldSpec) -> None:
 
 def _write_base(folder: Path, spec: WorldSpec) -> None:
     from .build import build_world, vocabulary_texts
-    from .model import build_base_model, build_tokenizer
+    from .model import PRETRAIN, build_base_model, build_tokenizer
 
-    info = build_base_model(folder, build_tokenizer(vocabulary_texts()), build_world(spec).pretrain)
+    info = build_base_model(folder, build_tokenizer(vocabulary_texts()), build_world(spec).pretrain,
+                            pretrain={**PRETRAIN, "seed": spec.random_seed})
     (folder / "pretraining.json").write_text(json.dumps({"spec": spec.to_dict(), **info}, indent=1) + "\n")
 
 
