@@ -107,7 +107,7 @@ def pool_quality(run_dir: Path, k: int) -> dict:
 def outcomes(run_dir: Path, label: str) -> list[bool]:
     """The model's exact match on each held-out prompt, in prompt order (the pairing of two models)."""
     rows = sorted(read_table(run_dir / layout.evaluation(label).answers), key=lambda r: r["prompt_id"])
-    return [bool(r["exact_match"]) for r in rows]
+    return [bool(r["exact_match"]) for r in rows if r["exact_match"] is not None]  # prompts with an answer key
 
 
 def model_row(seed: int, arm: str, iteration: int, run_dir: Path, label: str) -> dict:
