@@ -575,6 +575,10 @@ class PreferencesConfig:
         if self.judge_kind == "verifier" and self.judge is not None:
             raise ConfigError(f"{where.of('preferences.judge', 'preferences.judge_kind')}: 'preferences.judge' names "
                               f"a model, but the verifier judge uses none")
+        if self.prompts not in ("curated", "seed") and not self.prompts.startswith("builtin:") \
+                and _looks_local(self.prompts) and not Path(self.prompts).expanduser().exists():
+            raise ConfigError(f"{where.of('preferences.prompts')}: 'preferences.prompts': no such file or folder "
+                              f"{self.prompts!r}")
 
 
 @dataclass
@@ -655,6 +659,11 @@ class RunConfig:
         if self.train.objective == "dpo" and self.preferences.judge_kind == "verifier" and self.curate.verifier is None:
             raise ConfigError(f"{where.of('preferences.judge_kind', 'curate.verifier')}: preferences.judge_kind "
                               f"'verifier' needs 'curate.verifier' (package.module:function)")
+        if self.train.objective == "dpo" and self.dpo.min_lr_ratio is not None \
+                and self.train.lr_scheduler_type not in ("linear", "cosine"):  # DPO decays on the train schedule
+            raise ConfigError(f"{where.of('dpo.min_lr_ratio', 'train.lr_scheduler_type')}: 'dpo.min_lr_ratio' needs "
+                              f"train.lr_scheduler_type linear or cosine, got {self.train.lr_scheduler_type!r} "
+                              f"(set dpo.min_lr_ratio=null to use it as it is)")
         if self.eval.enabled and self.eval.prompts is None and self.seed.heldout == 0:
             raise ConfigError(f"{where}: 'eval.enabled' needs eval prompts: hold seed pairs out ('seed.heldout' > 0) "
                               f"or name a prompt set ('eval.prompts')")

@@ -178,6 +178,27 @@ def test_prompt_bank_dedups_and_counts(tmp_path):
                                            {"prompt_id": "000001", "instruction": "Count."}]
 
 
+def test_the_stage_reads_a_prompt_bank_file(tmp_path):
+    """preferences.prompts naming a file: the stage's bank, deduplicated and cut at max_prompts, identified
+    by the file's content (the bank stage code resolves builtin: names the same way)."""
+    from types import SimpleNamespace
+
+    from humpback.stages.preferences import prompt_bank
+
+    path = tmp_path / "bank.jsonl"
+    path.write_text('{"instruction": "Q1"}\n{"instruction": "Q1"}\n{"instruction": "Q2"}\n{"instruction": "Q3"}\n')
+    cfg = load_config(TINY, ["train.objective=dpo", f"preferences.prompts={path}", "preferences.max_prompts=2"])
+    rows, identity, inputs = prompt_bank(SimpleNamespace(cfg=cfg), 1)
+    assert rows == [{"prompt_id": "000000", "instruction": "Q1"}, {"prompt_id": "000002", "instruction": "Q2"}]
+    assert (identity["prompts"], identity["distinct"], identity["duplicates"], inputs) == (2, 3, 1, [])
+    assert identity["bank"] == prompt_bank(SimpleNamespace(cfg=cfg), 2)[1]["bank"]  # the file, not the iteration
+
+
+def test_a_constant_schedule_is_fine_without_a_dpo_floor():
+    cfg = load_config(TINY, ["train.objective=dpo", "train.lr_scheduler_type=constant", "dpo.min_lr_ratio=null"])
+    assert (cfg.train.lr_scheduler_type, cfg.dpo.min_lr_ratio) == ("constant", None)
+
+
 def test_an_empty_prompt_bank_is_a_clear_error(tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_text('{"instruction": "  "}\n')
@@ -200,6 +221,10 @@ def test_an_empty_prompt_bank_is_a_clear_error(tmp_path):
     (["train.objective=dpo", "preferences.judge_kind=verifier"],
      "preferences.judge_kind 'verifier' needs 'curate.verifier'"),
     (["preferences.judge_kind=verifier", "preferences.judge=some/model"], "the verifier judge uses none"),
+    (["preferences.prompts=no/such/bank.jsonl"], "command line: 'preferences.prompts': no such file or folder "
+                                                 "'no/such/bank.jsonl'"),
+    (["train.objective=dpo", "train.lr_scheduler_type=constant"],
+     "command line: 'dpo.min_lr_ratio' needs train.lr_scheduler_type linear or cosine, got 'constant'"),
 ])
 def test_bad_preference_settings_are_clear_errors(overrides, message):
     with pytest.raises(ConfigError) as e:

@@ -46,7 +46,7 @@ def prompt_bank(rt: RunContext, k: int) -> tuple[list[dict], dict, list[str]]:
         rows, duplicates = bank_from_rows(rt.store.read_rows(SEED), "id")
         identity, inputs = {"bank": "seed"}, [SEED]
     else:
-        from ..tiny import resolve
+        from ..builtins import resolve
 
         path = resolve(cfg.prompts)
         rows, duplicates = bank_from_rows(load_prompt_bank(path), "prompt_id")
@@ -72,7 +72,7 @@ def _judge(rt: RunContext, k: int, model) -> tuple[Judge, list[str], dict | None
         return Judge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
     budget = rt.cfg.generation.max_prompt_tokens
     if cfg.judge:
-        from ..tiny import resolve
+        from ..builtins import resolve
 
         outside = resolve(cfg.judge)
         return (Judge(outside, cfg, rt.model(outside=outside), rt.cfg.random_seed, budget), [],
