@@ -55,6 +55,10 @@ def test_the_sample_shows_each_pair_as_the_run_holds_it(run):
             assert (item["score"], item["expected_score"], item["probs"]) == (s["score"], s["expected_score"],
                                                                               pytest.approx(s["probs"]))
             assert item["selected_value"] == s["logits_score"] and item["reasoning"] == ""  # logits mode
+            # the judge box in words: what selection read against its cutoff, then the judge's own figures
+            assert item["judge_lines"][0] == (f"argmax score {s['logits_score']}; selection cutoff 1: "
+                                              f"{'kept' if item['kept'] else 'dropped'}")
+            assert item["judge_lines"][1].startswith(f"rating judge (logits): argmax score {s['logits_score']}, ")
     assert load_sample(run).iteration == 2  # the latest scored iteration
     parts = [{i["id"] for i in load_sample(run, 1, n=100, part=(p, 2)).items} for p in (0, 1)]
     assert not parts[0] & parts[1] and parts[0] | parts[1] == set(candidates)
