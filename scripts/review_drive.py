@@ -134,7 +134,7 @@ class Drive:
 
     def review_one(self) -> None:
         page, before = self.page, self.done()
-        cid = self.current_id()
+        cid, index = self.current_id(), int(page.get_attribute("body", "data-current"))
         check(cid not in self.given, f"pair {cid} was shown again after its verdict")
         verdict, text = self.verdict_for(cid)
         if verdict == "edit":
@@ -149,7 +149,7 @@ class Drive:
         else:
             page.keyboard.press(KEYS[verdict])
         page.wait_for_selector(f"body[data-done='{before + 1}']")
-        self.given[cid] = {"verdict": verdict, "instruction": text}
+        self.given[cid] = {"verdict": verdict, "instruction": text, "index": index}
         saved = on_disk(self.args.run_dir, self.args.reviewer).get(cid)
         check(saved is not None and saved["verdict"] == verdict and saved["instruction"] == text,
               f"pair {cid}: the page said saved, the decisions file holds {saved}")
@@ -208,8 +208,7 @@ def run(args: argparse.Namespace) -> dict:
             drive.shot("after-restart")
             edited = next((cid for cid, g in drive.given.items() if g["verdict"] == "edit"), None)
             if edited is not None:  # the edited pair, reached through its address, shows the reviewer's text
-                index = next(i for i, c in enumerate(page.evaluate("() => Array.from(document.querySelectorAll("
-                                                                   "'#strip span')).map(e => e.title)")) if ": edit by" in c)
+                index = drive.given[edited]["index"]
                 drive.load(server.url + f"#{index + 1}")
                 page.wait_for_selector(f"body[data-current='{index}']")
                 check(page.inner_text("#edited") == drive.given[edited]["instruction"],
