@@ -148,7 +148,7 @@ def dataset_card(store: RunStore, iteration: int, fmt: str, n_rows: int, data_fi
         f"- Filter funnel: `{json.dumps(p['funnel'])}`",
         f"- Augmentation: `{json.dumps(p['augmentation'])}`",
         f"- Curation: mode `{p['curation']['mode']}`, {short_rule(rule)} on the "
-        f"{SCORE_NAMES[rule['score_field']]}, "
+        f"{rule.get('score_name') or SCORE_NAMES[rule['score_field']]}, "  # a judge's value column: named by the rule
         f"acceptance rate {p['curation']['acceptance_rate']}, "
         f"parse-failure rate {p['curation']['parse_failure_rate']}",
         "- Score histogram: " + ", ".join(f"{k}: {v}" for k, v in hist.items()),

@@ -55,6 +55,10 @@ def test_the_sample_shows_each_pair_as_the_run_holds_it(run):
             assert (item["score"], item["expected_score"], item["probs"]) == (s["score"], s["expected_score"],
                                                                               pytest.approx(s["probs"]))
             assert item["selected_value"] == s["logits_score"] and item["reasoning"] == ""  # logits mode
+            # the judge box in words: what selection read against its cutoff, then the judge's own figures
+            assert item["judge_lines"][0] == (f"argmax score {s['logits_score']}; selection cutoff 1: "
+                                              f"{'kept' if item['kept'] else 'dropped'}")
+            assert item["judge_lines"][1].startswith(f"rating judge (logits): argmax score {s['logits_score']}, ")
     assert load_sample(run).iteration == 2  # the latest scored iteration
     parts = [{i["id"] for i in load_sample(run, 1, n=100, part=(p, 2)).items} for p in (0, 1)]
     assert not parts[0] & parts[1] and parts[0] | parts[1] == set(candidates)
@@ -124,6 +128,10 @@ def test_replay_and_export_honour_the_decisions_and_say_so(run, tmp_path, capsys
     assert "## Human review" in card and "3 pairs of this run were read in `humpback review` by other, tester: " \
                                          "1 accepted, 1 rejected, 1 edited." in card
     assert f"sha256 `{sha}`" in card and "Judge-reviewer agreement (iteration 1's selection" in card
+    # the replay's A(1) was made with the decisions: the card says so, not "0 rejected pairs left out"
+    assert (f"Iteration 1's curated set was selected with them (`curate.review`, decisions sha256 `{sha[:16]}`): "
+            "1 rejected pairs dropped, 1 edited instructions used, 1 accepted pairs the judge had dropped forced in."
+            in card) and "This export honours them: the curated set already does." in card
 
     # export of the run itself: rejected out, edit in; --no-review: the judge's selection as it was
     curated = [c["candidate_id"] for c in read_table(run / "iter_1/curated.parquet")]

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from ..errors import HumpbackError
 from .decisions import VERDICTS, decision, record
-from .sample import ReviewSample, score_name
+from .sample import ReviewSample
 
 QUESTION = "verdict"
 EDIT_QUESTION = "edited_instruction"
@@ -46,18 +46,11 @@ def settings(rg: Any) -> Any:
 
 
 def judge_text(item: dict, sample: ReviewSample) -> str:
-    """The ``judge`` field: what the page's judge box shows, as Markdown."""
+    """The ``judge`` field: what the page's judge box shows (:mod:`.judge_text`'s lines), as Markdown."""
     kept = {None: "not selected yet", True: "**kept**", False: "**dropped**"}[item["kept"]]
-    lines = [f"Judge `{sample.judge}`; selection {kept}; {score_name(sample.rule)} "
-             f"{_num(item['selected_value'])} (cutoff {_num(sample.cutoff)})"]
-    if item["judge_kind"] == "rating":
-        lines.append(f"score {_num(item['score'])}, expected score {_num(item['expected_score'])}")
-    else:
-        lines.append(f"{item['judge_kind']} value {_num(item['value'])}")
+    lines = [f"Judge `{sample.judge}`; selection {kept}", *item["judge_lines"]]
     for p in item.get("principles") or []:
         lines.append(f"- {p['principle']}: {_num(p['log_odds'])}")
-    if item["probs"] and not item.get("principles"):
-        lines.append("P(1..5): " + ", ".join(f"{p:.3f}" for p in item["probs"]))
     if item["reasoning"]:
         lines += ["", item["reasoning"]]
     return "\n\n".join(lines)

@@ -25,6 +25,7 @@ from .. import layout
 from ..errors import HumpbackError
 from ..scoring import SCORE_NAMES, VALUE_NAMES, selection_cutoff, short_rule
 from .decisions import pair_sha256
+from .judge_text import compared_line, judge_figures, reasoning, selection_line
 
 ORDERS = ("threshold", "random")
 
@@ -103,11 +104,18 @@ def load_sample(run_dir: Path, iteration: Optional[int] = None, n: int = 50, ord
     cutoff = selection_cutoff(rule, [c.get(field_name) for c in curated or []]) if rule else None
     kept = {c["candidate_id"] for c in curated} if curated is not None else None
     principles = [p["principle"] for p in (score_stats.get("rubric") or {}).get("principles", [])]
+    compared = {kind: {s["candidate_id"]: s for s in table(run_dir, it.compare_scores(kind)) or []}
+                for kind, stats in sorted((stages.get(it.stage("compare"), {}).get("stats") or {}).items())
+                if isinstance(stats, dict) and "scored" in stats}  # one entry per comparison judge
     pool = [c for c in candidates if c["candidate_id"] in scores and in_part(c["candidate_id"], part)]
     ordered = _order(pool, scores, kept, field_name, cutoff, order, seed)
     items = [_item(c, scores[c["candidate_id"]], kept, field_name, principles) for c in ordered[:n]]
     for i, item in enumerate(items):
         item["index"] = i
+        item["judge_lines"] = [
+            selection_line(item["selected_value"] if field_name else item["value"], score_name(rule), cutoff,
+                           item["kept"]), judge_figures(scores[item["id"]])] + [
+            compared_line(kind, rows.get(item["id"])) for kind, rows in compared.items()]
     judge = score_stats.get("judge") or ", ".join(sorted({s["judge"] for s in scores.values() if s.get("judge")}))
     return ReviewSample(run_dir, k, items, rule, cutoff, field_name, len(pool), order, seed, part, judge)
 
@@ -138,8 +146,8 @@ def _item(c: dict, s: dict, kept: Optional[set], field_name: Optional[str], prin
             "mode": s.get("mode"), "score": s.get("score"), "logits_score": s.get("logits_score"),
             "expected_score": s.get("expected_score"), "value": s.get("value"),
             "selected_on": field_name, "selected_value": s.get(field_name) if field_name else None,
-            # a logits-mode row's raw text is its probabilities again (shown as probs)
-            "reasoning": "" if s.get("mode") == "logits" else s.get("raw") or "", "probs": s.get("probs")}
+            # a generated judgement's text; a logits, likelihood or rubric row's raw text is its numbers again
+            "reasoning": reasoning(s), "probs": s.get("probs")}
     if s.get("principles") is not None:
         item["principles"] = [{"principle": name, "log_odds": v} for name, v in zip(principles, s["principles"])]
     return item

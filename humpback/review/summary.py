@@ -46,11 +46,14 @@ def card_section(run_dir: Path, iteration: int, applied: Optional[dict], honoure
              + (f" ({c['disagreements']} pairs on which reviewers disagree; the latest decision counts)"
                 if c["disagreements"] else "") + ".",
              f"Decisions: `{layout.REVIEW_DECISIONS}`, sha256 `{c['decisions_sha256']}`.", ""]
-    if applied is not None:
-        forced = (f"{applied['forced_in']} accepted pairs the judge had dropped forced in" if applied["force_accepted"]
-                  else "accepted pairs the judge dropped were not forced in")
-        lines += [f"This export honours them: {applied['rejected_dropped']} rejected pairs left out, "
-                  f"{applied['edited_applied']} edited instructions used, {forced}"
+    selected = _selected_with(run_dir, iteration)
+    if selected is not None:  # curate.review (a replay): A(K) itself was made with the decisions
+        lines += [f"Iteration {iteration}'s curated set was selected with them (`curate.review`, decisions sha256 "
+                  f"`{selected['decisions_sha256'][:16]}`): {_changes(selected, 'dropped')}.", ""]
+    if applied is not None and selected is not None and not applied["rejected_dropped"] and not applied["forced_in"]:
+        lines += ["This export honours them: the curated set already does.", ""]
+    elif applied is not None:
+        lines += [f"This export honours them: {_changes(applied, 'left out')}"
                   + (f"; {applied['stale']} stale decisions (pairs generated again since) ignored" if applied["stale"]
                      else "") + ".", ""]
     elif not honoured:
@@ -62,6 +65,23 @@ def card_section(run_dir: Path, iteration: int, applied: Optional[dict], honoure
                   f"precision {_num(quality['precision'])}, recall {_num(quality['recall'])}, F1 {_num(quality['f1'])}.",
                   ""]
     return "\n".join(lines)
+
+
+def _changes(stats: dict, dropped: str) -> str:
+    forced = (f"{stats['forced_in']} accepted pairs the judge had dropped forced in" if stats["force_accepted"]
+              else "accepted pairs the judge dropped were not forced in")
+    return f"{stats['rejected_dropped']} rejected pairs {dropped}, {stats['edited_applied']} edited instructions used, {forced}"
+
+
+def _selected_with(run_dir: Path, iteration: int) -> Optional[dict]:
+    """What the decisions changed when iteration K's select stage applied them (``curate.review``); None: it
+    did not."""
+    import json
+
+    manifest = Path(run_dir) / layout.MANIFEST
+    stages = json.loads(manifest.read_text()).get("stages", {}) if manifest.exists() else {}
+    review = (stages.get(layout.iteration(iteration).stage("select"), {}).get("stats") or {}).get("review")
+    return review if review and review.get("decisions_sha256") else None
 
 
 def report_section(run_dir: Path) -> str:

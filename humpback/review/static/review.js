@@ -17,6 +17,9 @@
     if (x === null || x === undefined) return "-";
     return Number.isInteger(x) ? String(x) : x.toFixed(digits === undefined ? 4 : digits);
   }
+  function when(iso) {  // 2026-12-05T14:09:30+00:00 -> 2026-12-05 14:09 UTC
+    return iso.slice(0, 10) + " " + iso.slice(11, 16) + (/\+00:00$/.test(iso) ? " UTC" : "");
+  }
   function pct(x) { return x === null || x === undefined ? "-" : (100 * x).toFixed(0) + "%"; }
 
   function setStatus(text, error) {
@@ -28,7 +31,9 @@
   function api(method, url, body) {
     var opts = { method: method, headers: { "Content-Type": "application/json" } };
     if (body !== undefined) opts.body = JSON.stringify(body);
-    return fetch(url, opts).then(function (r) {
+    return fetch(url, opts).catch(function () {
+      throw new Error("no answer from the review server (stopped?); start it again and reload");
+    }).then(function (r) {
       return r.json().then(function (data) {
         if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
         return data;
@@ -74,19 +79,9 @@
   function renderJudge(it) {
     var box = $("judge");
     box.textContent = "";
-    var line = "selected on " + state.score_name + ": " + fmt(it.selected_value) +
-      (state.cutoff !== null ? " (cutoff " + fmt(state.cutoff) + ")" : "");
-    var parts = [line];
-    if (it.judge_kind === "rating") {
-      var scores = it.mode === "logits" ? ["argmax score " + fmt(it.score)] :
-        ["generated score " + (it.parse_status === "ok" ? fmt(it.score) : "none (" + it.parse_status + ")")];
-      if (it.mode === "both") scores.push("argmax score " + fmt(it.logits_score));
-      if (it.expected_score !== null) scores.push("expected score " + fmt(it.expected_score));
-      parts.push(scores.join(", "));
-    } else {
-      parts.push(it.judge_kind + " value " + fmt(it.value));
-    }
-    box.appendChild(el("div", parts.join("; ")));
+    (it.judge_lines || []).forEach(function (line, i) {
+      box.appendChild(el("div", line, i === 0 ? "judge-line first" : "judge-line"));
+    });
     if (it.principles) {
       var t = el("table");
       var head = el("tr");
@@ -100,8 +95,6 @@
         t.appendChild(tr);
       });
       box.appendChild(t);
-    } else if (it.probs) {
-      box.appendChild(el("div", "P(1..5) after 'Score:': " + it.probs.map(function (p) { return p.toFixed(3); }).join(", ")));
     }
     if (it.reasoning) {
       box.appendChild(el("div", "Reasoning:", "sub"));
@@ -130,7 +123,8 @@
     renderJudge(it);
     var v = $("verdict");
     v.textContent = d ? ({accept: "accepted", reject: "rejected", edit: "edited"}[d.verdict] + " by " + d.reviewer +
-                         " at " + d.time) : "not decided";
+                         ", " + when(d.time)) : "not decided";
+    v.title = d ? d.verdict + " by " + d.reviewer + " at " + d.time : "";
     v.className = d ? d.verdict : "";
     v.setAttribute("data-verdict", d ? d.verdict : "");
     renderFigures();
@@ -219,7 +213,9 @@
 
   api("GET", "/api/state").then(function (s) {
     state = s;
-    $("where").textContent = "\u00b7 " + s.description + " \u00b7 reviewer " + s.reviewer;
+    $("where").textContent = "\u00b7 " + s.description;
+    $("where").title = s.description + " (" + s.run + ")";
+    $("reviewer").textContent = "reviewer " + s.reviewer;
     document.title = "humpback review: iteration " + s.iteration;
     if (!s.items.length) { setStatus("this sample is empty", true); return; }
     var fromHash = parseInt((location.hash || "").slice(1), 10);
