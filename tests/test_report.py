@@ -273,3 +273,16 @@ def test_reports_fit_1280_pixels_with_no_empty_chart(tiny_world_run, cli_run, tm
                     assert not any(c.startswith("{") for c in facts["pairCells"])
         finally:
             browser.close()
+
+
+def test_inspect_shows_a_likelihood_judges_figures_not_its_json(tiny_world_run, capsys):
+    assert cli.main(["inspect", str(tiny_world_run), "--iteration", "1", "--sample", "3"]) == 0
+    out = capsys.readouterr().out
+    scores = {s["candidate_id"]: s for s in read_table(tiny_world_run / "iter_1/scores")}
+    blocks = out.split("\n-- ")[1:]
+    assert len(blocks) == 3
+    for block in blocks:
+        cid = block.split("[", 1)[1].split("]", 1)[0]
+        detail = json.loads(scores[cid]["raw"])
+        assert f"mean log-prob per token {scores[cid]['value']:.3f}, output tokens {detail['tokens']}" in block
+        assert "None" not in block and "{" not in block and "judge:" not in block

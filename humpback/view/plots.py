@@ -202,7 +202,7 @@ def rates_plot(view: RunView) -> Optional[Plot]:
     its = [it for it in view.iterations if it.figures.get("scored") is not None]
     if not its:
         return None
-    fig, ax = _figure(1, 1, width=6)
+    fig, ax = _figure(1, 1, width=8)
     ax = ax[0]
     ks = [it.k for it in its]
     series = {"acceptance_rate": [it.figures.get("acceptance_rate") for it in its],
@@ -220,7 +220,7 @@ def rates_plot(view: RunView) -> Optional[Plot]:
     ax.set_xlabel("iteration")
     ax.set_ylabel("fraction")
     ax.set_title("Rates per iteration")
-    ax.legend()
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the lines, never over them
     return _finish(fig, "rates", "Rates", {"iterations": ks, **series})
 
 

@@ -221,7 +221,7 @@ def _pairs_table(pairs: list[dict], it: IterationView) -> str:
     cols = judge_columns(kind, sorted({p["mode"] for p in it.pairs if p.get("mode")}), it.principles)
     text_cols = [k for k, _ in cols if k == "text"]  # a rating judge's written judgement: after the pair
     cols = [c for c in cols if c[0] not in text_cols]
-    head = "".join(f"<th>{e(t)}</th>" for _, t in cols) + "<th>instruction</th><th>output</th>"
+    head = "".join(f"<th class='judged'>{e(t)}</th>" for _, t in cols) + "<th>instruction</th><th>output</th>"
     head += "".join("<th>judge's answer</th>" for _ in text_cols)
     rows = [f"<tr>{head}</tr>"]
     for p in pairs:
@@ -269,6 +269,7 @@ table.pairs { width: 100%; }
 .pairs td { font-size: 0.85em; }
 .pairs th, table.summary th:first-child { text-align: left; }
 .pairs td:not(.text) { white-space: nowrap; width: 1%; }
+.pairs th.judged { min-width: 6em; }
 td.ok { color: #1a7f37; }
 td.bad { color: #b42318; }
 img.plot { display: block; max-width: 100%; height: auto; margin: 0.5em 0; }
