@@ -71,3 +71,29 @@ def tiny_cli_run(tmp_path_factory: pytest.TempPathFactory, humpback_cache: Path)
                           env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, proc.stdout, proc.stderr
+
+
+# The controlled world's recipe (recipes/world-cpu.yaml: a likelihood judge, a labelled dev set, exact-match
+# eval, no held-out loss, no pairwise judging) on the tiny random Llama instead of the world's pretrained
+# base model (whose build takes minutes): the shape of `make demo`'s run in under a minute. Its numbers
+# mean nothing; the report tests read which figures it has. One per session.
+WORLD_RECIPE = Path(__file__).parent.parent / "recipes" / "world-cpu.yaml"
+WORLD_FAST = ["base_model=builtin:tiny-llama", "corpus.max_segments=48", "eval.max_prompts=16",
+              "eval.max_new_tokens=12", "train.max_steps=2", "train.logging_steps=1", "train.max_length=128",
+              "augment.max_new_tokens=8", "augment.keep_truncated=true", "generation.batch_size=16"]
+
+
+@pytest.fixture(scope="session")
+def tiny_world_run(tmp_path_factory: pytest.TempPathFactory, humpback_cache: Path) -> Path:
+    """The run folder of ``humpback run recipes/world-cpu.yaml --quiet`` with WORLD_FAST."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path_factory.mktemp("run") / "world"
+    code = ("import sys\nfrom humpback import cli\n"
+            f"sys.exit(cli.main(['run', {str(WORLD_RECIPE)!r}, '--run-dir', {str(run_dir)!r}, '--quiet', *{WORLD_FAST!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir

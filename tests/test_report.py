@@ -30,11 +30,13 @@ class _Images(HTMLParser):
     def __init__(self):
         super().__init__()
         self.plots = {}
+        self.marks = {}  # per plot, per panel: how many marks of data it holds (read back from the figure)
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "img" and "plot" in a.get("class", ""):
             self.plots[a["data-plot"]] = (a["src"], json.loads(a["data-values"]))
+            self.marks[a["data-plot"]] = json.loads(a["data-marks"])
 
 
 def _plots(html_text):
@@ -172,3 +174,115 @@ def test_report_renders_in_headless_chromium(cli_run, tmp_path):
     subprocess.run(cmd[:-2] + ["--window-size=1200,1600", f"--screenshot={shot}", report.as_uri()],
                    capture_output=True, timeout=90)
     assert shot.read_bytes()[:8] == PNG and len(shot.read_bytes()) > 50_000
+
+
+def _marks(html_text: str) -> dict:
+    parser = _Images()
+    parser.feed(html_text)
+    return parser.marks
+
+
+def test_world_report_plots_only_what_the_run_measured(tiny_world_run, tmp_path):
+    """The world recipe's run measures exact match (no held-out loss, no win rate) and its likelihood
+    judge's dev-set precision, recall and AUC: those are drawn, with their intervals, and nothing else."""
+    run_dir = tiny_world_run
+    text = write_report(run_dir, tmp_path / "r.html").read_text()
+    plots = _plots(text)
+    assert set(plots) == {"eval", "judges", "funnel", "score_histograms", "rates", "lengths", "losses"}
+    marks = _marks(text)
+    assert set(marks) == set(plots)
+    for name, panels in marks.items():
+        assert panels and all(n > 0 for n in panels.values()), (name, panels)  # no empty chart
+    evals = plots["eval"][1]
+    assert list(marks["eval"]) == ["exact match, 95% CI (higher is better)", "mean answer length (characters)"]
+    assert "heldout_loss" not in evals and "win_rate" not in evals
+    stats = [json.loads((run_dir / p / "stats.json").read_text()) for p in ("eval/base", "eval/m0", "iter_1/eval",
+                                                                            "iter_2/eval")]
+    assert evals["exact_match"] == [s["exact_match"] for s in stats]
+    assert evals["exact_match_ci"] == [s["exact_match_ci"] for s in stats]
+    manifest = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    dev = [manifest[f"iter_{k}/dev"]["stats"]["auc"] for k in (1, 2)]
+    assert plots["judges"][1]["likelihood (selects)"] == [[k, d["auc"], d["low"], d["high"]] for k, d in zip((1, 2), dev)]
+    select = [manifest[f"iter_{k}/select"]["stats"]["dev"] for k in (1, 2)]
+    assert plots["rates"][1]["dev precision"] == [s["precision"] for s in select]
+    assert plots["rates"][1]["dev recall"] == [s["recall"] for s in select]
+    assert "judge choice mass" not in plots["rates"][1]  # a rating judge's figure: this judge has none
+    # The summary shows the figures the run has, one row each; a likelihood run has no expected score.
+    for absent in ("mean expected score", "judge choice mass", "DPO loss", "preference pairs", "held-out loss"):
+        assert f">{absent}<" not in text, absent
+    for present in ("mean judge value", "dev precision", "exact match [95% CI]", "dev AUC [95% CI]"):
+        assert f">{present}<" in text, present
+    assert "data-judge='likelihood'" in text and ">mean log-prob per token<" in text
+    assert ">None<" not in text and "{&quot;logprob&quot;" not in text  # no None cell, no raw JSON
+
+
+def _playwright():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    return sync_playwright
+
+
+# What the page looks like at 1280 px: how wide the document is, and each plot's decoded width and marks.
+_PAGE_FACTS = """() => ({
+  scrollWidth: document.documentElement.scrollWidth,
+  plots: Array.from(document.querySelectorAll('img.plot')).map(i => ({
+    name: i.dataset.plot, width: i.naturalWidth, shown: i.getBoundingClientRect().width,
+    marks: JSON.parse(i.dataset.marks)})),
+  pairCells: Array.from(document.querySelectorAll('table.pairs td')).map(td => td.textContent.trim()),
+  pairJudges: Array.from(document.querySelectorAll('table.pairs')).map(t => t.dataset.judge)
+})"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium (scripts/ensure_chromium.sh installs Debian's)")
+@pytest.mark.skipif(_playwright() is None, reason="playwright is not installed (the system chromium is used)")
+def test_reports_fit_1280_pixels_with_no_empty_chart(tiny_world_run, cli_run, tmp_path):
+    """Headless chromium at 1280x800 on the world run's report and the tiny run's: no horizontal overflow,
+    every plot decoded and every panel of it holding data, and the likelihood judge's pairs without a
+    'None' cell. Screenshots go to the test's folder (and to $HUMPBACK_SCREENSHOTS when set)."""
+    import os
+
+    reports = {"world": write_report(tiny_world_run, tmp_path / "world.html"),
+               "tiny": write_report(cli_run[0], tmp_path / "tiny.html")}
+    with _playwright()() as p:
+        browser = p.chromium.launch(executable_path=_chromium(),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            for name, report in reports.items():
+                page.goto(report.as_uri())
+                page.wait_for_selector("body[data-plots-rendered]")
+                facts = page.evaluate(_PAGE_FACTS)
+                shot = tmp_path / f"report-{name}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                if os.environ.get("HUMPBACK_SCREENSHOTS"):
+                    out = Path(os.environ["HUMPBACK_SCREENSHOTS"])
+                    out.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(shot, out / shot.name)
+                assert shot.read_bytes()[:8] == PNG
+                assert facts["scrollWidth"] <= 1280, (name, facts["scrollWidth"])
+                assert len(facts["plots"]) >= 6, name
+                for plot in facts["plots"]:
+                    assert plot["width"] > 0 and 0 < plot["shown"] <= 1280, (name, plot)
+                    assert all(n > 0 for n in plot["marks"].values()), (name, plot)
+                assert facts["pairCells"], name
+                if name == "world":
+                    assert set(facts["pairJudges"]) == {"likelihood"}
+                    assert "None" not in facts["pairCells"]
+                    assert not any(c.startswith("{") for c in facts["pairCells"])
+        finally:
+            browser.close()
+
+
+def test_inspect_shows_a_likelihood_judges_figures_not_its_json(tiny_world_run, capsys):
+    assert cli.main(["inspect", str(tiny_world_run), "--iteration", "1", "--sample", "3"]) == 0
+    out = capsys.readouterr().out
+    scores = {s["candidate_id"]: s for s in read_table(tiny_world_run / "iter_1/scores")}
+    blocks = out.split("\n-- ")[1:]
+    assert len(blocks) == 3
+    for block in blocks:
+        cid = block.split("[", 1)[1].split("]", 1)[0]
+        detail = json.loads(scores[cid]["raw"])
+        assert f"mean log-prob per token {scores[cid]['value']:.3f}, output tokens {detail['tokens']}" in block
+        assert "None" not in block and "{" not in block and "judge:" not in block

@@ -1,7 +1,9 @@
 """``humpback inspect RUN_DIR --iteration K``: scored pairs in the terminal, for a quick read.
 
-Each pair shows its verdict, score (and expected score in logits mode), the instruction, the first
-lines of the output and the judge's raw text, wrapped to the terminal's width.
+Each pair shows its verdict, what its judge said (a rating judge: score, and expected score in logits
+mode, then its text; a likelihood judge: its log-probability figures; a rubric judge: its score, then each
+principle's log-odds; a verifier: pass or fail), the instruction and the first lines of the output,
+wrapped to the terminal's width.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import HumpbackError
+from .judged import RATING_KINDS, judge_cells, judge_columns
 from .read import read_iteration, sample_pairs
 
 
@@ -34,13 +37,21 @@ def format_pairs(run_dir: Path, k: int, n: int = 5, min_score: Optional[float] =
         lines.append(f"selection: {f['selection_rule']}")
     for i, p in enumerate(pairs, 1):
         verdict = "ACCEPTED" if p["accepted"] else "rejected"
-        score = str(p["score"]) if p["parse_status"] == "ok" else f"parse failure ({p['parse_status']})"
-        expected = f" (expected {p['expected_score']:.2f})" if p["expected_score"] is not None else ""
-        title = f"-- {i}/{len(pairs)}  {verdict}  score {score}{expected}  [{p['candidate_id']}] "
+        kind = p.get("judge_kind") or f.get("judge_kind") or "rating"
+        if kind in RATING_KINDS:
+            score = str(p["score"]) if p["parse_status"] == "ok" else f"parse failure ({p['parse_status']})"
+            expected = f" (expected {p['expected_score']:.2f})" if p["expected_score"] is not None else ""
+            said = f"score {score}{expected}"
+        else:  # the figures this judge has (humpback.view.judged), not its raw JSON
+            cells = judge_cells(p, kind)
+            said = ", ".join(f"{heading} {cells[key][0]}" for key, heading in judge_columns(kind, [p.get("mode") or ""])
+                             if not key.startswith("principle/"))
+        title = f"-- {i}/{len(pairs)}  {verdict}  {said}  [{p['candidate_id']}] "
         lines += ["", title + "-" * max(0, width - len(title))]
         lines += _field("instruction", p["instruction"], width, max_lines=4)
         lines += _field("output", p["output"], width, max_lines=output_lines)
-        lines += _field("judge", p["judge"] or "", width, max_lines=4)
+        if kind in RATING_KINDS or kind == "rubric":  # the judge's text; a rubric's: each principle's log-odds
+            lines += _field("judge", p["judge"] or "", width, max_lines=4)
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from ..scoring import SCORES
@@ -20,6 +20,7 @@ class Plot:
     title: str
     png: bytes
     data: dict  # what was drawn (bar heights read back from the figure, or the plotted series)
+    marks: dict = field(default_factory=dict)  # per panel (its title): how many marks of data it holds
 
 
 def plots(view: RunView) -> list[Plot]:
@@ -27,45 +28,106 @@ def plots(view: RunView) -> list[Plot]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    makers = (eval_plot, funnel_plot, score_histograms_plot, rates_plot, lengths_plot, losses_plot, principles_plot,
-              dpo_plot)
+    makers = (eval_plot, funnel_plot, score_histograms_plot, rates_plot, judges_plot, lengths_plot, losses_plot,
+              principles_plot, dpo_plot)
     return [p for p in (make(view) for make in makers) if p is not None]
 
 
 def eval_plot(view: RunView) -> Optional[Plot]:
-    """Held-out loss, win rate (with its 95% interval) and mean answer length of every evaluated model."""
+    """What the run measured of every evaluated model, one panel per measure it has: exact match and win
+    rate with their 95% intervals, held-out loss, mean answer length. A measure no model has is not drawn."""
     rows = view.evals
     if not rows:
         return None
     labels = [r["model"] for r in rows]
     xs = list(range(len(rows)))
-    fig, axes = _figure(1, 3, width=12)
-    series = {"models": labels, "heldout_loss": [r.get("heldout_loss") for r in rows],
-              "win_rate": [r.get("win_rate") for r in rows], "win_rate_ci": [r.get("win_rate_ci") for r in rows],
-              "lc_win_rate": [r.get("lc_win_rate") for r in rows],
-              "answer_chars_mean": [r.get("answer_chars_mean") for r in rows]}
-    loss = [(x, v) for x, v in zip(xs, series["heldout_loss"]) if v is not None]
-    axes[0].plot([x for x, _ in loss], [v for _, v in loss], marker="o")
-    axes[0].set_title("held-out loss (lower is better)")
-    win = [(x, r["win_rate"], r.get("win_rate_ci") or [None, None]) for x, r in zip(xs, rows) if r.get("win_rate") is not None]
-    if win:
-        lo = [w - (ci[0] if ci[0] is not None else w) for _, w, ci in win]
-        hi = [(ci[1] if ci[1] is not None else w) - w for _, w, ci in win]
-        axes[1].errorbar([x for x, _, _ in win], [w for _, w, _ in win], yerr=[lo, hi], marker="o", capsize=4,
-                         label="win rate, 95% CI")
-        lc = [(x, r["lc_win_rate"]) for x, r in zip(xs, rows) if r.get("lc_win_rate") is not None]
-        axes[1].plot([x for x, _ in lc], [v for _, v in lc], marker="s", linestyle="--", label="length-controlled")
-        axes[1].axhline(0.5, color="#8c8c8c", linewidth=0.8)
-        axes[1].legend(fontsize=8)
-    axes[1].set_ylim(-0.02, 1.02)
-    axes[1].set_title("win rate vs reference")
-    chars = [(x, v) for x, v in zip(xs, series["answer_chars_mean"]) if v is not None]
-    axes[2].bar([x for x, _ in chars], [v for _, v in chars], color="#4c72b0")
-    axes[2].set_title("mean answer length (characters)")
-    for ax in axes:
+    series = {"models": labels}
+    panels = []  # (title, draw(ax))
+    if _any(rows, "exact_match"):
+        series.update(exact_match=[r.get("exact_match") for r in rows],
+                      exact_match_ci=[r.get("exact_match_ci") for r in rows])
+        panels.append(("exact match, 95% CI (higher is better)",
+                       lambda ax: _with_interval(ax, xs, rows, "exact_match", "exact_match_ci", "exact match")))
+    if _any(rows, "heldout_loss"):
+        series["heldout_loss"] = [r.get("heldout_loss") for r in rows]
+        panels.append(("held-out loss (lower is better)", lambda ax: _points(ax, xs, series["heldout_loss"])))
+    if _any(rows, "win_rate"):
+        series.update(win_rate=[r.get("win_rate") for r in rows], win_rate_ci=[r.get("win_rate_ci") for r in rows],
+                      lc_win_rate=[r.get("lc_win_rate") for r in rows])
+
+        def win(ax):
+            _with_interval(ax, xs, rows, "win_rate", "win_rate_ci", "win rate, 95% CI")
+            if _any(rows, "lc_win_rate"):
+                _points(ax, xs, series["lc_win_rate"], marker="s", linestyle="--", label="length-controlled")
+            ax.axhline(0.5, color="#8c8c8c", linewidth=0.8, gid=GUIDE)
+            ax.legend(fontsize=8)
+
+        panels.append(("win rate vs reference", win))
+    if _any(rows, "answer_chars_mean"):
+        series["answer_chars_mean"] = [r.get("answer_chars_mean") for r in rows]
+
+        def chars(ax):
+            drawn = [(x, v) for x, v in zip(xs, series["answer_chars_mean"]) if v is not None]
+            ax.bar([x for x, _ in drawn], [v for _, v in drawn], color="#4c72b0")
+
+        panels.append(("mean answer length (characters)", chars))
+    if not panels:
+        return None
+    fig, axes = _figure(1, len(panels), width=min(3.6 * len(panels) + 0.6, 13))
+    for ax, (title, draw) in zip(axes, panels):
+        draw(ax)
+        ax.set_title(title, fontsize=10)
         ax.set_xticks(xs)
         ax.set_xticklabels(labels)
     return _finish(fig, "eval", "Did it get better?", series)
+
+
+def _any(rows: list[dict], key: str) -> bool:
+    return any(r.get(key) is not None for r in rows)
+
+
+def _points(ax, xs: list, values: list, **kw) -> None:
+    drawn = [(x, v) for x, v in zip(xs, values) if v is not None]
+    ax.plot([x for x, _ in drawn], [v for _, v in drawn], **{"marker": "o", **kw})
+
+
+def _with_interval(ax, xs: list, rows: list[dict], key: str, ci_key: str, label: str) -> None:
+    """Each model's ``key`` with error bars to its interval ``ci_key`` (a rate: the axis runs 0..1)."""
+    drawn = [(x, r[key], r.get(ci_key) or [None, None]) for x, r in zip(xs, rows) if r.get(key) is not None]
+    lo = [v - (ci[0] if ci[0] is not None else v) for _, v, ci in drawn]
+    hi = [(ci[1] if ci[1] is not None else v) - v for _, v, ci in drawn]
+    ax.errorbar([x for x, _, _ in drawn], [v for _, v, _ in drawn], yerr=[lo, hi], marker="o", capsize=4, label=label)
+    ax.set_ylim(-0.02, 1.02)
+
+
+def judges_plot(view: RunView) -> Optional[Plot]:
+    """Each iteration's judges (the selecting one and each compared one): AUC on the labelled dev set with
+    its 95% interval; drawn when some judge was measured on a dev set."""
+    records = [(it.k, j) for it in view.iterations for j in it.judges if (j.get("dev_auc") or {}).get("auc") is not None]
+    if not records:
+        return None
+    fig, ax = _figure(1, 1, width=6)
+    ax = ax[0]
+    kinds = list(dict.fromkeys(f"{j['judge_kind']} ({j['role']})" for _, j in records))
+    data: dict = {}
+    for n, kind in enumerate(kinds):
+        pts = [(k, j["dev_auc"]) for k, j in records if f"{j['judge_kind']} ({j['role']})" == kind]
+        offset = (n - (len(kinds) - 1) / 2) * 0.08  # side by side, not on top of each other
+        lo = [a["auc"] - (a.get("low") if a.get("low") is not None else a["auc"]) for _, a in pts]
+        hi = [(a.get("high") if a.get("high") is not None else a["auc"]) - a["auc"] for _, a in pts]
+        ax.errorbar([k + offset for k, _ in pts], [a["auc"] for _, a in pts], yerr=[lo, hi], marker="o", capsize=4,
+                    label=kind)
+        data[kind] = [[k, a["auc"], a.get("low"), a.get("high")] for k, a in pts]
+    ax.axhline(0.5, color="#8c8c8c", linewidth=0.8, gid=GUIDE)
+    ks = sorted({k for k, _ in records})
+    ax.set_xticks(ks)
+    ax.set_xlim(min(ks) - 0.5, max(ks) + 0.5)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("dev-set AUC")
+    ax.set_title("Judges on the dev set: AUC, 95% CI (0.5 is chance)")
+    ax.legend(fontsize=8)
+    return _finish(fig, "judges", "Judges", data)
 
 
 def funnel_plot(view: RunView) -> Optional[Plot]:
@@ -140,7 +202,7 @@ def rates_plot(view: RunView) -> Optional[Plot]:
     its = [it for it in view.iterations if it.figures.get("scored") is not None]
     if not its:
         return None
-    fig, ax = _figure(1, 1, width=6)
+    fig, ax = _figure(1, 1, width=8)
     ax = ax[0]
     ks = [it.k for it in its]
     series = {"acceptance_rate": [it.figures.get("acceptance_rate") for it in its],
@@ -157,8 +219,8 @@ def rates_plot(view: RunView) -> Optional[Plot]:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("iteration")
     ax.set_ylabel("fraction")
-    ax.set_title("Acceptance, parse failures, judge health, dev precision/recall")
-    ax.legend()
+    ax.set_title("Rates per iteration")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the lines, never over them
     return _finish(fig, "rates", "Rates", {"iterations": ks, **series})
 
 
@@ -264,9 +326,37 @@ def _heights(ax) -> list:
 
 
 def _finish(fig, name: str, title: str, data: dict) -> Plot:
+    """The PNG, the plotted numbers, and per panel (its title) how many marks of data it holds, read back
+    from the figure (:func:`marks`): a panel with 0 is an empty chart."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return Plot(name, title, buf.getvalue(), data)
+    return Plot(name, title, buf.getvalue(), data, {_panel(ax, i): marks(ax) for i, ax in enumerate(fig.axes)})
+
+
+GUIDE = "guide"  # the gid of a reference line (chance, 0.5): not a mark of what was measured
+
+
+def marks(ax) -> int:
+    """How many marks of data ``ax`` holds: points of its lines, bars of non-zero size, histogram steps
+    with a non-zero count, scatter points. Reference lines (gid ``GUIDE``) do not count."""
+    import numpy as np
+    from matplotlib.collections import PathCollection
+    from matplotlib.patches import Rectangle, StepPatch
+
+    n = sum(len(line.get_xdata()) for line in ax.lines if line.get_gid() != GUIDE)
+    for p in ax.patches:
+        if isinstance(p, StepPatch):
+            n += int(np.count_nonzero(p.get_data().values))
+        elif isinstance(p, Rectangle):
+            n += int(p.get_height() != 0 and p.get_width() != 0)
+        else:
+            n += 1
+    n += sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
+    return int(n)
+
+
+def _panel(ax, i: int) -> str:
+    return ax.get_title() or f"panel {i + 1}"
 
 
 # --------------------------------------------------------------------------- the HTML file

@@ -17,7 +17,7 @@ from typing import Optional
 
 from .. import layout
 from ..store import read_table
-from .figures import iteration_figures
+from .figures import iteration_figures, judge_records
 
 
 @dataclass
@@ -31,6 +31,7 @@ class IterationView:
     dpo_curve: list = field(default_factory=list)  # train.objective dpo: [{"step", "loss", "margin", "accuracy", ...}]
     pairs: list = field(default_factory=list)  # scored candidates joined with their score and verdict
     principles: list = field(default_factory=list)  # rubric judge: per principle, what it said and rejected
+    judges: list = field(default_factory=list)  # the selecting judge and each compared one (figures.judge_records)
     missing: list = field(default_factory=list)
 
 
@@ -98,6 +99,7 @@ def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None,
         if value is None:
             it.missing.append(f"{paths.dir} {what}")
     it.figures = iteration_figures(stages, k, len(candidates) if candidates is not None else None)
+    it.judges = judge_records(stages, k)
     if scores is not None:
         it.scores = [s["score"] if s.get("parse_status") == "ok" else None for s in scores]
         it.values = [s.get("value") if s.get("parse_status") == "ok" else None for s in scores]
@@ -123,7 +125,10 @@ def read_iteration(run_dir: Path, k: int, candidates: Optional[list] = None,
                              "score": s.get("score"), "expected_score": s.get("expected_score"),
                              "value": s.get("value"),
                              "parse_status": s.get("parse_status"), "instruction": c.get("instruction", ""),
-                             "output": c.get("output", ""), "judge": s.get("raw", "")})
+                             "output": c.get("output", ""), "judge": s.get("raw", ""),
+                             # what the report's per-judge columns read (:mod:`.judged`); not sent to trackers
+                             "judge_kind": s.get("judge_kind"), "mode": s.get("mode"), "probs": s.get("probs"),
+                             "principles": s.get("principles")})
     return it
 
 
@@ -150,10 +155,16 @@ def sample_pairs(pairs: list[dict], n: int, seed: int = 0, accepted: Optional[bo
     return [pairs[i] for i in chosen]
 
 
+# The columns of the trackers' table of sampled pairs.
+TRACKER_PAIR_KEYS = ("candidate_id", "accepted", "score", "expected_score", "value", "parse_status", "instruction",
+                     "output", "judge")
+
+
 def tracker_payload(it: IterationView, n_pairs: int, seed: int = 0) -> tuple[dict, dict, list]:
     """(figures, distributions, sampled pairs) of iteration K, as :meth:`Tracker.log_iteration` takes them."""
     half = max(1, n_pairs // 2)
     pairs = sample_pairs(it.pairs, half, seed, accepted=True) + sample_pairs(it.pairs, half, seed, accepted=False)
+    pairs = [{k: p[k] for k in TRACKER_PAIR_KEYS} for p in pairs]
     return dict(it.figures), {"scores": list(it.scores), **it.lengths}, pairs
 
 

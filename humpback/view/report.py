@@ -19,7 +19,7 @@ from ..errors import StoreError
 from ..store import write_text
 from ..review.summary import report_section as review_section
 from .plots import Plot, plots
-from .read import RunView, read_run, sample_pairs
+from .read import IterationView, RunView, read_run, sample_pairs
 
 
 def write_report(run_dir: Path, output: Optional[Path] = None, n_pairs: int = 5, seed: int = 0) -> Path:
@@ -49,10 +49,13 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
     by_name = {p.name: p for p in figures}
     parts.append("<h2>Did it get better?</h2>" + _eval_table(view) + _img(by_name.get("eval")))
     parts.append("<h2>Per-iteration summary</h2>" + _summary_table(view))
+    if by_name.get("judges") or any(j["role"] == "compared" for it in view.iterations for j in it.judges):
+        parts.append("<h2>Judges: how well each separates the dev set's good pairs from its bad ones</h2>"
+                     + _judges_table(view) + _img(by_name.get("judges")))
     parts.append(review_section(view.run_dir))  # humpback review's decisions: empty when nobody reviewed
     sections = [("funnel", "Filter funnel", _funnel_table(view)),
                 ("score_histograms", "Score histograms (each iteration's judge: " + _judges(view) + ")", ""),
-                ("rates", "Acceptance and parse-failure rates, judge health, dev-set precision and recall", ""),
+                ("rates", _rates_title(by_name.get("rates")), ""),
                 ("lengths", "Instruction and output lengths (candidate pool and each curated set)", ""),
                 ("losses", "Training loss curves", "")]
     if any(it.dpo_curve for it in view.iterations):
@@ -70,7 +73,7 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
         for accepted, label in ((True, "accepted"), (False, "rejected")) if it.pairs else ():
             sample = sample_pairs(it.pairs, n_pairs, seed, accepted=accepted)
             total = sum(1 for p in it.pairs if p["accepted"] == accepted)
-            parts.append(f"<h3>{label}: {len(sample)} of {total}</h3>" + _pairs_table(sample))
+            parts.append(f"<h3>{label}: {len(sample)} of {total}</h3>" + _pairs_table(sample, it))
         parts.append(_metrics_table(view.metrics, it.k))
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -84,7 +87,8 @@ def _img(plot: Optional[Plot]) -> str:
     e = html.escape
     b64 = base64.b64encode(plot.png).decode()
     return (f"<img class='plot' alt='{e(plot.title)}' data-plot='{e(plot.name)}' "
-            f"data-values='{e(json.dumps(plot.data))}' src='data:image/png;base64,{b64}'>")
+            f"data-values='{e(json.dumps(plot.data))}' data-marks='{e(json.dumps(plot.marks))}' "
+            f"src='data:image/png;base64,{b64}'>")
 
 
 def _eval_table(view: RunView) -> str:
@@ -100,10 +104,13 @@ def _eval_table(view: RunView) -> str:
     body = "".join("<tr>" + "".join(f"<td data-key='{e(k)}'>{e(cell(r, k))}</td>" for k, _ in cols) + "</tr>"
                    for r in rows)
     notes = "".join(f"<p class='missing'>{e(w)}</p>" for w in warnings(rows))
-    return f"<p>{e(notes_line(rows))}</p><table class='eval'>{head}{body}</table>{notes}"
+    return f"<p>{e(notes_line(rows))}</p>" + _wide(f"<table class='eval'>{head}{body}</table>") + notes
 
 
 def _summary_table(view: RunView) -> str:
+    """One row per figure, one column per iteration (it fits the page however many figures a run has);
+    a figure no iteration has (DPO figures of an SFT run, a rating judge's expected score in a run
+    judged by likelihood) is left out."""
     cols = [("candidates", "candidates"), ("scored", "scored"), ("parse_failures", "parse failures"),
             ("parse_failure_rate", "parse-failure rate"), ("selection", "selection rule"), ("curated", "curated"),
             ("acceptance_rate", "acceptance rate"), ("expected_score_mean", "mean expected score"),
@@ -115,10 +122,49 @@ def _summary_table(view: RunView) -> str:
             ("preferences/pairs", "preference pairs"), ("preferences/tie", "tied prompts"),
             ("dpo/loss", "DPO loss"), ("dpo/reward_accuracy", "DPO reward accuracy"),
             ("dpo/reward_margin", "DPO reward margin")]
-    rows = ["<tr><th>iteration</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in cols) + "</tr>"]
-    for it in view.iterations:
-        rows.append(f"<tr><td>{it.k}</td>" + "".join(f"<td>{_fmt(it.figures.get(k))}</td>" for k, _ in cols) + "</tr>")
-    return "<table>" + "".join(rows) + "</table>"
+    its = view.iterations
+    cols = [(k, t) for k, t in cols if any(it.figures.get(k) is not None for it in its)]
+    if not its or not cols:
+        return "<p class='missing'>No iteration has figures yet.</p>"
+    head = "<tr><th>figure</th>" + "".join(f"<th>iteration {it.k}</th>" for it in its) + "</tr>"
+    rows = [f"<tr><th class='name'>{html.escape(t)}</th>" + "".join(f"<td data-key='{html.escape(k)}'>"
+                                                                    f"{_fmt(it.figures.get(k))}</td>" for it in its)
+            + "</tr>" for k, t in cols]
+    return _wide(f"<table class='summary'>{head}{''.join(rows)}</table>")
+
+
+def _judges_table(view: RunView) -> str:
+    """Each iteration's judges: health, dev-set AUC with its interval (with a dev set), agreement with the
+    selecting judge (for a compared judge)."""
+    from .summary import health_cell
+
+    records = [(it.k, j) for it in view.iterations for j in it.judges]
+    cols = [("iteration", "iteration"), ("judge", "judge"), ("role", "role"), ("health", "health")]
+    if any((j.get("dev_auc") or {}).get("auc") is not None for _, j in records):
+        cols += [("auc", "dev AUC [95% CI]"), ("pairs", "dev pairs")]
+    if any(j.get("versus") for _, j in records):
+        cols += [("spearman", "Spearman vs selecting judge"), ("same", "keeps the same")]
+    rows = ["<tr>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in cols) + "</tr>"]
+    for k, j in records:
+        auc, vs = j.get("dev_auc") or {}, j.get("versus") or {}
+        cells = {"iteration": k, "judge": j["judge_kind"], "role": j["role"], "health": health_cell(j.get("health")),
+                 "auc": None if auc.get("auc") is None else
+                 f"{auc['auc']:.3f} [{auc.get('low', 0):.3f}, {auc.get('high', 0):.3f}]",
+                 "pairs": auc.get("pairs"), "spearman": vs.get("spearman"),
+                 "same": f"{vs['kept_by_both']} of {vs['keep']}" if vs else None}
+        rows.append("<tr>" + "".join(f"<td>{_fmt(cells[key])}</td>" for key, _ in cols) + "</tr>")
+    return _wide("<table class='judges'>" + "".join(rows) + "</table>")
+
+
+def _rates_title(plot: Optional[Plot]) -> str:
+    """The rates section's title: what its plot draws."""
+    names = [n.replace("_", " ") for n in (plot.data if plot else {}) if n != "iterations"]
+    return "Rates per iteration: " + ", ".join(names) if names else "Acceptance and parse-failure rates"
+
+
+def _wide(table: str) -> str:
+    """A table in a box of its own that scrolls sideways when the table is wider than the page."""
+    return f"<div class='wide'>{table}</div>"
 
 
 def _judges(view: RunView) -> str:
@@ -163,18 +209,27 @@ def _funnel_table(view: RunView) -> str:
     if not view.funnel:
         return ""
     rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in view.funnel.items())
-    return f"<details><summary>Funnel details (removed by each filter)</summary><table>{rows}</table></details>"
+    return f"<details><summary>Funnel details (removed by each filter)</summary>{_wide(f'<table>{rows}</table>')}</details>"
 
 
-def _pairs_table(pairs: list[dict]) -> str:
+def _pairs_table(pairs: list[dict], it: IterationView) -> str:
+    """Sampled pairs with the columns their judge has (:mod:`.judged`), then instruction and output."""
+    from .judged import judge_cells, judge_columns
+
     e = html.escape
-    rows = ["<tr><th>score</th><th>expected</th><th>value</th><th>instruction</th><th>output</th><th>judge</th></tr>"]
+    kind = it.figures.get("judge_kind") or next((p["judge_kind"] for p in it.pairs if p.get("judge_kind")), "rating")
+    cols = judge_columns(kind, sorted({p["mode"] for p in it.pairs if p.get("mode")}), it.principles)
+    text_cols = [k for k, _ in cols if k == "text"]  # a rating judge's written judgement: after the pair
+    cols = [c for c in cols if c[0] not in text_cols]
+    head = "".join(f"<th class='judged'>{e(t)}</th>" for _, t in cols) + "<th>instruction</th><th>output</th>"
+    head += "".join("<th>judge's answer</th>" for _ in text_cols)
+    rows = [f"<tr>{head}</tr>"]
     for p in pairs:
-        score = p["score"] if p["parse_status"] == "ok" else f"{p['parse_status']}"
-        rows.append(f"<tr><td>{e(str(score))}</td><td>{_fmt(p['expected_score'])}</td><td>{_fmt(p.get('value'))}</td>"
-                    f"<td class='text'>{e(p['instruction'])}</td><td class='text'>{_long(p['output'])}</td>"
-                    f"<td class='text'>{_long(p['judge'] or '')}</td></tr>")
-    return "<table class='pairs'>" + "".join(rows) + "</table>"
+        cells = judge_cells(p, kind, it.principles)
+        judged = "".join(f"<td class='{c}'>{e(v)}</td>" for v, c in (cells[k] for k, _ in cols))
+        rows.append(f"<tr>{judged}<td class='text'>{e(p['instruction'])}</td><td class='text'>{_long(p['output'])}</td>"
+                    + "".join(f"<td class='text'>{_long(cells[k][0])}</td>" for k in text_cols) + "</tr>")
+    return _wide(f"<table class='pairs' data-judge='{e(kind)}'>" + "".join(rows) + "</table>")
 
 
 def _metrics_table(metrics: list[dict], k: int) -> str:
@@ -203,15 +258,24 @@ def _fmt(value: Any) -> str:
 
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
+h1, h2, h3, p, summary { overflow-wrap: anywhere; }
+.wide { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1em; }
+table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; vertical-align: top; text-align: right; }
-td.text { text-align: left; white-space: pre-wrap; max-width: 28em; }
+th.name { text-align: left; font-weight: normal; }
+td.text { text-align: left; white-space: pre-wrap; overflow-wrap: anywhere; min-width: 12em; }
+table.pairs { width: 100%; }
 .pairs td { font-size: 0.85em; }
-img.plot { display: block; max-width: 100%; margin: 0.5em 0; }
+.pairs th, table.summary th:first-child { text-align: left; }
+.pairs td:not(.text) { white-space: nowrap; width: 1%; }
+.pairs th.judged { min-width: 6em; }
+td.ok { color: #1a7f37; }
+td.bad { color: #b42318; }
+img.plot { display: block; max-width: 100%; height: auto; margin: 0.5em 0; }
 .missing { color: #a33; }
 .warning { background: #fff3cd; border: 1px solid #e0b84c; padding: 0.3em 0.8em; margin: 0.5em 0; }
-code { background: #f4f4f4; padding: 0 0.2em; }
+code { background: #f4f4f4; padding: 0 0.2em; overflow-wrap: anywhere; }
 """
 
 # Marks the page once its plots have decoded (a headless browser test reads the mark).
