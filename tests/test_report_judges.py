@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from html.parser import HTMLParser
+from pathlib import Path
 
 from humpback.generation import ChoiceProbs, LogLik
 from humpback.generation.base import AnswerLogprobs
@@ -123,3 +124,18 @@ def test_trackers_get_the_pairs_columns_they_always_had(tiny_cli_run):
     assert {"judge_kind", "mode", "probs", "principles"} <= set(it.pairs[0])
     pairs = tracker_payload(it, 4)[2]
     assert pairs and all(tuple(p) == TRACKER_PAIR_KEYS for p in pairs)
+
+
+def test_score_histograms_of_a_replay_that_ran_no_score_stage():
+    """A replay imports the run's scores without running the score stage: the histograms come from the
+    rows (a rating judge's scores; another judge's values, its kind read from the rows)."""
+    from humpback.view.plots import score_histograms_plot
+    from humpback.view.read import IterationView, RunView
+
+    rating = IterationView(1, scores=[5, 4, 4, None, 1], pairs=[{"judge_kind": "rating"}])
+    likelihood = IterationView(2, values=[-1.0, -2.5, None], scores=[None, None, None],
+                               pairs=[{"judge_kind": "likelihood"}])
+    view = RunView(Path("."), "replay", {}, None, None, {}, [], {}, [rating, likelihood], [])
+    plot = score_histograms_plot(view)
+    assert plot.data["1"] == {"1": 1.0, "2": 0.0, "3": 0.0, "4": 2.0, "5": 1.0, "fail": 1.0}
+    assert plot.data["2"]["failed"] == 1 and sum(plot.data["2"]["counts"]) == 2

@@ -170,22 +170,24 @@ def score_histograms_plot(view: RunView) -> Optional[Plot]:
     data = {}
     labels = [str(s) for s in SCORES] + ["fail"]
     for ax, it in zip(axes, its):
-        if it.figures.get("judge_kind", "rating") != "rating":  # a likelihood or a verifier: its values
-            data[str(it.k)] = _value_histogram(ax, it)
+        # A replay that imported the run's scores ran no score stage here: the rows say what they are.
+        kind = it.figures.get("judge_kind") or next((p["judge_kind"] for p in it.pairs if p.get("judge_kind")), "rating")
+        if kind != "rating":  # a likelihood or a verifier: its values
+            data[str(it.k)] = _value_histogram(ax, it, kind)
             continue
-        counts = [it.figures[f"score_count/{s}"] for s in SCORES] + [it.figures["score_count/none"]]
+        counts = [it.scores.count(s) for s in SCORES] + [it.scores.count(None)]
         threshold = it.figures.get("threshold")  # None: selected by rank (top_k / top_fraction)
         colors = ["#4c72b0" if threshold is None else "#55a868" if i + 1 >= threshold else "#c44e52"
                   for i in range(5)] + ["#8c8c8c"]
         ax.bar_label(ax.bar(labels, counts, color=colors), fontsize=8)
-        ax.set_title(f"iteration {it.k}: {it.figures['scored']} scored")
+        ax.set_title(f"iteration {it.k}: {len(it.scores)} scored")
         ax.set_xlabel("score" if threshold is None else f"score (green: >= threshold {threshold:g})")
         data[str(it.k)] = dict(zip(labels, _heights(ax)))
     axes[0].set_ylabel("pairs")
     return _finish(fig, "score_histograms", "Score histograms", data)
 
 
-def _value_histogram(ax, it) -> dict:
+def _value_histogram(ax, it, kind: str) -> dict:
     import numpy as np
 
     values = [v for v in it.values if v is not None]
@@ -193,8 +195,8 @@ def _value_histogram(ax, it) -> dict:
     counts, _ = np.histogram(values, bins=edges)
     ax.stairs(counts, edges, fill=True, color="#4c72b0")
     fails = sum(v is None for v in it.values)
-    ax.set_title(f"iteration {it.k}: {it.figures['scored']} scored" + (f", {fails} failed" if fails else ""))
-    ax.set_xlabel(f"{it.figures.get('judge_kind')} value")
+    ax.set_title(f"iteration {it.k}: {len(it.values)} scored" + (f", {fails} failed" if fails else ""))
+    ax.set_xlabel(f"{kind} value")
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "failed": fails}
 
 
