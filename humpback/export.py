@@ -104,6 +104,7 @@ def provenance(store: RunStore, iteration: int) -> dict:
         "iteration": iteration,
         "judge": stats.get("judge") or _judge_of_rows(store, it.scores),
         "curation": {"mode": cfg["curate"]["mode"], "rule": select.get("rule"),
+                     "judge_kind": cfg["curate"].get("judge_kind", "rating"),
                      "select_on": cfg["curate"]["select_on"], "score_histogram": stats.get("histogram"),
                      "parse_failure_rate": stats.get("parse_failure_rate"),
                      "acceptance_rate": select.get("acceptance_rate"), "curated": select.get("curated")},
@@ -117,6 +118,13 @@ def _judge_of_rows(store: RunStore, scores_rel: str) -> str:
     """The judge named in the score rows themselves (a replay imports its scores without their stage)."""
     judges = sorted({r["judge"] for r in store.read_rows(scores_rel)})
     return ", ".join(judges)
+
+
+# What the card says the iteration's judge did, by curate.judge_kind.
+JUDGED = {"rating": "rated every pair on the paper's 5-point scale",
+          "rubric": "asked the rubric's yes/no questions of every pair",
+          "likelihood": "scored every pair by its likelihood of the output given the instruction",
+          "verifier": "checked every pair with its verifier"}
 
 
 def dataset_card(store: RunStore, iteration: int, fmt: str, n_rows: int, data_file: str) -> str:
@@ -137,7 +145,7 @@ def dataset_card(store: RunStore, iteration: int, fmt: str, n_rows: int, data_fi
            if p["source"] == "self_instruct" else
            "a backward model wrote an instruction for each segment of unlabelled text") +
         f", and the iteration-{iteration} judge "
-        f"(`{p['judge']}`) rated every pair on the paper's 5-point scale; {describe_rule(p['curation']['rule'])}. "
+        f"(`{p['judge']}`) {JUDGED[p['curation']['judge_kind']]}; {describe_rule(p['curation']['rule'])}. "
         f"Format: `{fmt}` (`{data_file}`).", "",
         "## Provenance", "",
         f"- Base model: `{p['base_model']}`",

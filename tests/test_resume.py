@@ -229,3 +229,13 @@ def test_replay_rescores_the_saved_pool_with_another_judge(baseline, tmp_path, t
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert "augment" not in stages and stages["iter_1/score"]["status"] == "done"
     assert (out / "iter_1" / "model" / "adapter_model.safetensors").exists() and result["iteration"] == 1
+
+
+def test_the_card_says_what_every_kind_of_judge_did():
+    import typing
+
+    from humpback.config import CurateConfig
+    from humpback.export import JUDGED
+
+    kinds = typing.get_args(typing.get_type_hints(CurateConfig)["judge_kind"])
+    assert set(JUDGED) == set(kinds) and "5-point" in JUDGED["rating"] and "likelihood" in JUDGED["likelihood"]
