@@ -16,13 +16,11 @@ every judgement the model could write.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from ..chat import messages_for, render_prompt
 from ..prompts import render_additive
-from ..scoring import parse_score, score_from_probs
-from . import Judge, score_row
+from . import Judge, rating
 
 if TYPE_CHECKING:
     from ..config import CurateConfig
@@ -51,43 +49,20 @@ def additive_prompts(tokenizer, rows: list[dict], cfg: "CurateConfig", prefill: 
 
 def rows_generate(rows: list[dict], outputs: list[str], judge: str) -> list[dict]:
     """Score rows from generated judgements: the last ``Score: N`` with N in 0..5."""
-    out = []
-    for r, text in zip(rows, outputs, strict=True):
-        parsed = parse_score(text, POINTS)
-        out.append(score_row(r["candidate_id"], "additive", "generate", judge, score=parsed.score,
-                             value=float(parsed.score) if parsed.score is not None else None, raw=str(text),
-                             parse_status=parsed.status))
-    return out
+    return rating.rows_generate(rows, outputs, judge, "additive", POINTS)
 
 
 def rows_logits(rows: list[dict], choice_probs: list, judge: str) -> list[dict]:
     """Score rows from P("0".."5") after "Score:": the argmax points and the expected points (``value``)."""
-    out = []
-    for r, cp in zip(rows, choice_probs, strict=True):
-        if cp.probs is None:
-            out.append(score_row(r["candidate_id"], "additive", "logits", judge, value=None, raw="{}",
-                                 choice_mass=float(cp.mass), parse_status="no_choice_in_top_logprobs"))
-            continue
-        ps = score_from_probs(cp.probs, POINTS)
-        probs = [float(p) for p in cp.probs]
-        raw = json.dumps({k: round(p, 6) for k, p in zip(POINT_CHOICES, probs)})
-        out.append(score_row(r["candidate_id"], "additive", "logits", judge, score=ps.score, logits_score=ps.score,
-                             expected_score=ps.expected, probs=probs, choice_mass=float(cp.mass),
-                             value=ps.expected, raw=raw))
-    return out
+    return rating.rows_logits(rows, choice_probs, judge, "additive", POINTS)
 
 
 def rows_both(rows: list[dict], outputs: list[str], choice_probs: list, judge: str) -> list[dict]:
     """Both per response: ``score`` and ``raw`` from the generated judgement, the rest from P("0".."5")."""
-    generated = rows_generate(rows, outputs, judge)
-    logits = rows_logits(rows, choice_probs, judge)
-    return [{**lg, "mode": "both", "score": g["score"], "raw": g["raw"], "parse_status": g["parse_status"]}
-            for g, lg in zip(generated, logits, strict=True)]
+    return rating.rows_both(rows, outputs, choice_probs, judge, "additive", POINTS)
 
 
 def score(rows: list[dict], judge: Judge) -> list[dict]:
-    from .rating import judge_sampling
-
     cfg, model = judge.cfg, judge.model
     if not rows:
         return []
@@ -97,7 +72,7 @@ def score(rows: list[dict], judge: Judge) -> list[dict]:
                                              POINT_CHOICES)
     if cfg.mode in ("generate", "both"):
         outputs = model.generator.generate(additive_prompts(model.tokenizer, rows, cfg, max_tokens=budget),
-                                           judge_sampling(cfg, judge.seed))
+                                           rating.judge_sampling(cfg, judge.seed))
     if cfg.mode == "logits":
         return rows_logits(rows, probs, judge.name)
     if cfg.mode == "generate":

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..chat import messages_for, render_prompt
 from ..prompts import render_curation
-from ..scoring import CHOICES, parse_score, score_from_probs
+from ..scoring import CHOICES, SCORES, parse_score, score_from_probs
 from . import Judge, score_row
 
 if TYPE_CHECKING:
@@ -50,12 +50,15 @@ def judge_sampling(cfg: "CurateConfig", seed: int):
     return SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=seed)
 
 
-def rows_generate(rows: list[dict], outputs: list[str], judge: str) -> list[dict]:
+def rows_generate(rows: list[dict], outputs: list[str], judge: str, kind: str = "rating",
+                  scores: tuple = SCORES) -> list[dict]:
+    """Score rows from generated judgements: the last ``Score: N`` with N in ``scores`` (the additive
+    judge's rows too, with its ``kind`` and 0..5)."""
     out = []
     for r, text in zip(rows, outputs, strict=True):
-        parsed = parse_score(text)
-        out.append(score_row(r["candidate_id"], "rating", "generate", judge, score=parsed.score,
-                             value=float(parsed.score) if parsed.score is not None else None, raw=text,
+        parsed = parse_score(text, scores)
+        out.append(score_row(r["candidate_id"], kind, "generate", judge, score=parsed.score,
+                             value=float(parsed.score) if parsed.score is not None else None, raw=str(text),
                              parse_status=parsed.status))
     return out
 
@@ -63,26 +66,31 @@ def rows_generate(rows: list[dict], outputs: list[str], judge: str) -> list[dict
 NO_CHOICE = "no_choice_in_top_logprobs"  # a server's top logprobs held none of "1".."5"
 
 
-def rows_logits(rows: list[dict], choice_probs: list, judge: str) -> list[dict]:
+def rows_logits(rows: list[dict], choice_probs: list, judge: str, kind: str = "rating",
+                scores: tuple = SCORES) -> list[dict]:
+    """Score rows from P(each of ``scores``) after "Score:": the argmax score and the expected score
+    (``value``)."""
+    choices = tuple(str(s) for s in scores)
     out = []
     for r, cp in zip(rows, choice_probs, strict=True):
         if cp.probs is None:
-            out.append(score_row(r["candidate_id"], "rating", "logits", judge, value=None, raw="{}",
+            out.append(score_row(r["candidate_id"], kind, "logits", judge, value=None, raw="{}",
                                  choice_mass=float(cp.mass), parse_status=NO_CHOICE))
             continue
-        ps = score_from_probs(cp.probs)
+        ps = score_from_probs(cp.probs, scores)
         probs = [float(p) for p in cp.probs]
-        raw = json.dumps({k: round(p, 6) for k, p in zip(CHOICES, probs)})
-        out.append(score_row(r["candidate_id"], "rating", "logits", judge, score=ps.score, logits_score=ps.score,
+        raw = json.dumps({k: round(p, 6) for k, p in zip(choices, probs)})
+        out.append(score_row(r["candidate_id"], kind, "logits", judge, score=ps.score, logits_score=ps.score,
                              expected_score=ps.expected, probs=probs, choice_mass=float(cp.mass),
                              value=ps.expected, raw=raw))
     return out
 
 
-def rows_both(rows: list[dict], outputs: list[str], choice_probs: list, judge: str) -> list[dict]:
+def rows_both(rows: list[dict], outputs: list[str], choice_probs: list, judge: str, kind: str = "rating",
+              scores: tuple = SCORES) -> list[dict]:
     """Both scores per pair: ``score`` and ``raw`` from the generated judgement, the rest from P('1'..'5')."""
-    generated = rows_generate(rows, outputs, judge)
-    logits = rows_logits(rows, choice_probs, judge)
+    generated = rows_generate(rows, outputs, judge, kind, scores)
+    logits = rows_logits(rows, choice_probs, judge, kind, scores)
     return [{**lg, "mode": "both", "score": g["score"], "raw": g["raw"], "parse_status": g["parse_status"]}
             for g, lg in zip(generated, logits, strict=True)]
 
