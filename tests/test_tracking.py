@@ -226,7 +226,8 @@ def test_a_resumed_run_resumes_the_same_wandb_run_and_logs_nothing_twice(wandb_r
     after = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     new = [f for f in after if f not in files]
     assert len(new) == 1 and new[0].name == f"run-{run_id}.wandb"  # no step run was logged again
-    resumed = read_wandb_run(new[0])
+    # The report is the resumed run's last row: once it is in the file, every row logged before it is too.
+    resumed = read_wandb_run(new[0], until=lambda r: any("report" in row for row in r["history"]))
     assert resumed["run"]["id"] == run_id
     assert not [r for r in resumed["history"] if any(k.startswith(("iter/", "loss/")) for k in r)]
     assert json.loads((run_dir / "tracking.json").read_text())["wandb"]["run_id"] == run_id

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 _BLOCK, _HEADER = 32768, 7
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
@@ -50,9 +51,25 @@ def read_wandb_records(path: Path) -> Iterator[Any]:
             yield record
 
 
-def read_wandb_run(path: Path) -> dict:
+def read_wandb_run(path: Path, until: Callable[[dict], bool] = lambda r: bool(r["run"]), timeout_s: float = 60) -> dict:
     """What a ``run-*.wandb`` file says: the run (id, group, job type, name), its config, its history
-    rows (nested keys rebuilt, values decoded from JSON), and its artifacts, logged or used."""
+    rows (nested keys rebuilt, values decoded from JSON), and its artifacts, logged or used.
+
+    wandb-core writes the file behind ``run.finish()``: a file read at once may still lack its last
+    records (under load, even its run record), so it is read again until ``until`` holds, for up to
+    ``timeout_s`` seconds; then the test fails naming the file and what it held."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = _read_run(path)
+        if until(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path}: still incomplete after {timeout_s:.0f} s: "
+                                 f"{[r.WhichOneof('record_type') for r in read_wandb_records(path)]}")
+        time.sleep(0.2)
+
+
+def _read_run(path: Path) -> dict:
     run: dict = {}
     config: dict = {}
     history: list[dict] = []
