@@ -2,7 +2,8 @@
 
 ``humpback keys`` prints it; ``humpback keys --output docs/config.md`` writes it. Every key, its default
 and its meaning come from :func:`humpback.config.describe_keys` (the ``metadata={"help": ...}`` of each
-field), so the page has one source of truth and a test regenerates it to check that it is current.
+field) and its type from the field's annotation, so the page has one source of truth, and
+tests/test_docs.py regenerates it to check that the committed page is current.
 """
 
 from __future__ import annotations
@@ -86,10 +87,13 @@ def keys_markdown() -> str:
             continue
         hints = typing.get_type_hints(cls)
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        note = " Required section." if required else (" Optional section (default `null`)." if f.default is None else "")
+        note = (" Required section." if required
+                else " Optional section (default `null`)." if f.default is None else "")
         sections.append((f.name, f.metadata.get("help", "") + note,
                          [(f"{f.name}.{g.name}", hints[g.name]) for g in dataclasses.fields(cls)]))
-    assert sum(len(keys) for _, _, keys in sections) + len(top) == len(rows), "a section nested in a section"
+    listed = {key for key, _ in top} | {key for _, _, keys in sections for key, _ in keys}
+    if listed != set(rows):  # describe_keys walks deeper than one level of sections: render that level too
+        raise RuntimeError(f"keys_markdown lists {sorted(listed ^ set(rows))} differently from describe_keys")
 
     lines = [HEADER, f"{len(rows)} keys: {len(top)} top-level keys and {len(sections)} sections: "
              + ", ".join(f"[`{name}`](#{name})" for name, _, _ in sections) + ".", ""]
