@@ -237,6 +237,9 @@ class AugmentConfig:
                                       "sequence wrote (the paper drops such a task list whole, and the last instance "
                                       "of such an instance list; the tiny recipe keeps them: its random model never "
                                       "reaches a stop sequence).")
+    task_constraint: Optional[str] = _f(
+        None, "self_instruct: the format of the task-list continuation, enforced while decoding and checked after "
+              "(docs/constraints.md), e.g. `builtin:task-list`.")
     instance_presence_penalty: float = _f(1.5, "self_instruct: instance generation presence penalty (paper: 1.5; greedy).")
     instance_max_new_tokens: int = _f(350, "self_instruct: longest instance generation, input-first tasks (paper: 350).")
     classification_max_new_tokens: int = _f(300, "self_instruct: longest instance generation, output-first "
@@ -270,6 +273,9 @@ class AugmentConfig:
         _fraction(where, "augment.rouge_threshold", self.rouge_threshold)
         _check_checks(where, "augment", self.constraint, self.validator, self.max_tries, self.max_new_tokens,
                       "temperature", self.temperature)
+        if self.task_constraint is not None:
+            _check_checks(where, "augment", self.task_constraint, None, 1, self.task_max_new_tokens, "task_temperature",
+                          self.task_temperature, key="task_constraint")
         if self.max_task_words < self.min_task_words:
             raise ConfigError(f"{where.of('augment.max_task_words')}: 'augment.max_task_words' ({self.max_task_words}) "
                               f"is below 'augment.min_task_words' ({self.min_task_words})")
@@ -460,6 +466,9 @@ class EvalConfig:
                     "'Winner:' in one forward pass per order.")
     judge_max_new_tokens: int = _f(256, "generate mode: longest judge output, in tokens.")
     judge_system_prompt: Optional[str] = _f(None, "System prompt given to the pairwise judge (null: none).")
+    judge_constraint: Optional[str] = _f(
+        None, "generate mode: the format of the pairwise judge's verdict, enforced while decoding and checked after "
+              "(docs/constraints.md), e.g. `builtin:verdict` (reasoning, then 'Winner: A|B|tie').")
     bootstrap_samples: int = _f(2000, "Bootstrap resamples of the prompts for the win rate's 95% interval.")
     length_drift_ratio: float = _f(
         1.5, "Flag a model whose mean answer length is more than this many times M0's, or less than 1/this.")
@@ -481,6 +490,12 @@ class EvalConfig:
         _positive(where, "eval.lm_eval_limit", self.lm_eval_limit, allow_none=True)
         if self.lm_eval_num_fewshot is not None and self.lm_eval_num_fewshot < 0:
             raise ConfigError(f"{where}: 'eval.lm_eval_num_fewshot' must be >= 0, got {self.lm_eval_num_fewshot}")
+        if self.judge_constraint is not None:
+            if self.judge_mode != "generate":
+                raise ConfigError(f"{where.of('eval.judge_constraint', 'eval.judge_mode')}: 'eval.judge_constraint' "
+                                  f"applies to eval.judge_mode generate")
+            _check_checks(where, "eval", self.judge_constraint, None, 1, self.judge_max_new_tokens, "temperature", 0.0,
+                          key="judge_constraint")
         if self.length_drift_ratio <= 1:
             raise ConfigError(f"{where}: 'eval.length_drift_ratio' must be > 1, got {self.length_drift_ratio}")
         if self.judge_api_base is not None and not self.judge_api_base.startswith(("http://", "https://")):
@@ -707,7 +722,8 @@ def _positive(where: "Source", key: str, value: Any, allow_none: bool = False) -
 
 
 def _check_checks(where: "Source", section: str, constraint: Optional[str], validator: Optional[str],
-                  max_tries: int, max_new_tokens: int, temperature_key: str, temperature: float) -> None:
+                  max_tries: int, max_new_tokens: int, temperature_key: str, temperature: float,
+                  key: str = "constraint") -> None:
     """A generation step's constraint, validator and max_tries (see humpback.generation.rejection)."""
     if constraint is not None:
         from .generation.constraints import parse_constraint
@@ -715,7 +731,8 @@ def _check_checks(where: "Source", section: str, constraint: Optional[str], vali
         try:
             parse_constraint(constraint, max_new_tokens)
         except ConfigError as e:
-            raise ConfigError(f"{where.of(f'{section}.constraint')}: '{section}.constraint': {e}") from None
+            who = where.of(f"{section}.{key}") if hasattr(where, "of") else where
+            raise ConfigError(f"{who}: '{section}.{key}': {e}") from None
     if validator is not None:
         from .judges.verifier import check_path
 

@@ -217,3 +217,43 @@ def test_choices_and_json_are_enforced_on_hf(gen):
                           '"additionalProperties": false}')
     out = gen.generate(PROMPTS, SamplingParams(max_new_tokens=24, constraint=js))
     assert all(js.check(t) for t in out), [str(t) for t in out]
+
+
+def test_a_stop_string_is_not_part_of_the_format():
+    tasks = parse_constraint("builtin:task-list", 1024)
+    calls = []
+
+    def generate(prompts, params):
+        calls.append(params)
+        return [Completion(" Sort a list.\n10. Name three colours.\n16."), Completion(" Sort.\n\nNo")]
+
+    out = generate_checked(generate, ["a", "b"], SamplingParams(stop=("\n\n", "16."), constraint=tasks))
+    assert out.passed == [True, False]  # "16." ended the first; the second broke the format before its stop
+
+
+def test_the_rating_judge_obeys_builtin_score_and_records_its_checks(gen):
+    from types import SimpleNamespace
+
+    from humpback.config import CurateConfig
+    from humpback.judges import Judge, score_rows
+
+    model = SimpleNamespace(tokenizer=gen.tokenizer, generator=gen, usage=lambda: gen.usage)
+    cfg = CurateConfig(mode="generate", max_new_tokens=40, constraint="builtin:score")
+    rows = [{"candidate_id": str(i), "instruction": p, "output": "An answer."} for i, p in enumerate(PROMPTS)]
+    judge = Judge("tiny", cfg, model, seed=0)
+    scored = score_rows(rows, judge)
+    assert [r["parse_status"] for r in scored] == ["ok"] * len(rows) and all(r["score"] in range(1, 6) for r in scored)
+    [checks] = judge.take_checks()
+    assert checks["rows"] == checks["accepted"] == len(rows) and checks["violations"] == 0 and not judge.checks
+    free = score_rows(rows, Judge("tiny", CurateConfig(mode="generate", max_new_tokens=40), model, seed=0))
+    assert sum(r["parse_status"] != "ok" for r in free) == len(rows)  # the random model never writes a score
+
+
+def test_config_takes_the_self_instruct_and_pairwise_constraints():
+    cfg = _cfg("augment.task_constraint=builtin:task-list", "eval.judge_mode=generate",
+               "eval.judge_constraint=builtin:verdict")
+    assert cfg.augment.task_constraint == "builtin:task-list" and cfg.eval.judge_constraint == "builtin:verdict"
+    with pytest.raises(ConfigError, match=r"'augment.task_constraint': unknown built-in"):
+        _cfg("augment.task_constraint=builtin:tasks")
+    with pytest.raises(ConfigError, match=r"command line: 'eval.judge_constraint' applies to eval.judge_mode generate"):
+        _cfg("eval.judge_constraint=builtin:verdict", "eval.judge_mode=logits")

@@ -6,6 +6,7 @@ A recipe names one as a string (see :func:`parse_constraint`)::
     builtin:instruction-line     one line of text (the backward model's instruction)
     builtin:score                free reasoning, then a last line ``Score: N`` with N in 1..5 (the rating judge)
     builtin:task-list            the rest of a numbered task list (Self-Instruct's continuation after "9.")
+    builtin:verdict              free reasoning, then a last line ``Winner: A|B|tie`` (the pairwise judge)
     regex:PATTERN                the whole answer matches PATTERN
     json:PATH | json:{...}       the answer is JSON valid against the schema (a file, or inline)
     choice:A|B|C                 the answer is exactly one of the choices
@@ -35,7 +36,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 KINDS = ("regex", "json", "choice", "grammar")
-BUILTINS = ("instruction-line", "score", "task-list")
+BUILTINS = ("instruction-line", "score", "task-list", "verdict")
 TASK_LIST_LINES = 15  # Self-Instruct asks for tasks up to 16 (its stop sequences): the 9th..16th and a margin
 
 
@@ -117,7 +118,12 @@ def builtin_regex(name: str, max_new_tokens: int) -> str:
     if name == "task-list":
         # The continuation of "1. ...\n...\n9." : this task's text, then further numbered tasks.
         line = max(1, budget // TASK_LIST_LINES - 5)
-        return r" ?[^\s][^\n]{0,%d}(\n[1-9][0-9]?\. [^\s][^\n]{0,%d}){0,%d}" % (line, line, TASK_LIST_LINES - 1)
+        # (a last newline: what is left of "...\n16." once the stop "16." is taken off)
+        return r" ?[^\s][^\n]{0,%d}(\n[1-9][0-9]?\. [^\s][^\n]{0,%d}){0,%d}\n?" % (line, line, TASK_LIST_LINES - 1)
+    if name == "verdict":
+        # The pairwise judge: brief reasoning, then "Winner: A", "Winner: B" or "Winner: tie" on the last line.
+        reasoning = max(0, budget - 12)
+        return (r"([\s\S]{0,%d}\n)?" % reasoning if reasoning else "") + r"Winner: (A|B|tie)"
     raise ConfigError(f"unknown built-in constraint {name!r}; known: {', '.join(BUILTINS)}")
 
 

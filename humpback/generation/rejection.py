@@ -63,7 +63,7 @@ def generate_checked(generate: Callable[[Sequence[str], SamplingParams], list[st
         failed = []
         for i, text in zip(pending, out, strict=True):
             texts[i], tries[i] = text, tries[i] + 1
-            ok = _passes(text, params.constraint, validator, counts)
+            ok = _passes(_body(text, params.stop), params.constraint, validator, counts)
             passed[i] = ok
             if not ok:
                 failed.append(i)
@@ -75,6 +75,14 @@ def generate_checked(generate: Callable[[Sequence[str], SamplingParams], list[st
         counts["passed_attempts"] = n
         passed = [True] * n
     return Checked(texts, tries, passed, counts)
+
+
+def _body(text: str, stop: Sequence[str]) -> str:
+    """The answer without the stop string it ended at (a delimiter, not part of the format)."""
+    for s in stop:
+        if text.endswith(s):
+            return text[: len(text) - len(s)]
+    return text
 
 
 def _passes(text: str, constraint: Optional[Constraint], validator, counts: dict) -> bool:
