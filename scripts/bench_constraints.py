@@ -87,6 +87,13 @@ def t_interval(values: list[float]) -> list[float]:
     return [m - h, m + h]
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion k/n."""
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5 / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def engines(args) -> dict:
     from humpback.builtins import resolve
     from humpback.generation.base import SamplingParams
@@ -139,6 +146,7 @@ def judge(args) -> dict:
     from humpback.generation.base import SamplingParams
     from humpback.generation.constraints import parse_constraint
     from humpback.generation.hf import HFGenerator
+    from humpback.judges.health import auc, auc_interval
     from humpback.judges.rating import judge_prompts
     from humpback.scoring import parse_score
 
@@ -156,9 +164,11 @@ def judge(args) -> dict:
         seconds = time.perf_counter() - t0
         parsed = [parse_score(t) for t in texts]
         fails = sum(p.score is None for p in parsed)
+        scores, positive = [p.score for p in parsed], [r.get("label") == "good" for r in rows]
         arm = {"constraint": spec, "parse_failures": fails, "parse_failure_rate": fails / len(rows),
-               "seconds_per_pair": seconds / len(rows), "scores": [p.score for p in parsed],
-               "labels": [r.get("label") for r in rows]}
+               "parse_failure_ci95": list(wilson(fails, len(rows))), "auc": auc(scores, positive),
+               "auc_ci95": list(auc_interval(scores, positive)), "seconds_per_pair": seconds / len(rows),
+               "scores": scores, "labels": [r.get("label") for r in rows]}
         out["arms"].append(arm)
         print(json.dumps({k: v for k, v in arm.items() if k not in ("scores", "labels")}), flush=True)
     gen.close()
@@ -180,10 +190,15 @@ def markdown(result: dict) -> str:
     if "judge" in result:
         j = result["judge"]
         lines += ["", f"Rating judge, generate mode: {j['model']}, {j['pairs']} dev pairs, max_new_tokens "
-                      f"{j['max_new_tokens']}", "", "| constraint | parse failures | seconds per pair |", "|---|---|---|"]
+                      f"{j['max_new_tokens']}", "",
+                  "| constraint | parse failures (95% CI) | dev AUC (bootstrap 95% CI) | seconds per pair |",
+                  "|---|---|---|---|"]
+        num = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
         for a in j["arms"]:
-            lines.append(f"| {a['constraint'] or 'none'} | {a['parse_failures']}/{j['pairs']} "
-                         f"({a['parse_failure_rate']:.0%}) | {a['seconds_per_pair']:.2f} |")
+            lo, hi = a["parse_failure_ci95"]
+            alo, ahi = a["auc_ci95"]
+            lines.append(f"| {a['constraint'] or 'none'} | {a['parse_failures']}/{j['pairs']} ({a['parse_failure_rate']:.0%}; "
+                         f"{lo:.0%}-{hi:.0%}) | {num(a['auc'])} ({num(alo)}-{num(ahi)}) | {a['seconds_per_pair']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
