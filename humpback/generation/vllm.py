@@ -67,6 +67,15 @@ def sampling_kwargs(params: SamplingParams, prompt: str) -> dict:
     return kwargs
 
 
+def _structured_outputs_class():
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        raise ConfigError("a constraint on the vllm backend needs vLLM >= 0.12 (vllm.sampling_params."
+                          "StructuredOutputsParams); upgrade vLLM, or leave the step's constraint unset") from None
+    return StructuredOutputsParams
+
+
 def _import_vllm():
     try:
         import vllm
@@ -133,9 +142,7 @@ class VLLMGenerator:
         for p in prompts:
             kwargs = sampling_kwargs(params, p)
             if "structured_outputs" in kwargs:
-                from vllm.sampling_params import StructuredOutputsParams
-
-                kwargs["structured_outputs"] = StructuredOutputsParams(**kwargs["structured_outputs"])
+                kwargs["structured_outputs"] = _structured_outputs_class()(**kwargs["structured_outputs"])
             sampling.append(self._vllm.SamplingParams(**kwargs))
         outputs = self._run([{"prompt_token_ids": ids} for ids in self._encode(prompts)], sampling)
         return [Completion(cut_at_stop(o.outputs[0].text, params.stop),
