@@ -204,6 +204,15 @@ class AugmentConfig:
     keep_truncated: bool = _f(
         False, "Keep instructions that ran out of max_new_tokens as candidates (they are flagged, `truncated`, "
                "and counted either way); false rejects them as `truncated`.")
+    constraint: Optional[str] = _f(
+        None, "backtranslation: the format the backward model's instruction must obey, enforced while decoding "
+              "and checked after (docs/constraints.md): `builtin:instruction-line`, `regex:...`, `json:FILE`, "
+              "`choice:A|B`, `grammar:FILE.gbnf`.")
+    validator: Optional[str] = _f(
+        None, "backtranslation: `package.module:function` called on each generated instruction, true to accept "
+              "(rejection sampling with max_tries). USER CODE THE RECIPE TRUSTS: it is imported and run.")
+    max_tries: int = _f(1, "backtranslation: attempts per segment until the instruction passes augment.constraint "
+                           "and augment.validator; one that never passes is rejected as `invalid` (kept, counted).")
 
     # self_instruct: the published settings (Wang et al. 2022) are the defaults.
     target_tasks: int = _f(1000, "self_instruct: rounds of task generation go on until the pool holds this many "
@@ -228,6 +237,9 @@ class AugmentConfig:
                                       "sequence wrote (the paper drops such a task list whole, and the last instance "
                                       "of such an instance list; the tiny recipe keeps them: its random model never "
                                       "reaches a stop sequence).")
+    task_constraint: Optional[str] = _f(
+        None, "self_instruct: the format of the task-list continuation, enforced while decoding and checked after "
+              "(docs/constraints.md), e.g. `builtin:task-list`.")
     instance_presence_penalty: float = _f(1.5, "self_instruct: instance generation presence penalty (paper: 1.5; greedy).")
     instance_max_new_tokens: int = _f(350, "self_instruct: longest instance generation, input-first tasks (paper: 350).")
     classification_max_new_tokens: int = _f(300, "self_instruct: longest instance generation, output-first "
@@ -259,6 +271,11 @@ class AugmentConfig:
         if not 0 < self.task_top_p <= 1:
             raise ConfigError(f"{where.of('augment.task_top_p')}: 'augment.task_top_p' must be in (0, 1], got {self.task_top_p}")
         _fraction(where, "augment.rouge_threshold", self.rouge_threshold)
+        _check_checks(where, "augment", self.constraint, self.validator, self.max_tries, self.max_new_tokens,
+                      "temperature", self.temperature)
+        if self.task_constraint is not None:
+            _check_checks(where, "augment", self.task_constraint, None, 1, self.task_max_new_tokens, "task_temperature",
+                          self.task_temperature, key="task_constraint")
         if self.max_task_words < self.min_task_words:
             raise ConfigError(f"{where.of('augment.max_task_words')}: 'augment.max_task_words' ({self.max_task_words}) "
                               f"is below 'augment.min_task_words' ({self.min_task_words})")
@@ -326,6 +343,15 @@ class CurateConfig:
         "mean", "rubric judge: a pair's score from its principles' signed log-odds: the weighted mean, or a "
                 "weighted soft minimum (close to the worst principle).")
     rubric_temperature: float = _f(1.0, "rubric judge, softmin: the temperature (small: the minimum; large: the mean).")
+    constraint: Optional[str] = _f(
+        None, "rating judge, generate and both modes: the format its judgement must obey, enforced while decoding "
+              "and checked after (docs/constraints.md), e.g. `builtin:score` (reasoning, then 'Score: N').")
+    validator: Optional[str] = _f(
+        None, "rating judge, generate and both modes: `package.module:function` called on each judgement, true to "
+              "accept (rejection sampling with max_tries). USER CODE THE RECIPE TRUSTS: it is imported and run.")
+    max_tries: int = _f(1, "rating judge: attempts per pair until the judgement passes curate.constraint and "
+                           "curate.validator (more than 1 needs curate.temperature > 0); one that never passes "
+                           "keeps its last attempt, counted.")
 
     def validate(self, where: "Source") -> None:
         kinds = ("rating", "rubric", "likelihood", "verifier")
@@ -380,6 +406,13 @@ class CurateConfig:
         if self.review_force_accepted and not self.review:
             raise ConfigError(f"{where.of('curate.review_force_accepted', 'curate.review')}: "
                               f"'curate.review_force_accepted' needs curate.review true")
+        if (self.constraint or self.validator or self.max_tries != 1) and not (
+                self.judge_kind == "rating" and self.mode in ("generate", "both")):
+            raise ConfigError(f"{where.of('curate.constraint', 'curate.judge_kind', 'curate.mode')}: "
+                              f"'curate.constraint', 'curate.validator' and 'curate.max_tries' apply to the rating "
+                              f"judge's generated judgements (curate.judge_kind rating, curate.mode generate or both)")
+        _check_checks(where, "curate", self.constraint, self.validator, self.max_tries, self.max_new_tokens,
+                      "temperature", self.temperature)
         if not 1 <= self.dev_positive_score <= 5:
             raise ConfigError(f"{where.of('curate.dev_positive_score')}: 'curate.dev_positive_score' must be between "
                               f"1 and 5, got {self.dev_positive_score}")
@@ -402,7 +435,10 @@ class CurateConfig:
         keys = {"rating": ("mode", "max_new_tokens", "temperature", "system_prompt"),
                 "rubric": ("rubric", "rubric_field", "rubric_combine", "rubric_temperature", "system_prompt"),
                 "likelihood": ("likelihood", "system_prompt"), "verifier": ("verifier",)}[self.judge_kind]
-        return {"judge_kind": self.judge_kind, **{k: getattr(self, k) for k in keys}}
+        checks = {"constraint": None, "validator": None, "max_tries": 1}  # in the key when set (older runs keep theirs)
+        set_checks = {k: getattr(self, k) for k, default in checks.items()
+                      if self.judge_kind == "rating" and getattr(self, k) != default}
+        return {"judge_kind": self.judge_kind, **{k: getattr(self, k) for k in keys}, **set_checks}
 
 
 @dataclass
@@ -430,6 +466,9 @@ class EvalConfig:
                     "'Winner:' in one forward pass per order.")
     judge_max_new_tokens: int = _f(256, "generate mode: longest judge output, in tokens.")
     judge_system_prompt: Optional[str] = _f(None, "System prompt given to the pairwise judge (null: none).")
+    judge_constraint: Optional[str] = _f(
+        None, "generate mode: the format of the pairwise judge's verdict, enforced while decoding and checked after "
+              "(docs/constraints.md), e.g. `builtin:verdict` (reasoning, then 'Winner: A|B|tie').")
     bootstrap_samples: int = _f(2000, "Bootstrap resamples of the prompts for the win rate's 95% interval.")
     length_drift_ratio: float = _f(
         1.5, "Flag a model whose mean answer length is more than this many times M0's, or less than 1/this.")
@@ -451,6 +490,12 @@ class EvalConfig:
         _positive(where, "eval.lm_eval_limit", self.lm_eval_limit, allow_none=True)
         if self.lm_eval_num_fewshot is not None and self.lm_eval_num_fewshot < 0:
             raise ConfigError(f"{where}: 'eval.lm_eval_num_fewshot' must be >= 0, got {self.lm_eval_num_fewshot}")
+        if self.judge_constraint is not None:
+            if self.judge_mode != "generate":
+                raise ConfigError(f"{where.of('eval.judge_constraint', 'eval.judge_mode')}: 'eval.judge_constraint' "
+                                  f"applies to eval.judge_mode generate")
+            _check_checks(where, "eval", self.judge_constraint, None, 1, self.judge_max_new_tokens, "temperature", 0.0,
+                          key="judge_constraint")
         if self.length_drift_ratio <= 1:
             raise ConfigError(f"{where}: 'eval.length_drift_ratio' must be > 1, got {self.length_drift_ratio}")
         if self.judge_api_base is not None and not self.judge_api_base.startswith(("http://", "https://")):
@@ -674,6 +719,35 @@ def _positive(where: "Source", key: str, value: Any, allow_none: bool = False) -
         return
     if value is None or value <= 0:
         raise ConfigError(f"{where.of(key)}: '{key}' must be > 0, got {value!r}")
+
+
+def _check_checks(where: "Source", section: str, constraint: Optional[str], validator: Optional[str],
+                  max_tries: int, max_new_tokens: int, temperature_key: str, temperature: float,
+                  key: str = "constraint") -> None:
+    """A generation step's constraint, validator and max_tries (see humpback.generation.rejection)."""
+    if constraint is not None:
+        from .generation.constraints import parse_constraint
+
+        try:
+            parse_constraint(constraint, max_new_tokens)
+        except ConfigError as e:
+            who = where.of(f"{section}.{key}") if hasattr(where, "of") else where
+            raise ConfigError(f"{who}: '{section}.{key}': {e}") from None
+    if validator is not None:
+        from .judges.verifier import check_path
+
+        try:
+            check_path(validator, f"{section}.validator")
+        except ConfigError as e:
+            raise ConfigError(f"{where.of(f'{section}.validator')}: {e}") from None
+    _positive(where, f"{section}.max_tries", max_tries)
+    if max_tries > 1 and temperature == 0:
+        raise ConfigError(f"{where.of(f'{section}.max_tries', f'{section}.{temperature_key}')}: '{section}.max_tries' "
+                          f"is {max_tries}, but greedy decoding ({section}.{temperature_key} 0) gives the same answer "
+                          f"every time; set {section}.{temperature_key} > 0 or max_tries 1")
+    if max_tries > 1 and constraint is None and validator is None:
+        raise ConfigError(f"{where.of(f'{section}.max_tries')}: '{section}.max_tries' is {max_tries}, but there is "
+                          f"nothing to retry against ({section}.constraint and {section}.validator are unset)")
 
 
 def _fraction(where: "Source", key: str, value: float) -> None:

@@ -499,3 +499,15 @@ def test_generates_against_transformers_serve(transformers_server, tiny_model_di
     with pytest.raises(ConfigError, match="does not provide logprobs"):
         gen.choice_probs(["A pair. Score:"], SCORES)
     gen.close()
+
+
+def test_a_constraint_is_sent_as_structured_outputs_and_a_server_that_ignores_it_is_caught(serve):
+    from humpback.generation.constraints import parse_constraint
+    from humpback.generation.rejection import generate_checked
+
+    server = serve(lambda body, n: (200, _completion(text="I think it is fine." if n % 2 else "Score: 4"), None, 0))
+    gen = _gen(server.url, concurrency=1)
+    c = parse_constraint("builtin:score", 64)
+    out = generate_checked(gen.generate, ["a", "b", "c", "d"], SamplingParams(max_new_tokens=64, constraint=c))
+    assert [r["structured_outputs"] for r in server.requests] == [{"regex": c.value}] * 4
+    assert out.stats["violations"] == 2 and out.passed.count(False) == 2

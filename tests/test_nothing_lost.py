@@ -109,7 +109,7 @@ def test_an_instruction_that_ran_out_of_tokens_is_rejected_as_truncated():
               {"segments": 1, "candidates": 1, "rejected": {"empty": 0, "echo": 0, "degenerate": 0},
                "generic_instructions": 0, "instruction_chars": [12]}]
     merged = merge_shard_stats(shards)
-    assert merged["rejected"] == {"empty": 0, "echo": 0, "degenerate": 0, "truncated": 1}
+    assert merged["rejected"] == {"empty": 0, "echo": 0, "degenerate": 0, "truncated": 1, "invalid": 0}
     assert merged["truncated"] == 1  # a shard written before the count existed adds nothing
 
 

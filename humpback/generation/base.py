@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Optional, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Iterable, Optional, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    from .constraints import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,9 @@ class SamplingParams:
     presence_penalty: float = 0.0
     # The answer ends right after the first of these strings (kept in the text); see cut_at_stop.
     stop: tuple[str, ...] = ()
+    # A format the answer must obey (humpback.generation.constraints): hf enforces it while decoding,
+    # vllm and openai servers through their structured-output fields; every answer is checked after.
+    constraint: Optional["Constraint"] = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

@@ -142,10 +142,12 @@ class Decoder:
     def generate(
         self, rows: Sequence[Sequence[int]], max_new_tokens: int, eos_token_ids: Sequence[int],
         temperature: float = 0.0, top_p: float = 1.0, seeds: Sequence[int] | None = None,
-        prefix: Prefix | None = None, presence_penalty: float = 0.0,
+        prefix: Prefix | None = None, presence_penalty: float = 0.0, masks=None,
     ) -> list[list[int]]:
         """New token ids per row, up to and including the first EOS (or ``max_new_tokens`` of them).
-        ``presence_penalty`` is taken off the logit of each token the row has already generated."""
+        ``presence_penalty`` is taken off the logit of each token the row has already generated.
+        ``masks`` (a :class:`humpback.generation.grammar.RowMasks`, one matcher per row): at each step
+        the tokens outside a row's format are masked out before choosing, and the chosen one advances it."""
         eos = torch.tensor(sorted(set(eos_token_ids)), dtype=torch.long, device=self.device)
         uniforms = None
         if temperature > 0:
@@ -163,7 +165,11 @@ class Decoder:
             for step in range(max_new_tokens):
                 if seen is not None:
                     logits = logits.float() - presence_penalty * seen
+                if masks is not None:
+                    logits = masks.apply(logits, active)
                 picked = choose_tokens(logits, temperature, top_p, None if uniforms is None else uniforms[:, step])
+                if masks is not None:
+                    masks.advance(active, picked.tolist())
                 if seen is not None:
                     seen[torch.arange(len(active), device=self.device), picked] = True
                 finished = torch.isin(picked, eos)

@@ -107,6 +107,7 @@ class HFGenerator:
         self.eos_token_ids = sorted(i for i in eos if i is not None)
         self.decoder = Decoder(self.model, self.tokenizer.pad_token_id, self.device)
         self._choice_cache: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+        self._grammar_cache = None
         self.usage = Usage()
 
     # ----------------------------------------------------------------------- public
@@ -120,8 +121,9 @@ class HFGenerator:
         out: list[str | None] = [None] * len(prompts)
         for batch, ids in self._batches(encoded, "generate"):
             seeds = [prompt_seed(params.seed, prompts[i]) for i in batch] if params.temperature > 0 else None
+            masks = self._grammars().masks(params.constraint, len(batch)) if params.constraint else None
             new = self.decoder.generate(ids, params.max_new_tokens, self.eos_token_ids, params.temperature,
-                                        params.top_p, seeds, prefix, params.presence_penalty)
+                                        params.top_p, seeds, prefix, params.presence_penalty, masks)
             for i, tokens in zip(batch, new):
                 text = self._decode(tokens)
                 cut = cut_at_stop(text, params.stop)
@@ -240,6 +242,15 @@ class HFGenerator:
             batch.append(i)
         if batch:
             yield batch, [encoded[j] for j in batch]
+
+    def _grammars(self):
+        """The xgrammar compiler for this tokenizer and the model's output width (made on first use)."""
+        if self._grammar_cache is None:
+            from .grammar import GrammarCache
+
+            width = self.model.get_output_embeddings().weight.shape[0]
+            self._grammar_cache = GrammarCache(self.tokenizer, width, self.eos_token_ids)
+        return self._grammar_cache
 
     def _decode(self, ids: list[int]) -> str:
         for j, t in enumerate(ids):

@@ -31,6 +31,7 @@ from typing import Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, HumpbackError
 from .base import AnswerLogprobs, ChoiceProbs, Completion, LogLik, SamplingParams, Usage, cut_at_stop, prompt_seed
+from .constraints import openai_structured_outputs
 from .logprobs import (TOP_LOGPROBS, answer_logprobs_from_top, choice_probs_from_top, loglik_from_echo, token_text,
                        top_logprobs_from_completion)
 
@@ -67,6 +68,22 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def completion_body(model: str, prompt: str, params: SamplingParams) -> dict:
+    """The JSON body of one ``/completions`` request; a constraint adds the server's structured-output
+    field (:func:`humpback.generation.constraints.openai_structured_outputs`)."""
+    greedy = params.temperature == 0
+    body = {"model": model, "prompt": prompt, "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature, "top_p": 1.0 if greedy else params.top_p,
+            "seed": prompt_seed(params.seed, prompt) & 0x7FFFFFFF, "n": 1, "stream": False}
+    if params.presence_penalty:
+        body["presence_penalty"] = params.presence_penalty
+    # No "stop" is sent: servers drop the stop string from the text, which then no longer tells
+    # whether the answer stopped; the text is cut here instead.
+    if params.constraint is not None:
+        body.update(openai_structured_outputs(params.constraint))
+    return body
 
 
 class OpenAIGenerator:
@@ -121,18 +138,10 @@ class OpenAIGenerator:
     # ----------------------------------------------------------------------- public
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
-        greedy = params.temperature == 0
         self._count(Usage(calls=1))
 
         def one(prompt: str) -> Completion:
-            body = {"model": self.model, "prompt": prompt, "max_tokens": params.max_new_tokens,
-                    "temperature": params.temperature, "top_p": 1.0 if greedy else params.top_p,
-                    "seed": prompt_seed(params.seed, prompt) & 0x7FFFFFFF, "n": 1, "stream": False}
-            if params.presence_penalty:
-                body["presence_penalty"] = params.presence_penalty
-            # No "stop" is sent: servers drop the stop string from the text, which then no longer tells
-            # whether the answer stopped; the text is cut here instead.
-            answer = self._post(body)
+            answer = self._post(completion_body(self.model, prompt, params))
             choice = self._first_choice(answer)
             text = choice.get("text")
             if not isinstance(text, str):

@@ -20,6 +20,7 @@ from ..device import free_memory
 from ..errors import ConfigError
 from .base import (AnswerLogprobs, ChoiceProbs, Completion, LogLik, SamplingParams, Usage, cut_at_stop, encode_pairs,
                    encode_prompts, generator_name, prompt_seed)
+from .constraints import vllm_structured_outputs
 from .hf import CHOICE_PROBE, choice_token_ids
 from .logprobs import TOP_LOGPROBS, answer_logprobs_from_top, choice_probs_from_top
 
@@ -51,6 +52,28 @@ def loglik_from_prompt_logprobs(prompt_logprobs, ids: list[int], start: int, nam
             raise ConfigError(f"{name}: vLLM's prompt logprobs lack the prompt's own token at position {i}")
         total += float(getattr(lp, "logprob", lp))
     return LogLik(logprob=total, tokens=len(ids) - start)
+
+
+def sampling_kwargs(params: SamplingParams, prompt: str) -> dict:
+    """The keyword arguments of ``vllm.SamplingParams`` for one prompt; a constraint goes in
+    ``structured_outputs`` as the keyword arguments of ``StructuredOutputsParams`` (vLLM >= 0.12)."""
+    greedy = params.temperature == 0
+    kwargs = dict(n=1, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
+                  max_tokens=params.max_new_tokens, seed=prompt_seed(params.seed, prompt) & 0x7FFFFFFF,
+                  skip_special_tokens=True, presence_penalty=params.presence_penalty,
+                  stop=list(params.stop) or None, include_stop_str_in_output=True)
+    if params.constraint is not None:
+        kwargs["structured_outputs"] = vllm_structured_outputs(params.constraint)
+    return kwargs
+
+
+def _structured_outputs_class():
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        raise ConfigError("a constraint on the vllm backend needs vLLM >= 0.12 (vllm.sampling_params."
+                          "StructuredOutputsParams); upgrade vLLM, or leave the step's constraint unset") from None
+    return StructuredOutputsParams
 
 
 def _import_vllm():
@@ -115,16 +138,12 @@ class VLLMGenerator:
     # ----------------------------------------------------------------------- public
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
-        greedy = params.temperature == 0
-        sampling = [
-            self._vllm.SamplingParams(
-                n=1, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
-                max_tokens=params.max_new_tokens, seed=prompt_seed(params.seed, p) & 0x7FFFFFFF,
-                skip_special_tokens=True, presence_penalty=params.presence_penalty,
-                stop=list(params.stop) or None, include_stop_str_in_output=True,
-            )
-            for p in prompts
-        ]
+        sampling = []
+        for p in prompts:
+            kwargs = sampling_kwargs(params, p)
+            if "structured_outputs" in kwargs:
+                kwargs["structured_outputs"] = _structured_outputs_class()(**kwargs["structured_outputs"])
+            sampling.append(self._vllm.SamplingParams(**kwargs))
         outputs = self._run([{"prompt_token_ids": ids} for ids in self._encode(prompts)], sampling)
         return [Completion(cut_at_stop(o.outputs[0].text, params.stop),
                            "length" if o.outputs[0].finish_reason == "length" else "stop") for o in outputs]

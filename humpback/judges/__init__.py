@@ -19,7 +19,7 @@ so selection, replay re-scoring, agreement and judge health never ask which judg
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
@@ -46,6 +46,13 @@ class Judge:
     model: Any = None  # a lazy model with .tokenizer and .generator (run.LazyModel); None for a verifier
     seed: int = 0
     max_prompt_tokens: Optional[int] = None  # generation.max_prompt_tokens: prompts are fitted to it
+    # What the rating judge's format checks counted per call (humpback.generation.rejection), until taken.
+    checks: list = field(default_factory=list)
+
+    def take_checks(self) -> list:
+        """The checks' counts recorded since the last take."""
+        taken, self.checks = self.checks, []
+        return taken
 
     @property
     def served(self) -> Optional[str]:

@@ -44,10 +44,17 @@ def judge_prompts(tokenizer, rows: list[dict], cfg: "CurateConfig", prefill: str
 
 
 def judge_sampling(cfg: "CurateConfig", seed: int):
-    """The judge's decoding in generate mode (greedy by default)."""
+    """The judge's decoding in generate mode (greedy by default), with the format ``curate.constraint``
+    names, if any (sized for ``curate.max_new_tokens``)."""
     from ..generation.base import SamplingParams
 
-    return SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=seed)
+    constraint = None
+    if cfg.constraint is not None:
+        from ..generation.constraints import parse_constraint
+
+        constraint = parse_constraint(cfg.constraint, cfg.max_new_tokens)
+    return SamplingParams(temperature=cfg.temperature, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=seed,
+                          constraint=constraint)
 
 
 def rows_generate(rows: list[dict], outputs: list[str], judge: str, kind: str = "rating",
@@ -112,7 +119,13 @@ def score(rows: list[dict], judge: Judge) -> list[dict]:
     if cfg.mode in ("generate", "both"):
         # (in both mode the cuts recorded are the logits prompts', one token shorter for the choice prefix)
         prompts = judge_prompts(model.tokenizer, rows, cfg, max_tokens=budget, cut=cut if cfg.mode == "generate" else None)
-        outputs = model.generator.generate(prompts, judge_sampling(cfg, judge.seed))
+        from ..generation.rejection import generate_checked, load_validator
+
+        validator = load_validator(cfg.validator, "curate.validator") if cfg.validator else None
+        checked = generate_checked(model.generator.generate, prompts, judge_sampling(cfg, judge.seed), validator,
+                                   cfg.max_tries)
+        outputs = checked.texts
+        judge.checks.append(checked.stats)
     if cfg.mode == "logits":
         out = rows_logits(rows, probs, judge.name)
     elif cfg.mode == "generate":

@@ -13,6 +13,8 @@ import statistics
 from ..chat import messages_for, render_prompt
 from ..config import AugmentConfig, to_dict
 from ..generation.base import Usage
+from ..generation.rejection import describe_checked, generate_checked, load_validator, merge_checked
+from ..judges.verifier import verifier_identity
 from ..layout import BACKWARD, CANDIDATES, REJECTED, SEGMENTS
 from ..prompts import render_backward, template, template_hash
 from ..run import RunContext
@@ -34,10 +36,21 @@ def backward_prompts(tokenizer, texts: list[str]) -> list[str]:
 
 
 def backward_sampling(cfg: AugmentConfig, seed: int):
-    """The recipe's sampling for the backward model (the paper's temperature 0.7, top_p 0.9)."""
+    """The recipe's sampling for the backward model (the paper's temperature 0.7, top_p 0.9), with the
+    format ``augment.constraint`` names, if any."""
     from ..generation.base import SamplingParams
 
-    return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed)
+    return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=seed,
+                          constraint=backward_constraint(cfg))
+
+
+def backward_constraint(cfg: AugmentConfig):
+    """The parsed ``augment.constraint`` (sized for ``augment.max_new_tokens``), or None."""
+    if cfg.constraint is None:
+        return None
+    from ..generation.constraints import parse_constraint
+
+    return parse_constraint(cfg.constraint, cfg.max_new_tokens)
 
 
 def clean_instruction(raw: str, segment: str, cfg: AugmentConfig, truncated: bool = False) -> tuple[str, str]:
@@ -89,18 +102,22 @@ def augment_stage(rt: RunContext) -> StageResult:
     generator = rt.model_name(BACKWARD)
     segments = rt.rows(SEGMENTS)
     model = rt.model(BACKWARD)
+    params = backward_sampling(cfg, rt.cfg.random_seed)
+    validator = load_validator(cfg.validator, "augment.validator") if cfg.validator else None
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         part = segments.rows[start:end]
         prompts = backward_prompts(model.tokenizer, [s["text"] for s in part])
         before = model.usage()
-        outputs = model.generator.generate(prompts, backward_sampling(cfg, rt.cfg.random_seed))
+        checked = generate_checked(model.generator.generate, prompts, params, validator, cfg.max_tries)
         used = (model.usage() - before).to_dict()
         candidates, rejected = [], []
-        for seg, raw in zip(part, outputs, strict=True):
+        for seg, raw, passed in zip(part, checked.texts, checked.passed, strict=True):
             truncated = getattr(raw, "finish_reason", None) == "length"
             instruction, status = clean_instruction(raw, seg["text"], cfg,
                                                     truncated=truncated and not cfg.keep_truncated)
+            if status == "ok" and not passed:
+                status = "invalid"  # every attempt broke augment.constraint or augment.validator
             row = {"candidate_id": seg["id"], "segment_id": seg["id"], "instruction": instruction,
                    "output": seg["text"], "raw_generation": str(raw), "generator": generator,
                    "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
@@ -116,12 +133,16 @@ def augment_stage(rt: RunContext) -> StageResult:
                 "generic_instructions": sum(is_generic(c["instruction"]) for c in candidates),
                 "truncated": sum(r["truncated"] for r in candidates + rejected),
                 "instruction_chars": [len(c["instruction"]) for c in candidates], "served_by": model.served,
-                "usage": used}
+                "usage": used, "checks": checked.stats}
 
     def finish(shards: list[dict]) -> dict:
         model.close()
         stats = merge_shard_stats(shards)
         stats["generator"] = generator
+        stats["checks"] = merge_checked([s.get("checks") for s in shards], checks["constraint"], checks["validator"],
+                                        cfg.max_tries)
+        for note in describe_checked("augment", stats["checks"], rt.cfg.generation.backend):
+            rt.warn(note)
         rejected = ", ".join(f"{n} {reason}" for reason, n in stats["rejected"].items() if n) or "none"
         rt.result(f"augment: {stats['segments']} segments -> {stats['candidates']} candidates; rejected: {rejected}")
         if stats["truncated"]:
@@ -132,10 +153,18 @@ def augment_stage(rt: RunContext) -> StageResult:
             rt.metric("augment", name, stats[name])
         for reason, n in stats["rejected"].items():
             rt.metric("augment", f"rejected/{reason}", n)
+        if params.constraint is not None or validator is not None:
+            for name in ("tries", "never_passed", "violations", "acceptance_rate"):
+                if stats["checks"][name] is not None:
+                    rt.metric("augment", f"checks/{name}", stats["checks"][name])
         return stats
 
-    deps = {"augment": to_dict(cfg), "template": template_hash("backward"), "base": rt.base_identity,
-            **rt.generation_key()}
+    checks = {"constraint": params.constraint.identity() if params.constraint else None,
+              "validator": verifier_identity(cfg.validator) if cfg.validator else None}
+    # The checks' keys join the stage key only when set: runs made before they existed keep their key.
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in CHECK_KEYS or v != CHECK_KEYS[k]}
+    deps = {"augment": settings, "template": template_hash("backward"), "base": rt.base_identity,
+            **rt.generation_key(), **({"checks": checks} if any(checks.values()) else {})}
     try:
         return rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.store.count_rows(SEGMENTS),
                                       rt.cfg.shard_size, do_shard, finish, inputs=[SEGMENTS, BACKWARD],
@@ -144,7 +173,8 @@ def augment_stage(rt: RunContext) -> StageResult:
         model.close()
 
 
-REJECT_REASONS = ("empty", "echo", "degenerate", "truncated")
+REJECT_REASONS = ("empty", "echo", "degenerate", "truncated", "invalid")
+CHECK_KEYS = {"constraint": None, "validator": None, "max_tries": 1}  # their defaults
 
 
 def merge_shard_stats(shards: list[dict]) -> dict:

@@ -15,6 +15,7 @@ from .. import layout
 from ..judges import Judge, score_rows, score_schema
 from ..judges.health import dev_auc, health_counts, judge_health, ranking_field, selection_quality
 from ..judges.stats import compare_scores, merge_score_stats, shard_score_stats
+from ..generation.rejection import describe_checked, merge_checked
 from ..layout import CANDIDATES
 from ..prompts import template_hash
 from ..review.apply import describe_applied, review_key, reviewed
@@ -55,12 +56,22 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         before = judge.usage()
+        judge.take_checks()
         rows = score_rows(candidates.rows[start:end], judge)
         rt.store.write_rows(shard_file(it.scores, shard), rows, schema=score_schema(cfg.judge_kind))
-        return {**shard_score_stats(rows), "served_by": judge.served, "usage": (judge.usage() - before).to_dict()}
+        return {**shard_score_stats(rows), "served_by": judge.served, "usage": (judge.usage() - before).to_dict(),
+                "checks": judge.take_checks()}
 
     def finish(shards: list[dict]) -> dict:
         stats = {"judge": judge.name, "judge_kind": cfg.judge_kind, **merge_score_stats(shards)}
+        if deps.get("checks"):
+            stats["checks"] = merge_checked([c for s in shards for c in s.get("checks") or []],
+                                            deps["checks"]["constraint"], deps["checks"]["validator"], cfg.max_tries)
+            for note in describe_checked(f"score {k}", stats["checks"], rt.cfg.generation.backend):
+                rt.warn(note)
+            for name in ("tries", "never_passed", "violations", "acceptance_rate"):
+                if stats["checks"][name] is not None:
+                    rt.metric("score", f"checks/{name}", stats["checks"][name], iteration=k)
         if rubric is not None:
             sums = stats.pop("principles", None) or [[0.0, 0, 0] for _ in rubric.principles]
             stats["rubric"] = {"source": rubric.source, "hash": rubric.text_hash, "combine": cfg.rubric_combine,
@@ -88,6 +99,14 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
 def _judge_deps(rt: RunContext, cfg, judge_identity: dict | None) -> tuple[dict, object]:
     """(what a judge's scores depend on: the stage key, the rubric it reads or None)."""
     deps = {**cfg.scoring_settings(), "base": rt.base_identity, **rt.generation_key(), "judge": judge_identity}
+    if cfg.judge_kind == "rating" and (cfg.constraint or cfg.validator):
+        from ..generation.constraints import parse_constraint
+        from ..judges.verifier import verifier_identity
+
+        # What the format checks are (a grammar file's content, the validator's source): an edit re-scores.
+        deps["checks"] = {"constraint": parse_constraint(cfg.constraint, cfg.max_new_tokens).identity()
+                          if cfg.constraint else None,
+                          "validator": verifier_identity(cfg.validator) if cfg.validator else None}
     rubric = None
     if cfg.judge_kind == "rating":
         deps["template"] = template_hash("curate")

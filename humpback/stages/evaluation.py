@@ -281,11 +281,15 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
     from ..evaluation.pairwise import (CHOICES, VERDICT_PREFILL, judge_tasks, judgement_rows_generate,
                                        judgement_rows_logits, judgement_schema)
     from ..evaluation.winrate import summarize
+    from ..generation.constraints import parse_constraint
+    from ..generation.rejection import describe_checked, generate_checked, merge_checked
 
     cfg = rt.cfg.eval
     ev = layout.evaluation(label)
     ref_rel = EVAL_PROMPTS if reference == "outputs" else layout.evaluation(reference).answers
     cache: dict[str, Any] = {}
+    constraint = parse_constraint(cfg.judge_constraint, cfg.judge_max_new_tokens) \
+        if cfg.judge_constraint and cfg.judge_mode == "generate" else None
 
     def pairs() -> list[dict]:
         if "pairs" not in cache:
@@ -303,11 +307,14 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
         tok = judge.model.tokenizer
         texts = [render_prompt(tok, messages_for(t["user_turn"], system=cfg.judge_system_prompt),
                                prefill=VERDICT_PREFILL if logits else "") for t in tasks]
+        checks = None
         if logits:
             rows = judgement_rows_logits(tasks, judge.model.generator.choice_probs(texts, CHOICES), judge.name)
         else:
-            params = SamplingParams(temperature=0.0, max_new_tokens=cfg.judge_max_new_tokens, seed=rt.cfg.random_seed)
-            rows = judgement_rows_generate(tasks, judge.model.generator.generate(texts, params), judge.name)
+            params = SamplingParams(temperature=0.0, max_new_tokens=cfg.judge_max_new_tokens, seed=rt.cfg.random_seed,
+                                    constraint=constraint)
+            checked = generate_checked(judge.model.generator.generate, texts, params)  # the verdicts checked
+            rows, checks = judgement_rows_generate(tasks, checked.texts, judge.name), checked.stats
         rt.store.write_rows(shard_file(ev.judgements, shard), rows, schema=judgement_schema())
         kinds: dict[str, int] = {}
         for r in rows:
@@ -315,7 +322,7 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
                 kinds[r["parse_status"]] = kinds.get(r["parse_status"], 0) + 1
         return {"prompt_ids": [r["prompt_id"] for r in rows], "orders": [r["order"] for r in rows],
                 "outcomes": [r["outcome"] for r in rows], "parse_failure_kinds": kinds,
-                "tie_verdicts": sum(r["verdict"] == "tie" for r in rows),
+                "tie_verdicts": sum(r["verdict"] == "tie" for r in rows), "checks": checks,
                 "model_chars": {p["prompt_id"]: len(p["model_answer"]) for p in part},
                 "reference_chars": {p["prompt_id"]: len(p["reference_answer"]) for p in part}}
 
@@ -331,6 +338,10 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
         stats = {"judge": judge.name, "judge_mode": cfg.judge_mode, "reference": reference, **summary,
                  "judgements": len(flat("orders")), "parse_failures": sum(kinds.values()),
                  "parse_failure_kinds": kinds, "tie_verdicts": sum(s["tie_verdicts"] for s in shards)}
+        if constraint is not None:
+            stats["checks"] = merge_checked([s.get("checks") for s in shards], constraint.identity())
+            for note in describe_checked(f"{label} judge", stats["checks"], rt.cfg.generation.backend):
+                rt.warn(note)
         lo, hi = stats["win_rate_ci"]
         rt.result(f"{label}: win rate vs {reference} {_fmt(stats['win_rate'])} [{_fmt(lo)}, {_fmt(hi)}], "
                f"length-controlled {_fmt(stats['lc_win_rate'])}, position consistency "
@@ -340,7 +351,7 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
     deps = {"judge": judge.identity, "mode": cfg.judge_mode, "template": template_hash("pairwise"),
             "system_prompt": cfg.judge_system_prompt, "reference": reference, "bootstrap_samples": cfg.bootstrap_samples,
             "max_new_tokens": cfg.judge_max_new_tokens if cfg.judge_mode == "generate" else None,
-            **rt.generation_key()}
+            **rt.generation_key(), **({"constraint": constraint.identity()} if constraint else {})}
     name = ev.stage("judge")
     return rt.store.sharded_stage(name, deps, [ev.judgements], rt.store.count_rows(ev.answers), rt.cfg.shard_size,
                                   do_shard, finish, inputs=[ev.answers, ref_rel], force=rt.forced(name), job="eval")

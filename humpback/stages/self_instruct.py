@@ -28,6 +28,8 @@ from ..data.self_instruct import (CLASSIFY_STOP, INSTANCE_REJECT_REASONS, TASK_R
                                   render_instance_prompt, render_task_prompt, sample_prompt_instructions, split_tasks,
                                   strip_stop, task_status)
 from ..errors import ConfigError
+from ..generation.constraints import parse_constraint
+from ..generation.rejection import describe_checked, generate_checked, merge_checked
 from ..layout import CANDIDATES, REJECTED, SEED_TASKS, TASKS, TASKS_REJECTED
 from ..prompts import template_hash
 from ..run import RunContext
@@ -83,8 +85,10 @@ def tasks_stage(rt: RunContext) -> StageResult:
     machine: list[str] = []
     pool = RougePool(seed, cfg.rouge_threshold)
     keywords = keyword_pattern(cfg.task_keywords)
+    constraint = parse_constraint(cfg.task_constraint, cfg.task_max_new_tokens) if cfg.task_constraint else None
     params = SamplingParams(temperature=cfg.task_temperature, top_p=cfg.task_top_p, max_new_tokens=cfg.task_max_new_tokens,
-                            seed=rt.cfg.random_seed, presence_penalty=cfg.task_presence_penalty, stop=TASK_STOP)
+                            seed=rt.cfg.random_seed, presence_penalty=cfg.task_presence_penalty, stop=TASK_STOP,
+                            constraint=constraint)
 
     def load_round(r: int) -> None:
         for row in rt.store.read_rows(shard_file(TASKS, r)):
@@ -96,7 +100,8 @@ def tasks_stage(rt: RunContext) -> StageResult:
         prompts = [render_task_prompt(sample_prompt_instructions(rng, seed, machine, cfg.prompt_instructions,
                                                                  cfg.prompt_machine_instructions))
                    for _ in range(cfg.prompts_per_round)]
-        outputs = model.generator.generate(prompts, params)
+        checked = generate_checked(model.generator.generate, prompts, params)
+        outputs = checked.texts
         scored_before = pool.pairs_scored
         kept, rejected, unfinished, empty = [], [], 0, 0
         for p, text in enumerate(outputs):
@@ -130,7 +135,7 @@ def tasks_stage(rt: RunContext) -> StageResult:
                 "generated": len(kept) + len(rejected), "kept": len(kept),
                 "rejected": {x: sum(1 for row in rejected if row["reason"] == x) for x in TASK_REJECT_REASONS},
                 "rouge_pairs_scored": pool.pairs_scored - scored_before, "pool": len(machine),
-                "served_by": model.served}
+                "served_by": model.served, "checks": checked.stats}
 
     def more(rounds: list[dict]) -> bool:
         idle = rounds[-cfg.max_idle_rounds:]
@@ -146,6 +151,10 @@ def tasks_stage(rt: RunContext) -> StageResult:
                                                            "generated", "kept", "rouge_pairs_scored")},
                  "rejected": {x: sum(s["rejected"][x] for s in rounds) for x in TASK_REJECT_REASONS},
                  "served_by": sorted({s["served_by"] for s in rounds if s.get("served_by")})}
+        if constraint is not None:
+            stats["checks"] = merge_checked([s.get("checks") for s in rounds], constraint.identity())
+            for note in describe_checked("tasks", stats["checks"], rt.cfg.generation.backend):
+                rt.warn(note)
         rt.log(f"  tasks: {stats['prompts']} prompts -> {stats['generated']} tasks written -> {stats['tasks']} kept "
                f"({stats['stopped']}); rejected {stats['rejected']}")
         for name in ("prompts", "unfinished_responses", "generated", "tasks"):
@@ -155,7 +164,8 @@ def tasks_stage(rt: RunContext) -> StageResult:
         return stats
 
     deps = {"augment": {k: getattr(cfg, k) for k in TASK_KEYS}, "templates": [template_hash("self_instruct_tasks")],
-            "base": rt.base_identity, **rt.generation_key()}
+            "base": rt.base_identity, **rt.generation_key(),
+            **({"task_constraint": constraint.identity()} if constraint else {})}
     try:
         return rt.store.round_stage("tasks", deps, [TASKS, TASKS_REJECTED], load_round, do_round, more, finish,
                                     inputs=[SEED_TASKS], force=rt.forced("tasks"), job="augment")
