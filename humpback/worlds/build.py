@@ -29,6 +29,7 @@ class WorldSpec:
     dev_pairs: int = 200
     pretrain_docs: int = 16000
     pretrain_bad_fraction: float = 0.2  # the web at large is mostly right; the pool to curate is not
+    page_sentences: int = 3  # a pretraining page says up to this many things about its word
     random_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -44,7 +45,8 @@ class WorldSpec:
 
     def pretrain_key(self) -> dict:
         """What the pretraining text depends on."""
-        return {k: getattr(self, k) for k in ("pretrain_docs", "pretrain_bad_fraction", "off_task_share", "random_seed")}
+        return {k: getattr(self, k) for k in ("pretrain_docs", "pretrain_bad_fraction", "off_task_share", "page_sentences",
+                                              "random_seed")}
 
 
 @dataclass
@@ -99,8 +101,11 @@ def build_world(spec: WorldSpec = WorldSpec()) -> World:
     words = _Words(rng)
     pretrain = []
     for kind in _kinds(spec.pretrain_docs, spec, rng, spec.pretrain_bad_fraction):
-        fam, w = _family(rng.randrange(len(tasks.FAMILIES))), words.take()
-        pretrain.append(_answer(kind, fam, w, rng))
+        w = words.take()
+        families = rng.sample([f.name for f in tasks.FAMILIES], rng.randint(1, spec.page_sentences))
+        # A page about one word: its first sentence of the drawn kind, the rest mostly right, as the web is.
+        kinds = [kind] + ["good" if rng.random() >= spec.pretrain_bad_fraction else "wrong" for _ in families[1:]]
+        pretrain.append(" ".join(_answer(k, fam, w, rng) for k, fam in zip(kinds, families)))
     eval_rows = []
     for i in range(spec.eval_prompts):
         fam, w = _family(i), words.take()
