@@ -7,7 +7,11 @@ what a model learned, not what it saw. The pool is the "web": one answer per doc
 The pretraining text is a separate sample of the same web with other words and a smaller share of bad
 answers (``pretrain_bad_fraction``: the web at large is mostly right, the crawl to curate is not), so
 the base model knows the world's language and can copy, as a pretrained LLM can, without having
-memorised the pool.
+memorised the pool. Its documents are pages: up to ``page_sentences`` things said about one word, so the
+word recurs within a document and pretraining teaches copying it from context. With one sentence per
+document (world version 1) the base model never learned to copy, the backward model memorised its 200 seed
+pairs instead of copying the word, and it recovered 31, 396 and 135 of the 4,000 pool instructions on
+seeds 0, 1 and 2; with pages it recovers most of them (docs/world.md).
 """
 
 from __future__ import annotations
