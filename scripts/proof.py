@@ -117,16 +117,17 @@ def outcomes(run_dir: Path, label: str) -> list[bool]:
     return [bool(r["exact_match"]) for r in rows if r["exact_match"] is not None]  # prompts with an answer key
 
 
-def model_row(seed: int, arm: str, iteration: int, run_dir: Path, label: str) -> dict:
+def model_row(seed: int, arm: str, iteration: int, run_dir: Path, label: str, curation: Path | None = None) -> dict:
     """One model's line: its exact match from the run's eval stage (``stats.json`` of its evaluation),
-    the curation that made it, on the pool and on the dev set."""
+    the curation that made it, on the pool and on the dev set (read from ``curation`` where that is
+    another run: the DPO arm's SFT data is the self-curated run's iteration 1)."""
     em = json.loads((run_dir / layout.evaluation(label).stats).read_text())
     row = {"seed": seed, "arm": arm, "iteration": iteration, "model": label, "exact_match": em["exact_match"],
            "exact_match_ci": em["exact_match_ci"], "exact_match_n": em["exact_match_n"],
            "precision": None, "recall": None, "dev_precision": None, "dev_recall": None, "curated": None}
     if iteration > 0:
-        stats = json.loads((run_dir / layout.iteration(iteration).stats).read_text())
-        pool = pool_quality(run_dir, iteration)
+        stats = json.loads(((curation or run_dir) / layout.iteration(iteration).stats).read_text())
+        pool = pool_quality(curation or run_dir, iteration)
         row.update(precision=pool["precision"], recall=pool["recall"], curated=stats.get("curated"),
                    dev_precision=stats.get("dev/precision"), dev_recall=stats.get("dev/recall"),
                    judge_warnings=stats.get("judge_warnings") or [])
@@ -150,7 +151,8 @@ def run_seed(seed: int, out: Path, clock: Clock) -> dict:
         clock.time(f"seed {seed}: {arm} arm (replay of iteration 1, eval)", replayed)
     clock.time(f"seed {seed}: DPO arm (M1's answers judged by the {DPO_JUDGE}, DPO from M1, eval)",
                lambda: dpo_arm(dirs["self-curated"], out / "dpo", DPO_JUDGE, log=log))
-    rows = [model_row(seed, arm, k, dirs[folder], label) for arm, k, folder, label in MODELS]
+    rows = [model_row(seed, arm, k, dirs[folder], label, dirs["self-curated"] if folder == "dpo" else None)
+            for arm, k, folder, label in MODELS]
     return {"rows": rows, "outcomes": {f"{arm}/{label}": outcomes(dirs[folder], label)
                                        for arm, _, folder, label in MODELS}}
 
