@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--argilla-pull", metavar="DATASET",
                    help="instead of serving: pull the Argilla dataset's responses into the decisions")
     p.add_argument("--argilla-workspace", help="the Argilla workspace (default: the user's only one)")
-    sub.add_parser("keys", help="list every recipe key with its default and meaning")
+    p = sub.add_parser("keys", help="every recipe key with its default and meaning, as Markdown (docs/config.md)")
+    p.add_argument("--output", help="write the Markdown to this file (docs/config.md) instead of printing it")
     return parser
 
 
@@ -159,11 +160,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from .config import describe_keys, load_config
+    from .config import load_config
 
     if args.command == "keys":
-        for key, help_text, default in describe_keys():
-            print(f"{key:36} {default!r:>14}  {help_text}")
+        from .config_reference import keys_markdown
+
+        if args.output:
+            Path(args.output).write_text(keys_markdown())
+            print(f"Wrote {args.output}")
+        else:
+            print(keys_markdown(), end="")
         return 0
     if args.command == "report":
         from .view.report import write_report

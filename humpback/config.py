@@ -894,7 +894,7 @@ def dump_yaml(cfg: RunConfig) -> str:
 
 
 def describe_keys(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, Any]]:
-    """(dotted key, help, default) for every leaf key: the README's key table and `--help` use it."""
+    """(dotted key, help, default) for every leaf key: docs/config.md and `--help` use it."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

@@ -1,6 +1,6 @@
 """The proof that the loop works (scripts/proof.py), end to end on two worlds (seeds 0 and 1): every
 seed's figures and the summary, then issue 20's targets (an expected failure while the world's backward
-model recovers too few instructions on some seeds; see the README's controlled world). There is no
+model recovers too few instructions on some seeds; see docs/world.md). There is no
 reduced world that shows the orderings (a quarter of the pool took as long and showed none; see the
 script's docstring), so this is the whole proof, marked slow."""
 

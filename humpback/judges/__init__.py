@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional
 if TYPE_CHECKING:
     from ..config import CurateConfig
 
-# The score row every judge writes (see README "Judges"):
+# The score row every judge writes (see docs/judges.md):
 #   candidate_id, judge_kind, mode,
 #   score (int 1..5 or null: the rating judge's generated score, or its argmax in logits mode),
 #   logits_score, expected_score, probs, choice_mass (the rating judge's P("1".."5"), else null),

@@ -139,7 +139,7 @@ def judge_records(stages: dict, k: int) -> list[dict]:
 # --------------------------------------------------------------------------- evaluation
 
 # The keys of every model's eval stats.json (iter_K/eval/, eval/base/, eval/m0/): always all present,
-# None where not measured. README "Evaluation" documents them.
+# None where not measured. docs/evaluation.md documents them.
 EVAL_KEYS = ("model", "step", "generator", "heldout_loss", "heldout_pairs", "heldout_tokens", "answers",
              "answer_chars_mean", "answer_chars_median", "answer_tokens_mean", "empty_answers", "length_ratio",
              "length_drift", "reference", "judge", "judge_mode", "win_rate", "win_rate_ci", "lc_win_rate",
