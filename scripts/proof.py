@@ -11,6 +11,8 @@ Arms, side by side on each world (the same pool, base model and eval prompts):
 - ``seed only``: M0, trained on the seed pairs alone;
 - ``uncurated``: M1 trained on seed + every backtranslated pair of the pool;
 - ``verifier``: M1 trained on seed + the pairs the world's verifier accepts (the best curation can do);
+- ``M1 + DPO``: M1's own answers to iteration 1's curated instructions, judged by the world's verifier,
+  paired best against worst, and DPO from M1 (``scripts/world_dpo.py``'s arm, the RLAIF step of issue 22).
 - ``self-curated``: the recipe ``recipes/world-cpu.yaml`` itself: M0 scores the pool by its own
   likelihood, M1 is trained on the best part, M1 re-scores the same pool, M2 on its best part.
 
@@ -43,6 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from humpback import layout  # noqa: E402
 from humpback.config import load_config  # noqa: E402
@@ -54,6 +57,7 @@ from humpback.replay import replay  # noqa: E402
 from humpback.store import read_table, write_json, write_text  # noqa: E402
 from humpback.worlds import VERIFIER, WorldSpec, materialize_world  # noqa: E402
 from humpback.worlds.tasks import verify  # noqa: E402
+from world_dpo import dpo_arm  # noqa: E402  (scripts/ is on sys.path when this script runs)
 
 RECIPE = ROOT / "recipes" / "world-cpu.yaml"
 ARMS = {  # replays of the self-curated run's iteration 1
@@ -61,14 +65,17 @@ ARMS = {  # replays of the self-curated run's iteration 1
     "verifier": ["curate.judge_kind=verifier", f"curate.verifier={VERIFIER}", "curate.select=threshold",
                  "curate.threshold=1"],
 }
+DPO_JUDGE = "verifier"  # the DPO arm: M1's own answers judged by the world's verifier (scripts/world_dpo.py)
 MODELS = (("seed only", 0, "self-curated", "m0"), ("uncurated", 1, "uncurated", "iter_1"),
           ("verifier", 1, "verifier", "iter_1"), ("self-curated", 0, "self-curated", "m0"),
-          ("self-curated", 1, "self-curated", "iter_1"), ("self-curated", 2, "self-curated", "iter_2"))
+          ("self-curated", 1, "self-curated", "iter_1"), ("self-curated", 2, "self-curated", "iter_2"),
+          ("M1 + DPO", 1, "dpo", "iter_1"))
 # (name, model A, model B): the paired differences the claims rest on, A - B
 DIFFERENCES = (("M1 - M0 (self-curated)", ("self-curated", "iter_1"), ("self-curated", "m0")),
                ("M2 - M1 (self-curated)", ("self-curated", "iter_2"), ("self-curated", "iter_1")),
                ("verifier - uncurated", ("verifier", "iter_1"), ("uncurated", "iter_1")),
-               ("self-curated M1 - uncurated", ("self-curated", "iter_1"), ("uncurated", "iter_1")))
+               ("self-curated M1 - uncurated", ("self-curated", "iter_1"), ("uncurated", "iter_1")),
+               ("M1 + DPO - M1", ("M1 + DPO", "iter_1"), ("self-curated", "iter_1")))
 
 
 def world_overrides(seed: int) -> list[str]:
@@ -110,16 +117,17 @@ def outcomes(run_dir: Path, label: str) -> list[bool]:
     return [bool(r["exact_match"]) for r in rows if r["exact_match"] is not None]  # prompts with an answer key
 
 
-def model_row(seed: int, arm: str, iteration: int, run_dir: Path, label: str) -> dict:
+def model_row(seed: int, arm: str, iteration: int, run_dir: Path, label: str, curation: Path | None = None) -> dict:
     """One model's line: its exact match from the run's eval stage (``stats.json`` of its evaluation),
-    the curation that made it, on the pool and on the dev set."""
+    the curation that made it, on the pool and on the dev set (read from ``curation`` where that is
+    another run: the DPO arm's SFT data is the self-curated run's iteration 1)."""
     em = json.loads((run_dir / layout.evaluation(label).stats).read_text())
     row = {"seed": seed, "arm": arm, "iteration": iteration, "model": label, "exact_match": em["exact_match"],
            "exact_match_ci": em["exact_match_ci"], "exact_match_n": em["exact_match_n"],
            "precision": None, "recall": None, "dev_precision": None, "dev_recall": None, "curated": None}
     if iteration > 0:
-        stats = json.loads((run_dir / layout.iteration(iteration).stats).read_text())
-        pool = pool_quality(run_dir, iteration)
+        stats = json.loads(((curation or run_dir) / layout.iteration(iteration).stats).read_text())
+        pool = pool_quality(curation or run_dir, iteration)
         row.update(precision=pool["precision"], recall=pool["recall"], curated=stats.get("curated"),
                    dev_precision=stats.get("dev/precision"), dev_recall=stats.get("dev/recall"),
                    judge_warnings=stats.get("judge_warnings") or [])
@@ -131,7 +139,7 @@ def run_seed(seed: int, out: Path, clock: Clock) -> dict:
     overrides = ["tracking.progress=false"] + world_overrides(seed)
     log = lambda line: None  # noqa: E731 - the stages' lines; the proof prints its own
     clock.time(f"seed {seed}: world (build or cache)", lambda: materialize_world(WorldSpec(random_seed=seed)))
-    dirs = {"self-curated": out / "self-curated"} | {arm: out / arm for arm in ARMS}
+    dirs = {"self-curated": out / "self-curated", "dpo": out / "dpo"} | {arm: out / arm for arm in ARMS}
     cfg = load_config(RECIPE, overrides)
     clock.time(f"seed {seed}: self-curated run (backward, M0, augment, M1, M2, evals)",
                lambda: run(open_run(cfg, dirs["self-curated"], log=log)))
@@ -141,7 +149,10 @@ def run_seed(seed: int, out: Path, clock: Clock) -> dict:
             evaluate_run(dirs[arm], iteration=1, log=log)  # the same eval stage, on the replay's model
 
         clock.time(f"seed {seed}: {arm} arm (replay of iteration 1, eval)", replayed)
-    rows = [model_row(seed, arm, k, dirs[folder], label) for arm, k, folder, label in MODELS]
+    clock.time(f"seed {seed}: DPO arm (M1's answers judged by the {DPO_JUDGE}, DPO from M1, eval)",
+               lambda: dpo_arm(dirs["self-curated"], out / "dpo", DPO_JUDGE, log=log))
+    rows = [model_row(seed, arm, k, dirs[folder], label, dirs["self-curated"] if folder == "dpo" else None)
+            for arm, k, folder, label in MODELS]
     return {"rows": rows, "outcomes": {f"{arm}/{label}": outcomes(dirs[folder], label)
                                        for arm, _, folder, label in MODELS}}
 
@@ -264,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    sys.path.insert(0, str(ROOT / "scripts"))
     import harness
 
     clock = Clock()

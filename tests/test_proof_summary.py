@@ -28,11 +28,15 @@ def world(seed: int, em: dict, precision: dict, outcomes: dict) -> dict:
                                        for arm, _, _, label in proof.MODELS}}
 
 
+DPO = "M1 + DPO"
+
+
 def two_worlds(m2_second_seed=(1, 1, 0, 0)):
     out = {"m0": [0, 0, 0, 0], "iter_1": [1, 1, 0, 0], "iter_2": [1, 1, 1, 0], "uncurated": [0, 0, 0, 1],
-           "verifier": [1, 1, 1, 1]}
+           "verifier": [1, 1, 1, 1], DPO: [1, 0, 1, 0]}
     em0 = {("seed only", "m0"): 0.0, ("self-curated", "m0"): 0.0, ("uncurated", "iter_1"): 0.25,
-           ("verifier", "iter_1"): 1.0, ("self-curated", "iter_1"): 0.5, ("self-curated", "iter_2"): 0.75}
+           ("verifier", "iter_1"): 1.0, ("self-curated", "iter_1"): 0.5, ("self-curated", "iter_2"): 0.75,
+           (DPO, "iter_1"): 0.5}
     prec = {("self-curated", "iter_1"): 0.6, ("self-curated", "iter_2"): 0.7, ("verifier", "iter_1"): 1.0,
             ("uncurated", "iter_1"): 0.3}
     em1 = {**em0, ("self-curated", "iter_2"): sum(m2_second_seed) / 4}
@@ -55,6 +59,8 @@ def test_means_over_seeds_and_paired_differences():
     assert m2_m1["per_stratum"] == {0: 0.25, 1: 0.0} and m2_m1["difference"] == 0.125
     assert m2_m1["across_seeds"]["n"] == 2
     assert diffs["verifier - uncurated"]["difference"] == 0.75
+    dpo = diffs["M1 + DPO - M1"]  # one prompt gained, one lost on each seed
+    assert dpo["difference"] == 0.0 and dpo["per_stratum"] == {0: 0.0, 1: 0.0} and dpo["n"] == 8
     assert summary["targets"] == {"verifier_at_least_0.8_every_seed": True,
                                   "uncurated_0.3_below_verifier_every_seed": True,
                                   "precision_rises_every_seed": True, "m1_beats_m0_paired_interval_above_0": True}

@@ -61,6 +61,26 @@ def test_world_sizes_fractions_and_disjoint_words():
     assert build_world(WorldSpec(**{**SMALL.to_dict(), "pool_docs": 300})).pretrain == world.pretrain
 
 
+def test_pretraining_pages_repeat_their_word():
+    # A page says 1..page_sentences things about one word (so the word recurs and pretraining teaches
+    # copying it); each sentence is a world answer, about 1 in 5 of them wrong or off task.
+    world = build_world(SMALL)
+    sentences = 0
+    verdicts = []
+    lengths = set()
+    for page in world.pretrain:
+        parts = [p.strip() + "." for p in page.rstrip(".").split(". ")]
+        lengths.add(len(parts))
+        word = next(w for w in parts[0][:-1].split() if w.isupper() and len(w) >= tasks.MIN_WORD)
+        assert all(word in part.split() for part in parts), page  # every sentence names the page's word
+        for part in parts:
+            sentences += 1
+            answers = {tasks.answer_for(f.name, word): f.name for f in tasks.FAMILIES}
+            verdicts.append(part in answers)
+    assert lengths == {1, 2, 3} and sentences > 1.5 * len(world.pretrain)
+    assert 0.7 < sum(verdicts) / len(verdicts) < 0.9
+
+
 def test_tokenizer_spells_the_payload_and_reads_score_digits():
     from humpback.generation.hf import choice_token_ids
     from humpback.worlds.model import build_tokenizer
@@ -76,7 +96,7 @@ def test_tokenizer_spells_the_payload_and_reads_score_digits():
 
 def test_world_files_are_cached_by_content(tmp_path):
     paths = materialize_world(SMALL, tmp_path, with_model=False)
-    assert paths.seed.parent.name.startswith("world-data-v1-")
+    assert paths.seed.parent.name.startswith("world-data-v2-")
     seed = [json.loads(line) for line in paths.seed.read_text().splitlines()]
     pool = [json.loads(line) for line in paths.pool.read_text().splitlines()]
     assert set(seed[0]) == {"instruction", "output"} and set(pool[0]) == {"id", "text"}  # the pool carries no label

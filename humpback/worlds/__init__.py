@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from .build import WorldSpec
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 BUILTINS = ("world-base", "world-seed", "world-pool", "world-eval", "world-dev")
 VERIFIER = "humpback.worlds.tasks:verify"
 _FILES = {"world-seed": "seed.jsonl", "world-pool": "pool.jsonl", "world-eval": "eval.jsonl", "world-dev": "dev.jsonl"}

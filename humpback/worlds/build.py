@@ -7,7 +7,11 @@ what a model learned, not what it saw. The pool is the "web": one answer per doc
 The pretraining text is a separate sample of the same web with other words and a smaller share of bad
 answers (``pretrain_bad_fraction``: the web at large is mostly right, the crawl to curate is not), so
 the base model knows the world's language and can copy, as a pretrained LLM can, without having
-memorised the pool.
+memorised the pool. Its documents are pages: up to ``page_sentences`` things said about one word, so the
+word recurs within a document and pretraining teaches copying it from context. With one sentence per
+document (world version 1) the base model never learned to copy, the backward model memorised its 200 seed
+pairs instead of copying the word, and it recovered 31, 396 and 135 of the 4,000 pool instructions on
+seeds 0, 1 and 2; with pages it recovers most of them (docs/world.md).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class WorldSpec:
     dev_pairs: int = 200
     pretrain_docs: int = 16000
     pretrain_bad_fraction: float = 0.2  # the web at large is mostly right; the pool to curate is not
+    page_sentences: int = 3  # a pretraining page says up to this many things about its word
     random_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -44,7 +49,8 @@ class WorldSpec:
 
     def pretrain_key(self) -> dict:
         """What the pretraining text depends on."""
-        return {k: getattr(self, k) for k in ("pretrain_docs", "pretrain_bad_fraction", "off_task_share", "random_seed")}
+        return {k: getattr(self, k) for k in ("pretrain_docs", "pretrain_bad_fraction", "off_task_share", "page_sentences",
+                                              "random_seed")}
 
 
 @dataclass
@@ -99,8 +105,11 @@ def build_world(spec: WorldSpec = WorldSpec()) -> World:
     words = _Words(rng)
     pretrain = []
     for kind in _kinds(spec.pretrain_docs, spec, rng, spec.pretrain_bad_fraction):
-        fam, w = _family(rng.randrange(len(tasks.FAMILIES))), words.take()
-        pretrain.append(_answer(kind, fam, w, rng))
+        w = words.take()
+        families = rng.sample([f.name for f in tasks.FAMILIES], rng.randint(1, spec.page_sentences))
+        # A page about one word: its first sentence of the drawn kind, the rest mostly right, as the web is.
+        kinds = [kind] + ["good" if rng.random() >= spec.pretrain_bad_fraction else "wrong" for _ in families[1:]]
+        pretrain.append(" ".join(_answer(k, fam, w, rng) for k, fam in zip(kinds, families)))
     eval_rows = []
     for i in range(spec.eval_prompts):
         fam, w = _family(i), words.take()
