@@ -1,0 +1,233 @@
+"""Generators on a Ray cluster (``workers.engine: ray``; docs/ray.md).
+
+The driver keeps the run: it reads the stage's rows, renders the prompts, writes every shard file
+and marker, and runs the stage's statistics. Only the model calls travel: a :class:`RemoteGenerator`
+stands in for a local generator and sends each call (one shard's prompts) to a free worker of its
+pool, an actor that holds the model through our own backend (hf on CPU, vllm on GPUs). A shard is one
+call on one worker with the same prompts, batching and per-prompt seeds as in a local run, so it
+writes the same files. Ray restarts a worker that dies and retries its call (``workers.max_retries``);
+the shards already written are kept by the run store as for any resumed run.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..errors import ConfigError, HumpbackError
+from .base import Usage, generator_name
+
+if TYPE_CHECKING:
+    from ..config import GenerationConfig, WorkersConfig
+
+INSTALL = "workers.engine 'ray' needs Ray: pip install 'humpback[ray]' (or: pip install 'ray>=2.40')"
+# The methods of the Generator protocol a stage may call on a worker's model.
+CALLS = ("generate", "choice_probs", "loglik", "answer_logprobs")
+
+
+class WorkerError(HumpbackError):
+    """A Ray worker could not do its part (a model path it cannot read, a failed call)."""
+
+
+def import_ray():
+    """The ``ray`` module, or a one-line error saying what to install."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(INSTALL) from None
+    return ray
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a worker loads: the arguments of :func:`humpback.generation.load_generator`, all picklable.
+    Paths are the driver's (the run folder's adapters, a converted base model): the workers must see them
+    at the same place (a shared file system, as a SLURM array needs)."""
+
+    generation: "GenerationConfig"
+    model: str
+    adapter: Optional[str]
+    revision: Optional[str]
+    seed: int
+    tokenizer: Any = None  # the driver's chat tokenizer, so the workers encode exactly as a local run does
+
+    def paths(self) -> list[str]:
+        """The local paths the worker must read (a hub id is not one)."""
+        out = [self.adapter] if self.adapter else []
+        if self.model.startswith(("/", ".")) or Path(self.model).exists():
+            out.insert(0, self.model)
+        return out
+
+
+def check_readable(spec: ModelSpec, host: str) -> None:
+    """Fail with the path when a worker cannot read a model file the driver named."""
+    for p in spec.paths():
+        path = Path(p)
+        if not path.exists():
+            raise WorkerError(f"Ray worker on {host} cannot read {p}: no such file or folder there (the workers must "
+                              f"see the run folder and the converted models at the driver's paths; docs/ray.md)")
+        if not os.access(path, os.R_OK) or (path.is_dir() and not os.access(path, os.X_OK)):
+            raise WorkerError(f"Ray worker on {host} cannot read {p}: permission denied")
+
+
+class ModelWorker:
+    """A Ray actor's body: one model, loaded once, answering one call (a shard's prompts) at a time."""
+
+    def __init__(self, spec: ModelSpec):
+        import socket
+
+        from . import load_generator
+
+        # A load failure is kept and raised by every call, so the driver gets it as the stage's error
+        # (a failed actor constructor would only say that the actor died).
+        self.generator, self.error = None, None
+        try:
+            check_readable(spec, socket.gethostname())
+            self.generator = load_generator(spec.generation, spec.model, adapter=spec.adapter,
+                                            revision=spec.revision, progress=False, seed=spec.seed,
+                                            tokenizer=spec.tokenizer)
+        except HumpbackError as e:
+            self.error = e
+
+    def call(self, method: str, args: tuple) -> tuple[Any, Usage, str]:
+        """(result, the usage of this call, the generator's name)."""
+        if self.error is not None:
+            raise self.error
+        before = self.generator.usage
+        result = getattr(self.generator, method)(*args)
+        return result, self.generator.usage - before, self.generator.name
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def close(self) -> None:
+        if self.generator is not None:
+            self.generator.close()
+
+
+class RemoteGenerator:
+    """A :class:`~humpback.generation.base.Generator` whose calls run on a pool of Ray workers that each
+    hold the model. Calls may come from several driver threads at once (one per shard in flight); each
+    goes to a free worker. ``usage`` is the calling thread's own running total, so a shard's usage is
+    the difference of two readings in its thread, as with a local generator."""
+
+    def __init__(self, spec: ModelSpec, workers: "WorkersConfig"):
+        ray = import_ray()
+        gpus = workers.gpus_per_worker
+        if gpus is None:
+            gpus = spec.generation.tensor_parallel_size if spec.generation.backend == "vllm" else 0
+        actor = ray.remote(ModelWorker).options(num_cpus=workers.cpus_per_worker, num_gpus=gpus,
+                                                max_restarts=workers.max_retries,
+                                                max_task_retries=workers.max_retries,
+                                                # pid() answers while a call runs; the pool gives each
+                                                # worker one call at a time
+                                                max_concurrency=2)
+        self._ray = ray
+        self.actors = [actor.remote(spec) for _ in range(workers.count)]
+        self._free: "queue.Queue" = queue.Queue()
+        for a in self.actors:
+            self._free.put(a)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.total = Usage()
+        self.name = generator_name(spec.model, spec.revision, spec.adapter)
+        self.spec, self.retries = spec, workers.max_retries
+
+    @property
+    def usage(self) -> Usage:
+        return getattr(self._local, "usage", Usage())
+
+    def _call(self, method: str, *args: Any) -> Any:
+        actor = None
+        from ..turns import waiting
+
+        try:
+            with waiting():  # other shards' code runs meanwhile (humpback.turns)
+                actor = self._free.get()
+                result, used, self.name = self._ray.get(actor.call.remote(method, tuple(args)))
+        except self._ray.exceptions.RayActorError as e:
+            raise WorkerError(f"a Ray worker holding {self.spec.model} died after being restarted "
+                              f"{self.retries} times (workers.max_retries): {_first_line(e)}") from e
+        except self._ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None) or e
+            if isinstance(cause, HumpbackError):
+                raise cause from None
+            raise WorkerError(f"a Ray worker's {method} failed: {type(cause).__name__}: {_first_line(cause)}") from e
+        finally:
+            if actor is not None:
+                self._free.put(actor)
+        self._local.usage = self.usage + used
+        with self._lock:
+            self.total = self.total + used
+        return result
+
+    def generate(self, prompts, params):
+        return self._call("generate", list(prompts), params)
+
+    def choice_probs(self, prompts, choices):
+        return self._call("choice_probs", list(prompts), list(choices))
+
+    def loglik(self, prompts, continuations):
+        return self._call("loglik", list(prompts), list(continuations))
+
+    def answer_logprobs(self, prompts, answers):
+        return self._call("answer_logprobs", list(prompts), [tuple(a) for a in answers])
+
+    def pids(self) -> list[int]:
+        """The workers' process ids (the tests kill one mid-stage)."""
+        return self._ray.get([a.pid.remote() for a in self.actors])
+
+    def close(self) -> None:
+        for a in self.actors:
+            self._ray.kill(a)
+        self.actors = []
+
+
+def _first_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class RayEngine:
+    """The run's Ray cluster: joined (``workers.address``) or started on this machine for the run, and
+    shut down by :meth:`close` when this run started it (or connected to it)."""
+
+    def __init__(self, workers: "WorkersConfig", log=print):
+        ray = import_ray()
+        self.workers, self._ray, self.pools = workers, ray, []
+        self.owned = not ray.is_initialized()
+        if self.owned:
+            import humpback
+
+            if workers.address:
+                ctx = ray.init(address=workers.address, log_to_driver=False)
+            else:
+                # Workers of a local cluster import this humpback (a source checkout need not be installed).
+                src = str(Path(humpback.__file__).resolve().parent.parent)
+                path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+                ctx = ray.init(num_cpus=workers.local_cpus, log_to_driver=False,
+                               runtime_env={"env_vars": {"PYTHONPATH": path}})
+            dashboard = ctx.dashboard_url
+        else:
+            dashboard = None
+        res = ray.cluster_resources()
+        where = ("the cluster this process is connected to" if not self.owned else
+                 f"joined the cluster at {workers.address}" if workers.address else "started a local cluster")
+        log(f"[ray] {where}: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; {workers.count} workers"
+            + (f"; dashboard: http://{dashboard}" if dashboard else ""))
+
+    def generator(self, spec: ModelSpec) -> RemoteGenerator:
+        pool = RemoteGenerator(spec, self.workers)
+        self.pools.append(pool)
+        return pool
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+        self.pools = []
+        if self.owned and self._ray.is_initialized():
+            self._ray.shutdown()
