@@ -93,8 +93,7 @@ def test_a_killed_worker_is_restarted_and_its_shard_redone(cluster, local_run, t
 
     def kill_workers(stage, shard):
         if not killed:
-            engine = current["rt"].engine
-            killed.extend(engine.pools[-1].pids())
+            killed.extend(current["rt"].engine.pids())
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
 
@@ -117,7 +116,7 @@ def test_a_run_whose_worker_dies_for_good_resumes_from_its_done_shards(cluster, 
     def kill_one(stage, shard):
         if not current.get("killed"):
             current["killed"] = True
-            os.kill(current["rt"].engine.pools[-1].pids()[0], signal.SIGKILL)
+            os.kill(current["rt"].engine.pids()[0], signal.SIGKILL)
 
     monkeypatch.setattr(shards, "after_shard", [kill_one])
     with pytest.raises(Exception, match="Ray worker .* died"):
@@ -137,16 +136,16 @@ def test_a_run_whose_worker_dies_for_good_resumes_from_its_done_shards(cluster, 
 def test_a_worker_that_cannot_read_the_model_names_the_path(cluster, tmp_path):
     from humpback.config import GenerationConfig, WorkersConfig
     from humpback.generation.base import SamplingParams
-    from humpback.generation.remote import ModelSpec, RemoteGenerator, WorkerError
+    from humpback.generation.remote import ModelSpec, RayEngine, WorkerError
 
     missing = tmp_path / "models" / "backward"
     spec = ModelSpec(GenerationConfig(), str(tmp_path / "base"), str(missing), None, 0)
-    pool = RemoteGenerator(spec, WorkersConfig(engine="ray", count=1))
+    engine = RayEngine(WorkersConfig(engine="ray", count=1), log=lambda _: None)
     try:
         with pytest.raises(WorkerError, match=f"cannot read {re.escape(str(tmp_path / 'base'))}: no such file"):
-            pool.generate(["hi"], SamplingParams())
+            engine.generator(spec).generate(["hi"], SamplingParams())
     finally:
-        pool.close()
+        engine.close()
 
 
 def test_without_ray_the_key_says_what_to_install(tmp_path, monkeypatch):
@@ -167,3 +166,17 @@ def test_the_workers_keys_are_checked():
         load_config(TINY, [*RAY, "workers.count=0"])
     with pytest.raises(ConfigError, match="command line.*'workers.engine'"):
         load_config(TINY, ["workers.engine=dask"])
+
+
+@pytest.mark.slow  # two whole tiny runs (every generating, scoring and evaluation stage): about 3 min on 2 cores
+def test_the_whole_tiny_run_on_ray_writes_the_local_runs_files(cluster, tmp_path):
+    """Augment, both scoring passes, the evaluation's answers and judgements: every shard file the same."""
+    full = [o for o in FAST if o != "eval.enabled=false"]
+
+    def whole(run_dir, extra):
+        loop.run(loop.open_run(load_config(TINY, [*full, *extra]), run_dir, log=lambda _: None))
+        return {str(p.relative_to(run_dir)): hash_file(p) for p in sorted(run_dir.rglob("part-*.parquet"))}
+
+    local, on_ray = whole(tmp_path / "local", []), whole(tmp_path / "ray", RAY)
+    assert {Path(p).parts[0] for p in local} >= {"augment", "iter_1", "iter_2", "eval"}, sorted(local)
+    assert on_ray == local

@@ -75,91 +75,91 @@ def check_readable(spec: ModelSpec, host: str) -> None:
 
 
 class ModelWorker:
-    """A Ray actor's body: one model, loaded once, answering one call (a shard's prompts) at a time."""
+    """A Ray actor's body: the run's models, each loaded on its first call (after a restart, again),
+    answering one call (a shard's prompts) at a time."""
 
-    def __init__(self, spec: ModelSpec):
-        import socket
+    def __init__(self):
+        self.models: dict[str, Any] = {}
 
-        from . import load_generator
+    def _model(self, key: str, spec_ref: list):
+        if key not in self.models:
+            import socket
 
-        # A load failure is kept and raised by every call, so the driver gets it as the stage's error
-        # (a failed actor constructor would only say that the actor died).
-        self.generator, self.error = None, None
-        try:
-            check_readable(spec, socket.gethostname())
-            self.generator = load_generator(spec.generation, spec.model, adapter=spec.adapter,
-                                            revision=spec.revision, progress=False, seed=spec.seed,
-                                            tokenizer=spec.tokenizer)
-        except HumpbackError as e:
-            self.error = e
+            import ray
 
-    def call(self, method: str, args: tuple) -> tuple[Any, Usage, str]:
-        """(result, the usage of this call, the generator's name)."""
-        if self.error is not None:
-            raise self.error
-        before = self.generator.usage
-        result = getattr(self.generator, method)(*args)
-        return result, self.generator.usage - before, self.generator.name
+            from . import load_generator
+
+            spec = ray.get(spec_ref[0])
+            # A load failure is kept and raised by every call, so the driver gets it as the stage's error.
+            try:
+                check_readable(spec, socket.gethostname())
+                self.models[key] = load_generator(spec.generation, spec.model, adapter=spec.adapter,
+                                                  revision=spec.revision, progress=False, seed=spec.seed,
+                                                  tokenizer=spec.tokenizer)
+            except HumpbackError as e:
+                self.models[key] = e
+        model = self.models[key]
+        if isinstance(model, BaseException):
+            raise model
+        return model
+
+    def call(self, key: str, spec_ref: list, method: str, args: tuple) -> tuple[Any, Usage, str]:
+        """(result, the usage of this call, the generator's name). ``spec_ref``: [ObjectRef of the
+        ModelSpec], fetched only when the model is not loaded yet."""
+        generator = self._model(key, spec_ref)
+        before = generator.usage
+        result = getattr(generator, method)(*args)
+        return result, generator.usage - before, generator.name
+
+    def drop(self, key: str) -> None:
+        model = self.models.pop(key, None)
+        if model is not None and not isinstance(model, BaseException):
+            model.close()
 
     def pid(self) -> int:
         return os.getpid()
 
-    def close(self) -> None:
-        if self.generator is not None:
-            self.generator.close()
-
 
 class RemoteGenerator:
-    """A :class:`~humpback.generation.base.Generator` whose calls run on a pool of Ray workers that each
-    hold the model. Calls may come from several driver threads at once (one per shard in flight); each
-    goes to a free worker. ``usage`` is the calling thread's own running total, so a shard's usage is
-    the difference of two readings in its thread, as with a local generator."""
+    """A :class:`~humpback.generation.base.Generator` whose calls run on the run's Ray workers, each of
+    which loads the model on its first call. Calls may come from several driver threads at once (one per
+    shard in flight); each goes to a free worker. ``usage`` is the calling thread's own running total, so
+    a shard's usage is the difference of two readings in its thread, as with a local generator."""
 
-    def __init__(self, spec: ModelSpec, workers: "WorkersConfig"):
-        ray = import_ray()
-        gpus = workers.gpus_per_worker
-        if gpus is None:
-            gpus = spec.generation.tensor_parallel_size if spec.generation.backend == "vllm" else 0
-        actor = ray.remote(ModelWorker).options(num_cpus=workers.cpus_per_worker, num_gpus=gpus,
-                                                max_restarts=workers.max_retries,
-                                                max_task_retries=workers.max_retries,
-                                                # pid() answers while a call runs; the pool gives each
-                                                # worker one call at a time
-                                                max_concurrency=2)
-        self._ray = ray
-        self.actors = [actor.remote(spec) for _ in range(workers.count)]
-        self._free: "queue.Queue" = queue.Queue()
-        for a in self.actors:
-            self._free.put(a)
+    def __init__(self, engine: "RayEngine", spec: ModelSpec):
+        import uuid
+
+        self.engine, self.spec, self._ray = engine, spec, engine._ray
+        self.key = uuid.uuid4().hex
+        self._spec_ref = [self._ray.put(spec)]
         self._local = threading.local()
         self._lock = threading.Lock()
         self.total = Usage()
         self.name = generator_name(spec.model, spec.revision, spec.adapter)
-        self.spec, self.retries = spec, workers.max_retries
 
     @property
     def usage(self) -> Usage:
         return getattr(self._local, "usage", Usage())
 
     def _call(self, method: str, *args: Any) -> Any:
-        actor = None
         from ..turns import waiting
 
+        ray, actor = self._ray, None
         try:
             with waiting():  # other shards' code runs meanwhile (humpback.turns)
-                actor = self._free.get()
-                result, used, self.name = self._ray.get(actor.call.remote(method, tuple(args)))
-        except self._ray.exceptions.RayActorError as e:
+                actor = self.engine.free.get()
+                result, used, self.name = ray.get(actor.call.remote(self.key, self._spec_ref, method, tuple(args)))
+        except ray.exceptions.RayActorError as e:
             raise WorkerError(f"a Ray worker holding {self.spec.model} died after being restarted "
-                              f"{self.retries} times (workers.max_retries): {_first_line(e)}") from e
-        except self._ray.exceptions.RayTaskError as e:
+                              f"{self.engine.workers.max_retries} times (workers.max_retries): {_first_line(e)}") from e
+        except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None) or e
             if isinstance(cause, HumpbackError):
                 raise cause from None
             raise WorkerError(f"a Ray worker's {method} failed: {type(cause).__name__}: {_first_line(cause)}") from e
         finally:
             if actor is not None:
-                self._free.put(actor)
+                self.engine.free.put(actor)
         self._local.usage = self.usage + used
         with self._lock:
             self.total = self.total + used
@@ -177,29 +177,25 @@ class RemoteGenerator:
     def answer_logprobs(self, prompts, answers):
         return self._call("answer_logprobs", list(prompts), [tuple(a) for a in answers])
 
-    def pids(self) -> list[int]:
-        """The workers' process ids (the tests kill one mid-stage)."""
-        return self._ray.get([a.pid.remote() for a in self.actors])
-
     def close(self) -> None:
-        for a in self.actors:
-            self._ray.kill(a)
-        self.actors = []
-
-
-def _first_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+        """Free the model on every worker (the workers stay for the next model)."""
+        try:
+            self._ray.get([a.drop.remote(self.key) for a in self.engine.actors])
+        except self._ray.exceptions.RayError:  # a dead worker holds nothing; the stage reports why it died
+            pass
 
 
 class RayEngine:
-    """The run's Ray cluster: joined (``workers.address``) or started on this machine for the run, and
-    shut down by :meth:`close` when this run started it (or connected to it)."""
+    """The run's Ray cluster, joined (``workers.address``) or started on this machine for the run, and
+    its ``workers.count`` workers, made on first use and shared by every model of the run (a stage that
+    uses two models, such as DPO's answers and their judge, needs no second set of resources)."""
 
     def __init__(self, workers: "WorkersConfig", log=print):
         ray = import_ray()
-        self.workers, self._ray, self.pools = workers, ray, []
+        self.workers, self._ray, self.actors, self.log = workers, ray, [], log
+        self.free: "queue.Queue" = queue.Queue()
         self.owned = not ray.is_initialized()
+        dashboard = None
         if self.owned:
             import humpback
 
@@ -212,22 +208,53 @@ class RayEngine:
                 ctx = ray.init(num_cpus=workers.local_cpus, log_to_driver=False,
                                runtime_env={"env_vars": {"PYTHONPATH": path}})
             dashboard = ctx.dashboard_url
-        else:
-            dashboard = None
         res = ray.cluster_resources()
         where = ("the cluster this process is connected to" if not self.owned else
                  f"joined the cluster at {workers.address}" if workers.address else "started a local cluster")
         log(f"[ray] {where}: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs; {workers.count} workers"
             + (f"; dashboard: http://{dashboard}" if dashboard else ""))
 
+    def _start_workers(self, spec: ModelSpec) -> None:
+        w = self.workers
+        gpus = w.gpus_per_worker
+        if gpus is None:
+            gpus = spec.generation.tensor_parallel_size if spec.generation.backend == "vllm" else 0
+        have = self._ray.cluster_resources()
+        for what, each, key in (("CPUs", w.cpus_per_worker, "CPU"), ("GPUs", gpus, "GPU")):
+            if each and w.count * each > have.get(key, 0):
+                short = (f"workers.count={w.count} workers x {each:g} {what} need {w.count * each:g} {what}; "
+                         f"the cluster has {have.get(key, 0):g}")
+                if self.owned and not w.address:  # a local cluster never grows: the workers would wait for ever
+                    raise ConfigError(f"{short} (lower workers.count or workers.cpus_per_worker/gpus_per_worker, "
+                                      f"or raise workers.local_cpus)")
+                self.log(f"[ray] WARNING: {short}; workers wait until the cluster grows")
+        # pid() answers while a call runs (the tests kill a worker mid-shard); the engine's queue gives each
+        # worker one call at a time.
+        actor = self._ray.remote(ModelWorker).options(num_cpus=w.cpus_per_worker, num_gpus=gpus,
+                                                      max_restarts=w.max_retries, max_task_retries=w.max_retries,
+                                                      max_concurrency=2)
+        self.actors = [actor.remote() for _ in range(w.count)]
+        for a in self.actors:
+            self.free.put(a)
+
     def generator(self, spec: ModelSpec) -> RemoteGenerator:
-        pool = RemoteGenerator(spec, self.workers)
-        self.pools.append(pool)
-        return pool
+        if not self.actors:
+            self._start_workers(spec)
+        return RemoteGenerator(self, spec)
+
+    def pids(self) -> list[int]:
+        """The workers' process ids (the tests kill them mid-stage)."""
+        return self._ray.get([a.pid.remote() for a in self.actors])
 
     def close(self) -> None:
-        for pool in self.pools:
-            pool.close()
-        self.pools = []
+        for a in self.actors:
+            self._ray.kill(a)
+        self.actors, self.free = [], queue.Queue()
         if self.owned and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def _first_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
