@@ -126,7 +126,7 @@ def test_a_run_whose_worker_dies_for_good_resumes_from_its_done_shards(cluster, 
     monkeypatch.setattr(shards, "after_shard", [])
     monkeypatch.setattr(loop, "open_run", real_open)
     lines = []
-    result, _ = augment(run_dir, RAY, lines.append)
+    augment(run_dir, RAY, lines.append)
     said = " ".join(" ".join(lines).split())
     assert re.search(rf"\[augment\] running \(failed last time: WorkerError: a Ray worker holding \S+ died after "
                      rf"being restarted 0 times .*\); reads [^;]+; {done} of 3 shards done", said), said
