@@ -238,6 +238,11 @@ class RayEngine:
             self.free.put(a)
 
     def generator(self, spec: ModelSpec) -> RemoteGenerator:
+        import dataclasses
+
+        # The driver's relative paths (a run folder given as runs/NAME) mean nothing in a worker's directory.
+        local = lambda p: str(Path(p).resolve()) if p and Path(p).exists() else p  # noqa: E731
+        spec = dataclasses.replace(spec, model=local(spec.model), adapter=local(spec.adapter))
         if not self.actors:
             self._start_workers(spec)
         return RemoteGenerator(self, spec)
