@@ -667,6 +667,40 @@ class TrackingConfig:
 
 
 @dataclass
+class WorkersConfig:
+    engine: Literal["local", "ray"] = _f(
+        "local", "`local`: the sharded generation and scoring stages run in this process (and in any SLURM array "
+                 "or --num-workers peers sharing the run folder); `ray`: their shards run on a Ray cluster's "
+                 "workers, each holding the model (pip install humpback[ray]; docs/ray.md). Outputs are the same.")
+    address: Optional[str] = _f(
+        None, "ray: the cluster to join (`auto`, `ray://head:10001`, `head:6379`); null starts a local cluster "
+              "for the run (workers.local_cpus CPUs) and stops it at the end.")
+    count: int = _f(2, "ray: workers (model replicas); each runs one shard at a time.")
+    cpus_per_worker: float = _f(1.0, "ray: CPUs each worker reserves.")
+    gpus_per_worker: Optional[float] = _f(
+        None, "ray: GPUs each worker reserves; null: generation.tensor_parallel_size with the vllm backend, "
+              "else 0 (the hf backend on CPU).")
+    local_cpus: Optional[int] = _f(None, "ray, no address: CPUs of the local cluster (null: Ray's default, all).")
+    max_retries: int = _f(
+        2, "ray: how often a worker that died (killed, out of memory, node lost) is restarted and its shard "
+           "retried; a shard is a pure function of its rows and seeds, so a retry writes the same files.")
+
+    def validate(self, where: "Source") -> None:
+        _positive(where, "workers.count", self.count)
+        _positive(where, "workers.cpus_per_worker", self.cpus_per_worker)
+        _positive(where, "workers.local_cpus", self.local_cpus, allow_none=True)
+        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
+            raise ConfigError(f"{where.of('workers.gpus_per_worker')}: 'workers.gpus_per_worker' must be >= 0, "
+                              f"got {self.gpus_per_worker!r}")
+        if self.max_retries < 0:
+            raise ConfigError(f"{where.of('workers.max_retries')}: 'workers.max_retries' must be >= 0, "
+                              f"got {self.max_retries!r}")
+        if self.engine == "local" and self.address is not None:
+            raise ConfigError(f"{where.of('workers.address', 'workers.engine')}: 'workers.address' is only used by "
+                              f"workers.engine ray (set workers.engine: ray, or remove the key)")
+
+
+@dataclass
 class RunConfig:
     base_model: str = _f(help="Hub id or local path of the base model (`builtin:tiny-llama` builds a tiny one).")
     seed: SeedConfig = _f(help="Seed (instruction, output) pairs.")
@@ -687,6 +721,8 @@ class RunConfig:
     preferences: PreferencesConfig = _section(PreferencesConfig, "train.objective dpo: the answers, the judge and "
                                                                  "the pairs DPO trains on.")
     dpo: DPOSettings = _section(DPOSettings, "train.objective dpo: the DPO training of each model K.")
+    workers: WorkersConfig = _section(WorkersConfig, "Where the sharded generation and scoring stages run "
+                                                     "(this process, or a Ray cluster).")
 
     def validate(self, where: "Source") -> None:
         _positive(where, "iterations", self.iterations)
@@ -709,6 +745,10 @@ class RunConfig:
             raise ConfigError(f"{where.of('dpo.min_lr_ratio', 'train.lr_scheduler_type')}: 'dpo.min_lr_ratio' needs "
                               f"train.lr_scheduler_type linear or cosine, got {self.train.lr_scheduler_type!r} "
                               f"(set dpo.min_lr_ratio=null to use it as it is)")
+        if self.workers.engine == "ray" and self.generation.backend == "openai":
+            raise ConfigError(f"{where.of('workers.engine', 'generation.backend')}: workers.engine 'ray' runs a model "
+                              f"in each Ray worker; generation.backend 'openai' sends requests to a server instead "
+                              f"(scale the server, and generation.concurrency)")
         if self.eval.enabled and self.eval.prompts is None and self.seed.heldout == 0:
             raise ConfigError(f"{where}: 'eval.enabled' needs eval prompts: hold seed pairs out ('seed.heldout' > 0) "
                               f"or name a prompt set ('eval.prompts')")

@@ -40,6 +40,14 @@ def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Call
     """Open (or create) the run folder for ``cfg``: the main worker takes the run lock, refuses a
     folder holding another recipe's run unless ``overwrite``, reports stages a previous attempt left
     unfinished, and records this attempt."""
+    if cfg.workers.engine == "ray":
+        from .errors import ConfigError
+        from .generation.remote import import_ray
+
+        import_ray()  # without Ray: the one line that says what to install, before anything runs
+        if worker.count > 1:
+            raise ConfigError("workers.engine 'ray' runs the sharded stages from one driver on the cluster's "
+                              "workers; leave out --num-workers and the SLURM array")
     lock = RunLock(run_dir).acquire() if worker.is_main else None
     try:
         if worker.is_main:
@@ -47,6 +55,8 @@ def open_run(cfg: RunConfig, run_dir: Path, force: Iterable[str] = (), log: Call
                 log(f"[run] taking over the lock a killed run left ({describe_holder(lock.stale)})")
             guard_recipe(Path(run_dir), cfg, overwrite, log)
         store = RunStore(run_dir, log=log, worker=worker, progress=cfg.tracking.progress)
+        if cfg.workers.engine == "ray":
+            store.concurrency = cfg.workers.count  # one shard in flight per Ray worker
         sources = Sources.resolve(cfg)
         if worker.is_main:
             for name, entry in store.unfinished():

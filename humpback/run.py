@@ -61,6 +61,7 @@ class RunContext:
     log: Callable[[str], None] = print
     tracker: Tracker = field(default_factory=Tracker)  # wandb/TensorBoard mirror (see humpback.tracking)
     lock: Optional[RunLock] = None  # the run lock the main worker holds (humpback.store.lock)
+    engine: Any = None  # workers.engine ray: the run's cluster (humpback.generation.remote.RayEngine), on first use
 
     def __post_init__(self) -> None:
         check_force(self.force, self.cfg.iterations)
@@ -116,8 +117,21 @@ class RunContext:
             f.write(json.dumps(row, default=float) + "\n")
         self.tracker.metric(stage, name, value, iteration)
 
+    def remote(self):
+        """workers.engine ray: the run's Ray cluster, joined or started on first use; else None."""
+        if self.cfg.workers.engine != "ray":
+            return None
+        if self.engine is None:
+            from .generation.remote import RayEngine
+
+            self.engine = RayEngine(self.cfg.workers, self.log)
+        return self.engine
+
     def close(self, failed: bool = False) -> None:
-        """Finish the tracker and release the run lock (idempotent)."""
+        """Finish the tracker, stop the Ray cluster the run started and release the run lock (idempotent)."""
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
         self.tracker.finish(failed=failed)
         if self.lock is not None:
             self.lock.release()
@@ -318,6 +332,14 @@ class LazyModel:
 
             rt = self.rt
             model, adapter, revision = self.weights()
+            engine = rt.remote() if self.generation.backend != "openai" else None
+            if engine is not None:  # the model runs in each Ray worker; the calls travel (docs/ray.md)
+                from .generation.remote import ModelSpec
+
+                self._generator = engine.generator(ModelSpec(
+                    self.generation, model, str(adapter) if adapter is not None else None, revision,
+                    rt.cfg.random_seed, self.tokenizer))
+                return self._generator
             with progress_bars(rt.progress):  # quiet: no "Loading weights" bars either
                 self._generator = load_generator(
                     self.generation, model, adapter=str(adapter) if adapter is not None else None,

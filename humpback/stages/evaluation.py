@@ -200,7 +200,7 @@ def _torch_model(rt: RunContext, model: LazyModel):
     """(torch model, device, close) for the loss: the hf backend's own model, else a transformers copy."""
     from ..generation.hf import HFGenerator
 
-    if rt.cfg.generation.backend == "hf":
+    if rt.cfg.generation.backend == "hf" and rt.cfg.workers.engine == "local":  # ray: the model is on the workers
         gen = model.generator
         return gen.model, gen.device, lambda: None
     g = rt.cfg.generation

@@ -65,6 +65,7 @@ class RunStore:
         self.log = log
         self.worker = worker
         self.progress = progress  # the sharded stages' bars
+        self.concurrency = 1  # shards in flight at once (workers.engine ray: workers.count)
         self._results: list[str] = []
         self.poll_seconds = poll_seconds if poll_seconds is not None else default_poll_seconds()
         self._attempt: Optional[int] = None  # this process's attempt at the run (see begin_attempt)

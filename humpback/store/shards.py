@@ -65,18 +65,25 @@ def run_sharded(store: "RunStore", name: str, deps: dict, outputs: Sequence[str]
     if store.worker.is_main:
         store.start(name, key, shards=n_shards)
     size = lambda s: min(n_items, (s + 1) * shard_size) - s * shard_size  # noqa: E731
+    def mark(s: int, stats: dict) -> None:
+        files = [shard_file(out, s) for out in outputs]
+        write_json(markers / f"part-{s:05d}.json",
+                   {"key": key, "files": {f: hash_file(store.path(f)) for f in files}, "stats": stats})
+        for hook in after_shard:
+            hook(name, s)
+
     with store.failing(name, key), \
             progress.bar(sum(size(s) for s in mine), unit, layout.stage_kind(name),
                          initial=sum(size(s) for s in mine if s not in todo), show=store.progress) as bar:
-        for s in todo:
-            before = bar.n
-            stats = do_shard(s, s * shard_size, min(n_items, (s + 1) * shard_size)) or {}
-            bar.update(before + size(s) - bar.n)
-            files = [shard_file(out, s) for out in outputs]
-            write_json(markers / f"part-{s:05d}.json",
-                       {"key": key, "files": {f: hash_file(store.path(f)) for f in files}, "stats": stats})
-            for hook in after_shard:
-                hook(name, s)
+        if store.concurrency > 1 and len(todo) > 1:
+            _run_concurrently(todo, lambda s: do_shard(s, s * shard_size, min(n_items, (s + 1) * shard_size)),
+                              mark, lambda s: bar.update(size(s)), store.concurrency)
+        else:
+            for s in todo:
+                before = bar.n
+                stats = do_shard(s, s * shard_size, min(n_items, (s + 1) * shard_size)) or {}
+                bar.update(before + size(s) - bar.n)
+                mark(s, stats)
 
     pending = [s for s in range(n_shards) if not store.worker.owns(s) or not ok(s)]
 
@@ -105,6 +112,39 @@ def run_sharded(store: "RunStore", name: str, deps: dict, outputs: Sequence[str]
         stats = {**(finish(shard_stats) or {}), "shards": n_shards}
     store.finish(name, key, full, outputs, stats, started)
     return True, reason, stats
+
+
+def _run_concurrently(todo: Sequence[int], do: Callable[[int], dict], mark: Callable[[int, dict], None],
+                      advance: Callable[[int], None], threads: int) -> None:
+    """Up to ``threads`` shards in flight (their model calls on remote workers; their own code takes turns,
+    see :mod:`humpback.turns`). Each shard is marked done as it finishes, in any order. On a failure no
+    new shard starts; those already in flight finish and are marked, then the first error is raised."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from ..turns import turn
+
+    def one(s: int) -> dict:
+        with turn():
+            return do(s) or {}
+
+    queue, error = list(todo), None
+    with ThreadPoolExecutor(threads) as pool:
+        running = {pool.submit(one, s): s for s in queue[:threads]}
+        del queue[:threads]
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                s = running.pop(f)
+                if f.exception() is not None:
+                    error = error or f.exception()
+                    continue
+                mark(s, f.result())
+                advance(s)
+                if queue and error is None:
+                    nxt = queue.pop(0)
+                    running[pool.submit(one, nxt)] = nxt
+    if error is not None:
+        raise error
 
 
 def _shards_done(done: int, mine: int, n_shards: int) -> str:

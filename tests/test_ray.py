@@ -1,0 +1,182 @@
+"""Issue 25: the sharded stages on a Ray cluster (``workers.engine: ray``) write what a local run writes.
+
+One small local cluster (2 CPUs, 2 workers) serves the module; every run stops its own workers."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from humpback import loop
+from humpback.config import load_config
+from humpback.errors import ConfigError
+from humpback.stages.augment import augment_stage
+from humpback.stages.finetune import backward_stage
+from humpback.store import hash_file, shards
+
+ROOT = Path(__file__).parent.parent
+TINY = ROOT / "recipes" / "tiny-cpu.yaml"
+# 12 segments in shards of 4: three augment shards, two in flight at once on the two workers.
+FAST = ["corpus.max_segments=12", "shard_size=4", "train.max_steps=2", "train.max_length=256",
+        "augment.max_new_tokens=12", "generation.batch_size=4", "tracking.progress=false", "eval.enabled=false"]
+RAY = ["workers.engine=ray", "workers.count=2"]
+OUTPUTS = ["augment/candidates", "augment/rejected"]
+
+
+def files(run_dir: Path) -> dict:
+    """Every augment shard file by path, with its checksum."""
+    return {str(p.relative_to(run_dir)): hash_file(p) for out in OUTPUTS for p in sorted((run_dir / out).glob("*"))}
+
+
+def augment(run_dir: Path, extra=(), log=None, force=()):
+    rt = loop.open_run(load_config(TINY, [*FAST, *extra]), run_dir, log=log or (lambda _: None), force=force)
+    try:
+        loop.prepare(rt)
+        backward_stage(rt)
+        return augment_stage(rt), rt
+    finally:
+        rt.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray = pytest.importorskip("ray")
+    from humpback.config import WorkersConfig
+    from humpback.generation.remote import RayEngine
+
+    engine = RayEngine(WorkersConfig(engine="ray", local_cpus=2), log=lambda _: None)
+    yield ray
+    engine.close()
+    assert not ray.is_initialized()
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("local") / "run"
+    augment(run_dir)
+    return run_dir
+
+
+def ray_copy(local_run: Path, tmp_path: Path) -> Path:
+    """The local run's folder with its augment stage to do again (data and backward model kept)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(local_run, run_dir)
+    for out in OUTPUTS:
+        shutil.rmtree(run_dir / out)
+    shutil.rmtree(run_dir / ".progress" / "augment")
+    return run_dir
+
+
+def test_ray_augment_writes_the_local_runs_shards(cluster, local_run, tmp_path):
+    run_dir = ray_copy(local_run, tmp_path)
+    lines = []
+    result, _ = augment(run_dir, RAY, lines.append)
+    assert result.ran and result.stats["segments"] == 12
+    assert files(run_dir) == files(local_run) and len(files(run_dir)) == 6
+    markers = lambda d: {p.name: json.loads(p.read_text())["files"] for p in (d / ".progress" / "augment").glob("*")}  # noqa: E731
+    assert markers(run_dir) == markers(local_run)
+    assert "[backward] up to date, skipped" in lines
+    # the stage's statistics (token counts per shard included) are the local run's too
+    local = json.loads((local_run / "manifest.json").read_text())["stages"]["augment"]["stats"]
+    assert result.stats["usage"] == local["usage"] and result.stats["candidates"] == local["candidates"]
+
+
+def test_a_killed_worker_is_restarted_and_its_shard_redone(cluster, local_run, tmp_path, monkeypatch):
+    """Both workers are SIGKILLed while shards are in flight: Ray restarts them, their calls run again."""
+    run_dir = ray_copy(local_run, tmp_path)
+    killed = []
+
+    def kill_workers(stage, shard):
+        if not killed:
+            killed.extend(current["rt"].engine.pids())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    current = {}
+    real_open = loop.open_run
+    monkeypatch.setattr(loop, "open_run", lambda *a, **k: current.setdefault("rt", real_open(*a, **k)))
+    monkeypatch.setattr(shards, "after_shard", [kill_workers])
+    result, rt = augment(run_dir, RAY)
+    assert len(killed) == 2 and result.stats["segments"] == 12
+    assert files(run_dir) == files(local_run)
+
+
+def test_a_run_whose_worker_dies_for_good_resumes_from_its_done_shards(cluster, local_run, tmp_path, monkeypatch):
+    """No retries: the killed worker fails the stage; the next run keeps the shards written and redoes the rest."""
+    run_dir = ray_copy(local_run, tmp_path)
+    current = {}
+    real_open = loop.open_run
+    monkeypatch.setattr(loop, "open_run", lambda *a, **k: current.setdefault("rt", real_open(*a, **k)))
+
+    def kill_one(stage, shard):
+        if not current.get("killed"):
+            current["killed"] = True
+            os.kill(current["rt"].engine.pids()[0], signal.SIGKILL)
+
+    monkeypatch.setattr(shards, "after_shard", [kill_one])
+    with pytest.raises(Exception, match="Ray worker .* died"):
+        augment(run_dir, [*RAY, "workers.max_retries=0"])
+    done = len(list((run_dir / ".progress" / "augment").glob("*.json")))
+    assert 1 <= done < 3
+    monkeypatch.setattr(shards, "after_shard", [])
+    monkeypatch.setattr(loop, "open_run", real_open)
+    lines = []
+    augment(run_dir, RAY, lines.append)
+    said = " ".join(" ".join(lines).split())
+    assert re.search(rf"\[augment\] running \(failed last time: WorkerError: a Ray worker holding \S+ died after "
+                     rf"being restarted 0 times .*\); reads [^;]+; {done} of 3 shards done", said), said
+    assert files(run_dir) == files(local_run)
+
+
+def test_a_worker_that_cannot_read_the_model_names_the_path(cluster, tmp_path):
+    from humpback.config import GenerationConfig, WorkersConfig
+    from humpback.generation.base import SamplingParams
+    from humpback.generation.remote import ModelSpec, RayEngine, WorkerError
+
+    missing = tmp_path / "models" / "backward"
+    spec = ModelSpec(GenerationConfig(), str(tmp_path / "base"), str(missing), None, 0)
+    engine = RayEngine(WorkersConfig(engine="ray", count=1), log=lambda _: None)
+    try:
+        with pytest.raises(WorkerError, match=f"cannot read {re.escape(str(tmp_path / 'base'))}: no such file"):
+            engine.generator(spec).generate(["hi"], SamplingParams())
+    finally:
+        engine.close()
+
+
+def test_without_ray_the_key_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    cfg = load_config(TINY, [*FAST, *RAY])
+    with pytest.raises(ConfigError) as e:
+        loop.open_run(cfg, tmp_path / "run", log=lambda _: None)
+    assert str(e.value) == "workers.engine 'ray' needs Ray: pip install 'humpback[ray]' (or: pip install 'ray>=2.40')"
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_workers_keys_are_checked():
+    with pytest.raises(ConfigError, match="'workers.address' is only used by workers.engine ray"):
+        load_config(TINY, ["workers.address=auto"])
+    with pytest.raises(ConfigError, match="workers.engine 'ray' runs a model in each Ray worker"):
+        load_config(TINY, [*RAY, "generation.backend=openai", "generation.api_base=http://127.0.0.1:8000/v1"])
+    with pytest.raises(ConfigError, match="'workers.count' must be > 0"):
+        load_config(TINY, [*RAY, "workers.count=0"])
+    with pytest.raises(ConfigError, match="command line.*'workers.engine'"):
+        load_config(TINY, ["workers.engine=dask"])
+
+
+@pytest.mark.slow  # two whole tiny runs (every generating, scoring and evaluation stage): about 3 min on 2 cores
+def test_the_whole_tiny_run_on_ray_writes_the_local_runs_files(cluster, tmp_path):
+    """Augment, both scoring passes, the evaluation's answers and judgements: every shard file the same."""
+    full = [o for o in FAST if o != "eval.enabled=false"]
+
+    def whole(run_dir, extra):
+        loop.run(loop.open_run(load_config(TINY, [*full, *extra]), run_dir, log=lambda _: None))
+        return {str(p.relative_to(run_dir)): hash_file(p) for p in sorted(run_dir.rglob("part-*.parquet"))}
+
+    local, on_ray = whole(tmp_path / "local", []), whole(tmp_path / "ray", RAY)
+    assert {Path(p).parts[0] for p in local} >= {"augment", "iter_1", "iter_2", "eval"}, sorted(local)
+    assert on_ray == local
