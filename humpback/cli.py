@@ -68,11 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="--output holds another replay (other base model, seed or corpus): delete it first")
     p = sub.add_parser("eval", help="evaluate a run's models (held-out loss, answers, pairwise win rate, lm-eval); "
-                                    "also a replay's output", epilog="Overrides: eval.*, generation.*, tracking.* keys, "
+                                    "also a replay's output",
+                                    epilog="Overrides: eval.*, generation.*, tracking.* keys, "
                                                                      "e.g. eval.judge=Qwen/Qwen2.5-7B-Instruct")
     p.add_argument("run_dir", help="the run folder")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.reference=previous eval.judge_mode=logits")
-    p.add_argument("--iteration", type=int, help="only model K (0: M0); default: every trained model and the base model")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="e.g. eval.reference=previous eval.judge_mode=logits")
+    p.add_argument("--iteration", type=int,
+                   help="only model K (0: M0); default: every trained model and the base model")
     p.add_argument("--export", nargs=2, metavar=("FORMAT", "DIR"),
                    help="also write each model's answers for another evaluator: alpaca_eval DIR "
                         "(DIR/<model>/model_outputs.json)")
@@ -98,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "losses, sampled pairs); works on a run in progress")
     p.add_argument("run_dir")
     p.add_argument("--output", help="HTML file to write (default: RUN_DIR/report.html)")
-    p.add_argument("--sample", type=int, default=5, metavar="N", help="accepted and rejected pairs shown per iteration")
+    p.add_argument("--sample", type=int, default=5, metavar="N",
+                   help="accepted and rejected pairs shown per iteration")
     p = sub.add_parser("inspect", help="print an iteration's scored pairs in the terminal")
     p.add_argument("run_dir")
     p.add_argument("--iteration", type=int, required=True)
@@ -201,9 +205,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             result = replay(Path(args.run_dir), Path(args.output), args.iteration, base_model=args.base_model,
                             threshold=args.threshold, judge=args.judge, overrides=overrides, log=log,
                             overwrite=args.overwrite, review=not args.no_review, force_accepted=args.force_accepted)
-            pairs = f", preference pairs sha256 {result['preferences_sha256'][:16]}" if result["preferences_sha256"] else ""
+            pairs = (f", preference pairs sha256 {result['preferences_sha256'][:16]}"
+                     if result["preferences_sha256"] else "")
             console.summary(f"\nReplayed iteration {result['iteration']} (mixture sha256 "
-                            f"{result['mixture_sha256'][:16]}{pairs}) on {result['base_model']}: {_shown(result['model'])}")
+                            f"{result['mixture_sha256'][:16]}{pairs}) on {result['base_model']}: "
+                            f"{_shown(result['model'])}")
             console.summary(result["review_note"])
         return 0
     if args.command == "eval":

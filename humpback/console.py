@@ -112,7 +112,8 @@ class _Output:
                 s.flush()
         self.saved = os.dup(1), os.dup(2)
         # Python's own print() lands in the log as it happens, not when a block buffer fills.
-        self.buffered = [s for s in (sys.stdout, sys.stderr) if isinstance(s, io.TextIOWrapper) and not s.line_buffering]
+        self.buffered = [s for s in (sys.stdout, sys.stderr)
+                         if isinstance(s, io.TextIOWrapper) and not s.line_buffering]
         for s in self.buffered:
             s.reconfigure(line_buffering=True)
         read, write = os.pipe()

@@ -61,7 +61,8 @@ def export(run_dir: Path, iteration: int, fmt: str, output: Path, push_to_hub: O
     return data
 
 
-def _reviewed(store: RunStore, it: layout.Iteration, review: bool, force_accepted: bool) -> tuple[list[dict], Optional[dict]]:
+def _reviewed(store: RunStore, it: layout.Iteration, review: bool,
+              force_accepted: bool) -> tuple[list[dict], Optional[dict]]:
     """A(K) with the run's review decisions applied (see humpback.review.apply), and what they changed."""
     curated = store.read_rows(it.curated)
     if not review or not store.exists(layout.REVIEW_DECISIONS):
@@ -69,7 +70,8 @@ def _reviewed(store: RunStore, it: layout.Iteration, review: bool, force_accepte
             raise HumpbackError("--force-accepted contradicts --no-review" if not review else
                                 f"--force-accepted: {store.root} has no review decisions ({layout.REVIEW_DECISIONS})")
         return curated, None
-    return reviewed(store.root, curated, store.read_rows(layout.CANDIDATES), store.read_rows(it.scores), force_accepted)
+    return reviewed(store.root, curated, store.read_rows(layout.CANDIDATES), store.read_rows(it.scores),
+                    force_accepted)
 
 
 def provenance(store: RunStore, iteration: int) -> dict:
@@ -86,9 +88,10 @@ def provenance(store: RunStore, iteration: int) -> dict:
                                                   "task_keywords", "max_instances", "max_instance_chars")}
         funnel = {k: v for k, v in stages.get("tasks", {}).get("stats", {}).items() if k != "served_by"}
     else:
-        filters = {k: corpus[k] for k in ("min_chars", "max_chars", "repetition_ngram", "repetition_threshold",
-                                          "boilerplate_threshold", "near_dedup", "near_dedup_threshold",
-                                          "drop_seed_overlap")} | {k: corpus.get(k) for k in ("language", "require_header")}
+        filters = ({k: corpus[k] for k in ("min_chars", "max_chars", "repetition_ngram", "repetition_threshold",
+                                           "boilerplate_threshold", "near_dedup", "near_dedup_threshold",
+                                           "drop_seed_overlap")}
+                   | {k: corpus.get(k) for k in ("language", "require_header")})
         funnel = stages.get("segments", {}).get("stats", {}).get("funnel")
     return {
         "base_model": cfg["base_model"],
@@ -230,7 +233,8 @@ def preference_provenance(store: RunStore, iteration: int) -> dict:
         "base_model": cfg["base_model"], "iteration": iteration, "bank": responses.get("bank"),
         "sampler": {"model": responses.get("generator") or pairs.get("generator"),
                     **{k: prefs.get(k) for k in ("n", "temperature", "top_p", "max_new_tokens", "system_prompt")}},
-        "judge": {"name": pairs.get("judge"), "kind": kind, "mode": curate.get("mode") if kind in ("additive", "rating")
+        "judge": {"name": pairs.get("judge"), "kind": kind,
+                  "mode": curate.get("mode") if kind in ("additive", "rating")
                   else None, "value_mean": responses.get("value_mean"), "failures": responses.get("failures")},
         "rule": pairs.get("rule"),
         "counts": {k: pairs.get(k) for k in ("prompts", "pairs", "tie", "below_margin", "none_scored", "one_scored",

@@ -194,7 +194,8 @@ def artifact(rel: str) -> tuple[str, str]:
     k = iteration_of(rel)
     if k is not None:
         it = iteration(k)
-        kinds = {it.scores: "scores", it.dev_scores: "dev-scores", it.curated: "curated", it.mixture: "mixture", it.model: "model",
+        kinds = {it.scores: "scores", it.dev_scores: "dev-scores", it.curated: "curated", it.mixture: "mixture",
+                 it.model: "model",
                  it.stats: "stats", it.sft_model: "sft-model", it.responses: "responses",
                  it.response_scores: "response-scores", it.preferences: "preferences"}
         m = re.fullmatch(rf"{it.dir}/compare/(\w+)/(scores|dev_scores\.parquet)", rel)

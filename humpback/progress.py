@@ -223,7 +223,8 @@ def library_bars(*show: bool) -> tuple[bool, bool, bool]:
     import huggingface_hub.utils as hub
     from transformers.utils import logging as hf_logging
 
-    was = (datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled(), not hub.are_progress_bars_disabled())
+    was = (datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled(),
+           not hub.are_progress_bars_disabled())
     want = show * 3 if len(show) == 1 else show
     for on, enable, disable in ((want[0], datasets.enable_progress_bars, datasets.disable_progress_bars),
                                 (want[1], hf_logging.enable_progress_bar, hf_logging.disable_progress_bar),

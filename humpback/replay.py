@@ -155,7 +155,8 @@ def _answer_keys(prefs, curate) -> dict:
     pairing keys, and the curate section's judge settings."""
     d = {k: v for k, v in to_dict(prefs).items() if k not in _PAIRING_KEYS}
     return {**d, "curate": {k: v for k, v in to_dict(curate).items()
-                            if k in ("mode", "max_new_tokens", "temperature", "system_prompt", "likelihood", "verifier",
+                            if k in ("mode", "max_new_tokens", "temperature", "system_prompt", "likelihood",
+                                     "verifier",
                                      "rubric", "rubric_field", "rubric_combine", "rubric_temperature")}}
 
 

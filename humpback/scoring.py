@@ -148,7 +148,8 @@ def agreement(rows: list[dict]) -> dict:
     for r in both:
         confusion[r["score"] - 1][r["logits_score"] - 1] += 1
     return {"pairs": len(both),
-            "spearman_generated_vs_expected": spearman([r["score"] for r in both], [r["expected_score"] for r in both]),
+            "spearman_generated_vs_expected": spearman([r["score"] for r in both],
+                                                       [r["expected_score"] for r in both]),
             "exact_agreement": sum(r["score"] == r["logits_score"] for r in both) / len(both) if both else None,
             "confusion_generated_by_argmax": confusion}
 
@@ -186,7 +187,8 @@ def selection_rule(cfg: "CurateConfig") -> dict:
 # Each rule in words, at length and in a few words.
 _RULE_WORDS = {
     "threshold": ("pairs whose {score} is at least {threshold:g} were kept", "threshold {threshold:g}"),
-    "top_fraction": ("the best {top_fraction:.0%} of the pool by {score} were kept", "top {top_fraction:.0%} by {score}"),
+    "top_fraction": ("the best {top_fraction:.0%} of the pool by {score} were kept",
+                     "top {top_fraction:.0%} by {score}"),
     "top_k": ("the best {top_k} pairs of the pool by {score} were kept", "top {top_k} by {score}"),
 }
 

@@ -42,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_common_args(p, GROUPS, "take the corpus.* filter settings from this recipe, with dotted overrides")
     for key, value in FULL.items():
-        p.add_argument("--" + key.replace("_", "-"), type=int, help=f"default {value:,} ({REDUCED[key]:,} with --reduced)")
+        p.add_argument("--" + key.replace("_", "-"), type=int,
+                       help=f"default {value:,} ({REDUCED[key]:,} with --reduced)")
     args = p.parse_args(argv)
     for key, value in (REDUCED if args.reduced else FULL).items():
         if getattr(args, key) is None:

@@ -36,7 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default="runs/bench-judging", help="folder for bench_judging.json")
-    p.add_argument("--model", default="builtin:tiny-llama", help="the judge: hub id or local path (default: tiny Llama)")
+    p.add_argument("--model", default="builtin:tiny-llama",
+                   help="the judge: hub id or local path (default: tiny Llama)")
     p.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf", help="generation backend")
     p.add_argument("--api-base", help="openai backend: server URL up to /v1")
     p.add_argument("--device", default="auto", help="hf backend: auto, cpu, cuda, ...")
@@ -45,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="torch CPU threads (default: 1 without CUDA, so runs on shared CPUs compare)")
     p.add_argument("--reduced", action="store_true", help="tiny counts and one rep: the test suite's mode")
     for key, value in FULL.items():
-        p.add_argument("--" + key.replace("_", "-"), type=int, default=None, help=f"default {value} ({REDUCED[key]} reduced)")
+        p.add_argument("--" + key.replace("_", "-"), type=int, default=None,
+                       help=f"default {value} ({REDUCED[key]} reduced)")
     return p.parse_args(argv)
 
 

@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     report = {"model": MODEL, "gguf": gguf.name, "docs": args.docs, "max_new_tokens": args.max_new_tokens,
               "threads": args.threads, "batch_size": args.batch_size, "llama_cpp_version": llama["version"],
               "machine": harness.machine(), "llama_cpp": rates(llama["reps"]), "humpback_hf": rates(ours)}
-    report["hf_vs_llama_cpp_docs"] = harness.rnd(report["humpback_hf"]["docs_per_s"] / report["llama_cpp"]["docs_per_s"])
+    report["hf_vs_llama_cpp_docs"] = harness.rnd(report["humpback_hf"]["docs_per_s"]
+                                                 / report["llama_cpp"]["docs_per_s"])
     (out / "bench_llama_cpp.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "bench_llama_cpp.md").write_text(render_markdown(report, args.reps, args.batch_size))
     harness.log(f"wrote {out / 'bench_llama_cpp.json'}")

@@ -128,7 +128,8 @@ def model_k(cfg, folder: Path) -> str:
 
     train = dataclasses.replace(cfg.train, max_steps=1, per_device_train_batch_size=2, gradient_accumulation_steps=1,
                                 accelerate_config=None, deepspeed=None, max_length=min(cfg.train.max_length, 256))
-    rows = [{"messages": [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["output"]}]}
+    rows = [{"messages": [{"role": "user", "content": r["instruction"]},
+                          {"role": "assistant", "content": r["output"]}]}
             for r in seed_rows(2)]
     train_sft(TrainJob(cfg.base_model, train, seed=0, progress=False), rows, folder)
     return str(folder)

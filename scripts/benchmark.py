@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     cuda = torch.cuda.is_available()
     g = cfg.generation
     settings = {
-        **harness.recipe_settings(args), "model": cfg.base_model, "model_path": sources.base_model, "judge": cfg.curate.judge,
+        **harness.recipe_settings(args), "model": cfg.base_model, "model_path": sources.base_model,
+        "judge": cfg.curate.judge,
         "backend": g.backend, "api_base": g.api_base, "served_model_name": g.served_model_name or sources.base_model,
         "concurrency": g.concurrency, "device": g.device, "dtype": g.dtype,
         "threads": args.threads if args.threads is not None else (None if cuda else 1),
@@ -310,7 +311,8 @@ class TransformersGenerate:
         from humpback.device import pick_device
         from humpback.generation.base import Usage
 
-        self.name, self.tok, self.batch_size, self.device = f"{model} (transformers generate)", tokenizer, batch_size, pick_device(device)
+        self.name, self.tok = f"{model} (transformers generate)", tokenizer
+        self.batch_size, self.device = batch_size, pick_device(device)
         self.model = AutoModelForCausalLM.from_pretrained(model, **({"revision": revision} if revision else {}))
         self.model.to(self.device).eval()
         self.usage, self.Usage = Usage(), Usage
@@ -327,7 +329,8 @@ class TransformersGenerate:
             enc = self.tok(prompts[i:i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():
                 ids = self.model.generate(**enc.to(self.device), max_new_tokens=params.max_new_tokens,
-                                          pad_token_id=self.tok.pad_token_id, **sampling)[:, enc["input_ids"].shape[1]:]
+                                          pad_token_id=self.tok.pad_token_id,
+                                          **sampling)[:, enc["input_ids"].shape[1]:]
             ends = [next((j + 1 for j, t in enumerate(row) if t in eos), len(row)) for row in ids.tolist()]
             out += [self.tok.decode(row[:n], skip_special_tokens=True) for row, n in zip(ids.tolist(), ends)]
             self.usage += self.Usage(prompts=len(ends), prompt_tokens=int(enc["attention_mask"].sum()),
@@ -424,11 +427,14 @@ def _row(group: str, variant: str, res: dict) -> list[str]:
     fmt, memory = harness.fmt, [harness.peak_rss(res), harness.fmt(res.get("cuda_max_allocated_mb"), 0)]
     if group == "augment":
         return [f"{fmt(res['docs_per_s'])} docs/s", fmt(res["generated_tokens_per_s"], 0), *memory,
-                f"{res.get('runner', 'humpback')}, batch {res['batch_size']}{', sorted' if res['sort_by_length'] else ''}"]
+                f"{res.get('runner', 'humpback')}, batch {res['batch_size']}"
+                f"{', sorted' if res['sort_by_length'] else ''}"]
     if group == "curate":
-        note = f"batch {res['batch_size']}" + (f", {res['max_new_tokens']} new tokens" if res["max_new_tokens"] else "")
+        note = f"batch {res['batch_size']}" + (f", {res['max_new_tokens']} new tokens"
+                                               if res["max_new_tokens"] else "")
         return [f"{fmt(res['pairs_per_s'])} pairs/s", "", *memory, note]
-    return [f"{fmt(res['tokens_per_s'], 0)} tokens/s", fmt(res["tokens_per_s"], 0), *memory, f"{res['max_steps']} steps"]
+    return [f"{fmt(res['tokens_per_s'], 0)} tokens/s", fmt(res["tokens_per_s"], 0), *memory,
+            f"{res['max_steps']} steps"]
 
 
 if __name__ == "__main__":

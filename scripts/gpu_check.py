@@ -75,7 +75,8 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--output", str(out), "--step", name] + ["--smoke"] * args.smoke
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.step_timeout,
-                                  env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+                                  env={**os.environ,
+                                       "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
             (out / f"step-{name}.log").write_text(proc.stdout + proc.stderr)
             result = json.loads((out / f"step-{name}.json").read_text()) if proc.returncode == 0 else {
                 "status": "failed", "reason": (proc.stderr.strip().splitlines() or ["no output"])[-1][:500]}
@@ -148,7 +149,8 @@ def models(out: Path, smoke: bool, done: dict) -> dict:
         if label == "smollm2-135m-arch" and "smollm2-135m-instruct" in found:
             continue
         found[label] = str(build_random_model(out / "models" / label, SMOKE_SHAPE if smoke else shape))
-    return {"status": "ok", "models": found, "real": sorted(k for k in found if not k.endswith("-arch")), "notes": notes}
+    return {"status": "ok", "models": found, "real": sorted(k for k in found if not k.endswith("-arch")),
+            "notes": notes}
 
 
 def build_random_model(folder: Path, shape: dict) -> Path:
@@ -216,7 +218,8 @@ def _wall(entry: dict):
     from datetime import datetime
 
     try:
-        return round((datetime.fromisoformat(entry["finished"]) - datetime.fromisoformat(entry["started"])).total_seconds(), 1)
+        return round((datetime.fromisoformat(entry["finished"])
+                      - datetime.fromisoformat(entry["started"])).total_seconds(), 1)
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -261,7 +264,8 @@ def deepspeed_zero2(out: Path, smoke: bool, done: dict) -> dict:
 
     model = done["models"]["models"]["llama-1b-arch"]
     gpus = max(1, torch.cuda.device_count())
-    recipe = [str(REPO / "recipes" / "tiny-cpu.yaml"), "train.accelerate_config=configs/accelerate/deepspeed_zero2.yaml",
+    recipe = [str(REPO / "recipes" / "tiny-cpu.yaml"),
+              "train.accelerate_config=configs/accelerate/deepspeed_zero2.yaml",
               f"train.num_processes={gpus}", "train.bf16=true"]
     result = _benchmark(out, smoke, model, "deepspeed-zero2", ["--only", "train", "--recipe", *recipe])
     return {**result, "processes": gpus}

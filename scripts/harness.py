@@ -232,7 +232,8 @@ def machine_line(settings: dict) -> str:
     """The report's sentence on the machine and how the figures were taken."""
     m = settings["machine"]
     return (f"{m['cpu']} ({m['cpu_count']} cores){', GPU ' + m['cuda'] if m['cuda'] else ''}; Python {m['python']}, "
-            f"torch {m['torch']}, transformers {m['transformers']}. Median of {settings['reps']} reps; each measurement "
+            f"torch {m['torch']}, transformers {m['transformers']}. Median of {settings['reps']} reps; "
+            "each measurement "
             f"in {'its own process' if settings['isolated'] else 'this process (peak memory not isolated)'}.")
 
 

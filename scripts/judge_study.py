@@ -40,7 +40,8 @@ JUDGES = {  # name -> (curate.judge_kind, overrides of the curate settings)
     "ifd": ("likelihood", {"likelihood": "ifd"}),
     "verifier": ("verifier", {"verifier": "humpback.worlds.tasks:verify"}),
 }
-MODELS = {"smollm2": ("builtin:smollm2-135m-instruct", ("rating-logits", "rating-generate", "rubric", "likelihood", "ifd")),
+MODELS = {"smollm2": ("builtin:smollm2-135m-instruct",
+                      ("rating-logits", "rating-generate", "rubric", "likelihood", "ifd")),
           "world": ("builtin:world-base", ("likelihood", "ifd", "verifier"))}
 
 
@@ -118,7 +119,8 @@ def study_model(name: str, model_ref: str, judges: list[str], args) -> dict:
     rows = study_rows(pairs, paragraphs, args.seed)
     harness.log(f"{name}: {len(pairs)} real pairs, {len(rows)} rows")
     with progress_bars(False):
-        model = _Model(resolve_model(model_ref), args.batch_size) if any(JUDGES[j][0] != "verifier" for j in judges) else None
+        model = (_Model(resolve_model(model_ref), args.batch_size)
+                 if any(JUDGES[j][0] != "verifier" for j in judges) else None)
     results = {}
     for judge_name in judges:
         kind, settings = JUDGES[judge_name]
@@ -152,10 +154,12 @@ def study_model(name: str, model_ref: str, judges: list[str], args) -> dict:
 
 def render(report: dict) -> str:
     lines = ["# Which judge works at which size", "", f"`{report['command']}`", "",
-             f"{report['machine']['cpu']} ({report['machine']['cpu_count']} cores), torch {report['machine']['torch']}, "
+             f"{report['machine']['cpu']} ({report['machine']['cpu_count']} cores), "
+             f"torch {report['machine']['torch']}, "
              f"transformers {report['machine']['transformers']}. AUC: the probability that a real pair outranks a "
              "negative (0.5: chance), with its bootstrap 95% interval.", "",
-             "| model | judge | vs mismatched answer | vs degraded (pooled) | truncated | shuffled | off-topic appended "
+             "| model | judge | vs mismatched answer | vs degraded (pooled) | truncated | shuffled "
+             "| off-topic appended "
              "| health | CPU s/row |", "|---|---|---|---|---|---|---|---|---:|"]
     cell = lambda a: "-" if a["auc"] is None else f"{a['auc']:.2f} [{a['low']:.2f}, {a['high']:.2f}]"  # noqa: E731
     for name, m in report["models"].items():
@@ -165,7 +169,8 @@ def render(report: dict) -> str:
                 w.split(":")[0] if len(w) > 80 else w for w in h["warnings"])
             if h.get("choice_mass_mean") is not None:
                 health += f" (choice mass {h['choice_mass_mean']:.2f})"
-            lines.append(f"| {name} | {judge} | {cell(a['mismatched'])} | {cell(a['degraded'])} | {cell(a['truncated'])} "
+            lines.append(f"| {name} | {judge} | {cell(a['mismatched'])} | {cell(a['degraded'])} "
+                         f"| {cell(a['truncated'])} "
                          f"| {cell(a['shuffled'])} | {cell(a['off_topic'])} | {health} | {r['cpu_s_per_row']:.2f} |")
     lines += ["", "Rows per model: " + ", ".join(f"{n}: {m['real_pairs']} real pairs, {m['rows']} rows"
                                                 for n, m in report["models"].items()) + "."]

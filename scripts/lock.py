@@ -93,7 +93,8 @@ def write_lock(path: Path, versions: dict[str, str], also: list[str], groups: li
         "# environment that ran the suite; do not edit by hand: change pyproject.toml or the environment, then",
         "# run `make lock` again. torch is not here: the Makefile's TORCH_SPEC picks its build (CPU or CUDA).",
         f"# Made with Python {platform.python_version()} on {platform.system()} {platform.machine()} "
-        f"(torch there: {torch}); groups: {', '.join(groups) if groups else 'all but ' + ', '.join(sorted(SKIPPED_GROUPS))}.",
+        f"(torch there: {torch}); "
+        f"groups: {', '.join(groups) if groups else 'all but ' + ', '.join(sorted(SKIPPED_GROUPS))}.",
     ]
     lines = [f"{name}=={version}" for name, version in sorted(versions.items())]
     path.parent.mkdir(parents=True, exist_ok=True)

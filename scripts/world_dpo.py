@@ -86,7 +86,8 @@ def markdown(meta: dict, arms: list[dict]) -> str:
 
     lines = ["# DPO on M1's own answers in the controlled world", "",
              f"Command: `{meta['command']}`. M1: `{meta['source']}`. Settings: `{' '.join(ARM)}`.", "",
-             "| judge | pairs (of prompts) | ties | DPO steps | reward acc. | M1 EM | M1+DPO EM | difference | 95% interval "
+             "| judge | pairs (of prompts) | ties | DPO steps | reward acc. | M1 EM | M1+DPO EM | difference "
+             "| 95% interval "
              "| gained / lost | M1 retrained bit-identical |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in arms:
         p, e, d = a["pairs"], a["exact_match"], a["dpo"]
@@ -94,7 +95,8 @@ def markdown(meta: dict, arms: list[dict]) -> str:
         lines.append(f"| {a['judge']} | {p['pairs']} ({p['prompts']}) | {p['tie']} | {d['steps']} | "
                      f"{f(d.get('final_accuracy'))} | {f(e['before'])} | {f(e['after'])} | {f(e['difference'])} | "
                      f"{f(lo)} to {f(hi)} | {e['gained']} / {e['lost']} | {a['sft_bit_identical']} |")
-    lines += ["", f"Exact match over {arms[0]['exact_match']['prompts'] if arms else 0} held-out prompts; the interval "
+    lines += ["", f"Exact match over {arms[0]['exact_match']['prompts'] if arms else 0} held-out prompts; "
+              "the interval "
               "is a percentile bootstrap of the per-prompt difference (2,000 resamples)."]
     return "\n".join(lines) + "\n"
 
@@ -104,7 +106,8 @@ def main(argv=None) -> int:
     p.add_argument("--output", required=True, type=Path, help="folder for world_dpo.json/.md and the run folders")
     p.add_argument("--source", type=Path, help="a finished world-cpu run (iteration 1 evaluated); default: run one")
     p.add_argument("--judges", default="verifier", help=f"comma-separated, of {', '.join(JUDGES)}")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more recipe overrides for the arms")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="more recipe overrides for the arms")
     args = p.parse_args(argv)
     judges = [j.strip() for j in args.judges.split(",") if j.strip()]
     if not judges or set(judges) - set(JUDGES):

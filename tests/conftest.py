@@ -92,7 +92,8 @@ def tiny_world_run(tmp_path_factory: pytest.TempPathFactory, humpback_cache: Pat
 
     run_dir = tmp_path_factory.mktemp("run") / "world"
     code = ("import sys\nfrom humpback import cli\n"
-            f"sys.exit(cli.main(['run', {str(WORLD_RECIPE)!r}, '--run-dir', {str(run_dir)!r}, '--quiet', *{WORLD_FAST!r}]))\n")
+            f"sys.exit(cli.main(['run', {str(WORLD_RECIPE)!r}, '--run-dir', {str(run_dir)!r}, '--quiet', "
+            f"*{WORLD_FAST!r}]))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                           env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-3000:]

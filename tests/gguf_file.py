@@ -15,7 +15,8 @@ def _permute(w, n_head: int, n_head_kv: int):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_llama_gguf(model_dir: Path, out: Path, architecture: str = "llama", chat_template: str | None = None) -> Path:
+def write_llama_gguf(model_dir: Path, out: Path, architecture: str = "llama",
+                     chat_template: str | None = None) -> Path:
     """The Llama of the transformers folder ``model_dir`` (with its tokenizer) as the GGUF file ``out``."""
     import gguf
     import numpy as np

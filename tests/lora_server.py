@@ -47,7 +47,8 @@ class LoraServer:
             self.requests.append({"path": path, **body})
             if path.endswith("/load_lora_adapter"):
                 if body["lora_name"] in self.modules:
-                    return 400, {"error": {"message": f"The lora adapter '{body['lora_name']}' has already been loaded."}}
+                    return 400, {"error": {"message": f"The lora adapter '{body['lora_name']}' "
+                                                      "has already been loaded."}}
                 self.modules[body["lora_name"]] = body["lora_path"]
                 return 200, {}
             name = body.get("model")

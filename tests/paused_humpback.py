@@ -26,7 +26,8 @@ def hold_after_shard(stages: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         time.sleep(HOLD_LIMIT_S)
-        print(f"paused_humpback: held {HOLD_LIMIT_S} s after {stage} shard {shard} and was not killed", file=sys.stderr)
+        print(f"paused_humpback: held {HOLD_LIMIT_S} s after {stage} shard {shard} and was not killed",
+              file=sys.stderr)
         os._exit(3)
 
     shards.after_shard.append(hold)

@@ -51,10 +51,12 @@ def test_markdown_has_the_table(reduced_run):
 
 def test_a_recipe_sets_the_filters(tmp_path, docs_corpus_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--reduced", "--only", "corpus", "--recipe",
-                           str(REPO / "recipes" / "tiny-cpu.yaml"), "corpus.max_chars=1200", "--output", str(tmp_path)],
+                           str(REPO / "recipes" / "tiny-cpu.yaml"), "corpus.max_chars=1200", "--output",
+                           str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "bench_corpus.json").read_text())
     corpus = report["settings"]["corpus"]
-    assert (corpus["min_chars"], corpus["max_chars"], corpus["path"], corpus["max_segments"]) == (400, 1200, None, None)
+    assert ((corpus["min_chars"], corpus["max_chars"], corpus["path"], corpus["max_segments"])
+            == (400, 1200, None, None))
     assert report["results"]["corpus"]["docs"]["segments_per_s"] > 0 and "scale" not in report["results"]

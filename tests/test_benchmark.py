@@ -88,7 +88,8 @@ def test_a_recipe_is_benchmarked_with_its_own_settings(tmp_path, tiny_model_dir,
     s = report["settings"]
     assert s["recipe"].endswith("tiny-cpu.yaml") and s["overrides"] == ["curate.system_prompt=null", "train.lora_r=4"]
     config = s["config"]
-    assert config["name"] == "tiny-cpu" and config["curate"]["mode"] == "logits" and config["curate"]["system_prompt"] is None
+    assert (config["name"] == "tiny-cpu" and config["curate"]["mode"] == "logits"
+            and config["curate"]["system_prompt"] is None)
     assert (config["train"]["lora_r"], config["train"]["learning_rate"]) == (4, 1.0e-3)
     # --reduced sizes win over the recipe's, so the suite stays fast.
     assert (s["batch_size"], config["augment"]["max_new_tokens"], s["train_steps"]) == (2, 4, 1)
@@ -97,6 +98,7 @@ def test_a_recipe_is_benchmarked_with_its_own_settings(tmp_path, tiny_model_dir,
 
 
 def test_a_bad_recipe_key_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--reduced", "--recipe", str(REPO / "recipes" / "tiny-cpu.yaml"),
-                           "curate.no_such_key=1", "--output", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--reduced", "--recipe",
+                           str(REPO / "recipes" / "tiny-cpu.yaml"), "curate.no_such_key=1", "--output", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "curate.no_such_key" in proc.stderr and "Traceback" not in proc.stderr

@@ -61,7 +61,8 @@ def test_python_reference_is_cut_at_its_titles_with_the_papers_filters():
     funnel = segmenter.funnel
     assert funnel["documents"] == len(doc) and funnel["kept"] == len(segments) > 100
     assert funnel["sections"] == funnel["kept"] + sum(funnel[f] for f in ("no_header", "too_short", "too_long",
-        "bad_header", "boilerplate", "repetitive", "other_language", "exact_duplicate", "near_duplicate", "seed_overlap"))
+        "bad_header", "boilerplate", "repetitive", "other_language", "exact_duplicate", "near_duplicate",
+        "seed_overlap"))
     assert all(600 <= len(s.text) <= 3000 and s.header for s in segments)
     assert funnel["too_short"] and funnel["repetitive"] and funnel["exact_duplicate"]  # the filters do work here
 

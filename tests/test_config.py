@@ -52,17 +52,20 @@ def test_exponents_without_a_dot_are_numbers(tmp_path):
 @pytest.mark.parametrize(
     "text, overrides, message",
     [
-        (MINIMAL + "curate: {treshold: 4}\n", [], "r.yaml: unknown key 'curate.treshold' (did you mean 'curate.threshold'?)"),
+        (MINIMAL + "curate: {treshold: 4}\n", [],
+         "r.yaml: unknown key 'curate.treshold' (did you mean 'curate.threshold'?)"),
         (MINIMAL + "train: {lora_r: eight}\n", [], "r.yaml: 'train.lora_r' must be an integer, got 'eight'"),
         (MINIMAL + "curate: {threshold: 7}\n", [], "r.yaml: 'curate.threshold' must be between 1 and 5, got 7.0"),
-        (MINIMAL + "curate: {mode: vibes}\n", [], "r.yaml: 'curate.mode' must be one of 'generate', 'logits', 'both', got 'vibes'"),
+        (MINIMAL + "curate: {mode: vibes}\n", [],
+         "r.yaml: 'curate.mode' must be one of 'generate', 'logits', 'both', got 'vibes'"),
         (MINIMAL + "corpus: {path: c, min_chars: 900, max_chars: 800}\n", [], "'corpus.max_chars' (800) is below"),
         (MINIMAL, ["train.lora_r=x"], "command line: 'train.lora_r' must be an integer, got 'x'"),
         (MINIMAL, ["curate.nope=1"], "command line: unknown key 'curate.nope'"),
         (MINIMAL, ["threshold"], "command line: override 'threshold' is not of the form key=value"),
         ("seed: {path: s}\ncorpus: {path: c}\n", [], "r.yaml: missing required key 'base_model'"),
         ("base_model: m\ncorpus: {path: c}\n", [], "r.yaml: missing required section 'seed'"),
-        ("base_model: m\nseed: {path: s, dataset: d}\ncorpus: {path: c}\n", [], "exactly one of 'seed.path' and 'seed.dataset'"),
+        ("base_model: m\nseed: {path: s, dataset: d}\ncorpus: {path: c}\n", [],
+         "exactly one of 'seed.path' and 'seed.dataset'"),
         (MINIMAL + "train: {deepspeed: nowhere.json}\n", [], "'train.deepspeed': no such file 'nowhere.json'"),
         ("- a\n- b\n", [], "a recipe must be a mapping"),
         ("base_model: [\n", [], "not valid YAML"),
@@ -126,7 +129,8 @@ def test_paper_recipes_follow_the_paper():
     root = Path(__file__).parent.parent / "recipes"
     lora, full = load_config(root / "paper-llama2-7b.yaml"), load_config(root / "paper-llama2-7b-full.yaml")
     for cfg in (lora, full):
-        assert (cfg.seed.format, cfg.seed.language, cfg.seed.sample, cfg.seed.max_examples) == ("oasst", "en", 3200, None)
+        assert ((cfg.seed.format, cfg.seed.language, cfg.seed.sample, cfg.seed.max_examples)
+                == ("oasst", "en", 3200, None))
         assert cfg.corpus.path.endswith("/warc.paths.gz") and cfg.corpus.path.startswith("https://")
         assert (cfg.corpus.language, cfg.corpus.require_header) == ("en", True)
         assert (cfg.train.steps, cfg.train.lr_scheduler_type, cfg.train.min_lr_ratio) == ("paper", "linear", 0.9)

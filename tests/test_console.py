@@ -109,7 +109,8 @@ def test_piped_console_shows_each_stage_its_bar_and_result_in_lines_that_fit_a_r
     assert re.search(r"^  train: 2/2 steps \(100%\) in \d\d:\d\d, .*loss \d+\.\d{3}, lr \d\.\de-\d\d$", out, re.M)
     assert re.search(r"^  augment: 6/6 segments \(100%\) in \d\d:\d\d", out, re.M)
     assert "Per-iteration summary" in out and "Finished in" in out
-    assert (cwd / "run" / "logs").is_dir() and sorted(p.name for p in (cwd / "run" / "logs").iterdir()) == ["run-1.log"]
+    assert (cwd / "run" / "logs").is_dir()
+    assert sorted(p.name for p in (cwd / "run" / "logs").iterdir()) == ["run-1.log"]
     text = _check_log(cwd / "run" / "logs" / "run-1.log")
     for line in lines:  # humpback's own lines are in the log too
         if line.startswith("[iter_2/train]"):
@@ -216,7 +217,8 @@ def test_failures_print_one_line_and_where_the_log_is(tmp_path):
         "lower corpus.min_chars", "humpback: details in a/logs/run-1.log"]
     assert "Traceback" in (tmp_path / "a" / "logs" / "run-1.log").read_text()
     # A library's exception (this folder holds no tokenizer): its type and message on one line.
-    recipe.write_text(recipe.read_text().replace(f"{{path: {corpus}}}", "{path: builtin:python-docs, max_segments: 2}"))
+    recipe.write_text(recipe.read_text().replace(f"{{path: {corpus}}}",
+                                                 "{path: builtin:python-docs, max_segments: 2}"))
     proc = subprocess.run([sys.executable, "-m", "humpback", "run", str(recipe), "--run-dir", "b"], cwd=tmp_path,
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
@@ -245,8 +247,8 @@ def test_plain_bar_writes_each_tenth_at_most_every_few_seconds_and_a_last_line()
     for _ in range(50):  # 2 pairs a second: tenths every 5 s, the gap allows one every 5 s
         clock.t += 1
         bar.update(2)
-    assert lines == [f"  score: {n}/100 pairs ({n}%), 00:{(100 - n) // 2:02d} left, 2 pairs/s" for n in (10, 20, 30, 40,
-                                                                                                        50, 60, 70, 80, 90)]
+    assert lines == [f"  score: {n}/100 pairs ({n}%), 00:{(100 - n) // 2:02d} left, 2 pairs/s"
+                     for n in (10, 20, 30, 40, 50, 60, 70, 80, 90)]
     bar.set_postfix_str("loss 1.250")
     bar.close()
     bar.close()

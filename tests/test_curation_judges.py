@@ -177,7 +177,8 @@ def test_a_compared_judge_scores_as_if_it_selected_and_selects_nothing(compare_r
     assert any(line.startswith("  dev set, compared rating judge: AUC ") for line in lines)
     # What the models processed is in the stages' statistics (12 segments, 2 new tokens at most each).
     augment, score = stages["augment"]["stats"], stages["iter_1/score"]["stats"]
-    assert augment["usage"]["prompts"] == augment["segments"] == 12 and 0 < augment["usage"]["generated_tokens"] <= 12 * 12
+    assert augment["usage"]["prompts"] == augment["segments"] == 12
+    assert 0 < augment["usage"]["generated_tokens"] <= 12 * 12
     assert score["usage"]["prompts"] == score["scored"] and score["usage"]["generated_tokens"] == 0
 
 
@@ -187,7 +188,8 @@ def test_the_summary_sets_the_judges_side_by_side(compare_run):
     run_dir, _ = compare_run
     stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
     stats = iteration_stats(stages, 1)
-    assert [(j["judge_kind"], j["role"]) for j in stats["judges"]] == [("likelihood", "selects"), ("rating", "compared")]
+    assert [(j["judge_kind"], j["role"]) for j in stats["judges"]] == [("likelihood", "selects"),
+                                                                       ("rating", "compared")]
     text = format_summary([stats], run_dir)
     head = text.index("Judges (AUC")
     table = text[head:].splitlines()[1:4]

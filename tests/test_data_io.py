@@ -96,7 +96,8 @@ def test_broken_json_list_names_line(tmp_path):
 def test_single_pretty_printed_object_gets_a_hint(tmp_path):
     f = tmp_path / "one.json"
     f.write_text('{\n  "x": 1\n}\n')
-    with pytest.raises(DataError, match=r"one\.json:1: not valid JSON: .*; a \.json file holds a JSON list of objects"):
+    with pytest.raises(DataError,
+                       match=r"one\.json:1: not valid JSON: .*; a \.json file holds a JSON list of objects"):
         list(iter_records(f))
 
 

@@ -182,7 +182,8 @@ def test_export_writes_the_pairs_with_a_card(baseline, tmp_path):
                                 "prompt_id", "judge", "judge_kind", "generator"}
     card = (tmp_path / "e" / "README.md").read_text()
     counts = stages(baseline)["iter_1/preferences"]["stats"]
-    for needle in ("Prompt source: `{\"bank\": \"curated\"", "Sampler: `builtin:tiny-llama+iter_1/sft_model`, 2 answers",
+    for needle in ("Prompt source: `{\"bank\": \"curated\"",
+                   "Sampler: `builtin:tiny-llama+iter_1/sft_model`, 2 answers",
                    "Judge: `builtin:tiny-llama+iter_1/sft_model` (additive, mode logits)",
                    '"pair": "best_vs_worst"', f"12 prompts, 24 answers (24 cut at the token limit), {counts['pairs']} "
                    f"pairs", "Review the user\u2019s question and the corresponding response"):

@@ -22,7 +22,8 @@ SFT_ROWS = [{"messages": [{"role": "user", "content": f"Question {i}?"},
                           {"role": "assistant", "content": f"Answer {i}."}]} for i in range(4)]
 PAIRS = [{"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": f"Question {i}?"}],
           "chosen": [{"role": "assistant", "content": f"Answer {i}."}],
-          "rejected": [{"role": "assistant", "content": f"No idea, {i} {i} {i}."}], "chosen_score": 4.0} for i in range(4)]
+          "rejected": [{"role": "assistant", "content": f"No idea, {i} {i} {i}."}],
+          "chosen_score": 4.0} for i in range(4)]
 
 
 def _weights(folder: Path, name: str) -> dict:
@@ -87,7 +88,8 @@ def test_dpo_job_round_trips_through_the_launch_spec(model_k, tiny_model_dir):
     job = PreferenceJob(str(tiny_model_dir), str(model_k), TrainConfig(**CFG), DPO, seed=3, progress=False)
     spec = json.loads(json.dumps({"kind": job.kind, "job": job.to_dict()}))
     assert launch.job_from_dict(spec["kind"], spec["job"]) == job and spec["kind"] == "dpo"
-    assert launch.job_from_dict("sft", TrainJob("m", TrainConfig(), seed=1).to_dict()) == TrainJob("m", TrainConfig(), seed=1)
+    assert (launch.job_from_dict("sft", TrainJob("m", TrainConfig(), seed=1).to_dict())
+            == TrainJob("m", TrainConfig(), seed=1))
 
 
 @pytest.mark.parametrize("accelerate_config", ["single_gpu.yaml", "deepspeed_zero2.yaml"])

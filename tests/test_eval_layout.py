@@ -15,7 +15,8 @@ def test_each_models_eval_paths():
     assert (base.step, m0.step, it2.step) == (-1, 0, 2)
     assert it2.stats == "iter_2/eval/stats.json" and it2.answers == "iter_2/eval/answers"
     assert it2.stage("judge") == "iter_2/eval/judge" and m0.stage("loss") == "eval/m0/loss"
-    assert [layout.evaluation(x).previous() for x in ("base", "m0", "iter_1", "iter_2")] == [None, "base", "m0", "iter_1"]
+    assert ([layout.evaluation(x).previous() for x in ("base", "m0", "iter_1", "iter_2")]
+            == [None, "base", "m0", "iter_1"])
     assert layout.eval_labels(2) == ["base", "m0", "iter_1", "iter_2"]
     with pytest.raises(ValueError):
         layout.evaluation("backward")

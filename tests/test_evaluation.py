@@ -82,13 +82,15 @@ def test_every_model_has_its_stats_file_with_the_documented_keys(evaluated):
         assert stats["answers"] == len(prompts)
         assert stats["answer_chars_mean"] == pytest.approx(sum(len(a["output"]) for a in answers) / len(answers))
         losses = read_table(run_dir / ev.heldout_loss)
-        assert stats["heldout_loss"] == pytest.approx(sum(r["loss_sum"] for r in losses) / sum(r["tokens"] for r in losses))
+        assert stats["heldout_loss"] == pytest.approx(sum(r["loss_sum"] for r in losses)
+                                                      / sum(r["tokens"] for r in losses))
         assert 5 < stats["heldout_loss"] < 10  # a random 2,000-token model: about ln 2000 = 7.6
         judged = read_table(run_dir / ev.judgements)
         assert sorted((j["prompt_id"], j["order"]) for j in judged) == sorted(
             (p["prompt_id"], o) for p in prompts for o in ("model_first", "reference_first"))
         assert all(j["mode"] == "logits" and j["p_a"] + j["p_b"] == pytest.approx(1) for j in judged)
-        again = summarize([j["order"] for j in judged], [j["outcome"] for j in judged], [j["prompt_id"] for j in judged],
+        again = summarize([j["order"] for j in judged], [j["outcome"] for j in judged],
+                          [j["prompt_id"] for j in judged],
                           {a["prompt_id"]: len(a["output"]) for a in answers},
                           {p["prompt_id"]: len(p["output"]) for p in prompts}, 2000, 42)
         for key in ("win_rate", "win_rate_ci", "lc_win_rate", "position_consistency"):
@@ -149,7 +151,8 @@ def test_another_reference_and_judge_mode_rejudge_without_answering_again(evalua
     run_dir = _copy(evaluated[0], tmp_path / "run")
     lines: list[str] = []
     stats = evaluate_run(run_dir, overrides=["eval.reference=previous", "eval.judge_mode=generate",
-                                             "eval.judge_max_new_tokens=6", "tracking.progress=false"], log=lines.append)
+                                             "eval.judge_max_new_tokens=6", "tracking.progress=false"],
+                                             log=lines.append)
     ran = [line.split("]")[0][1:] for line in lines if line.startswith("[") and "running" in line]
     assert ran == ["eval/m0/judge", "iter_1/eval/judge"]  # the base model has no previous model
     by = {s["model"]: s for s in stats}
@@ -188,7 +191,8 @@ def test_bad_input_is_a_clear_error_before_any_model_loads(evaluated, tmp_path, 
     # a held-out size larger than the seed
     assert cli.main(["prepare", str(TINY), "--run-dir", str(tmp_path / "r2"), "seed.heldout=500"]) == 2
     err = capsys.readouterr().err
-    assert "'seed.heldout' (500) holds out 500 instructions, but the seed has only" in err and "python-docs-seed" in err
+    assert "'seed.heldout' (500) holds out 500 instructions, but the seed has only" in err
+    assert "python-docs-seed" in err
     # an unreachable judge endpoint: nothing is computed, nothing is lost
     run_dir = _copy(evaluated[0], tmp_path / "run")
     before = (run_dir / layout.MANIFEST).read_text()

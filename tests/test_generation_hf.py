@@ -232,7 +232,8 @@ def test_eos_stops_generation(sharp_dir, hand):
     assert all(f.startswith(o) for o, f in zip(out, full))
     # Each completion says why it ended: the stop token, or max_new_tokens running out.
     assert out[0].finish_reason == "stop"
-    assert all(f.finish_reason == "length" for f in full) and len(tok(full[1], add_special_tokens=False)["input_ids"]) >= 1
+    assert all(f.finish_reason == "length" for f in full)
+    assert len(tok(full[1], add_special_tokens=False)["input_ids"]) >= 1
 
 
 def test_decode_loop_uses_the_current_cache_argument(gen):
@@ -275,11 +276,13 @@ def test_decode_loop_passes_the_cache_under_the_name_the_model_takes(hand, tiny_
     current = "cache" if tuple(map(int, transformers.__version__.split(".")[:2])) >= (5, 24) else "past_key_values"
     old = _OldCacheName(model, current)
     assert cache_argument(model) == current and cache_argument(old) == "past_key_values"
-    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, target_modules="all-linear"))
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                          LoraConfig(r=4, target_modules="all-linear"))
     assert cache_argument(lora) == current  # a PeftModel passes **kwargs on: the model inside names it
     rows = [tok(p)["input_ids"] for p in PROMPTS[:4]]
     rows = [rows[0] * 3 + r for r in rows]  # a shared prefix, so the prefix forward runs too
-    new, legacy = Decoder(model, tok.pad_token_id, torch.device("cpu")), Decoder(old, tok.pad_token_id, torch.device("cpu"))
+    new, legacy = (Decoder(model, tok.pad_token_id, torch.device("cpu")),
+                   Decoder(old, tok.pad_token_id, torch.device("cpu")))
     assert legacy.prefix(rows) is not None
     want = new.generate(rows, 6, [], prefix=new.prefix(rows))
     got = legacy.generate(rows, 6, [], prefix=legacy.prefix(rows))
@@ -316,7 +319,8 @@ def test_usage_counts_exactly_the_tokens_seen_and_decoded(sharp_dir, hand):
     before = g.usage
     g.choice_probs(PROMPTS, SCORES)
     g.generate([], SamplingParams(max_new_tokens=4))
-    assert g.usage - before == Usage(calls=2, prompts=6, prompt_tokens=sum(len(ids) + len(prefix) for ids in prompt_ids))
+    assert g.usage - before == Usage(calls=2, prompts=6,
+                                     prompt_tokens=sum(len(ids) + len(prefix) for ids in prompt_ids))
     g.close()
     # A prompt cut from the left counts the tokens the model saw.
     short = HFGenerator(str(sharp_dir), device="cpu", max_prompt_tokens=6)

@@ -189,7 +189,8 @@ def test_loglik_from_prompt_logprobs():
             self.logprob = v
 
     ids = [1, 7, 8, 9]
-    prompt_logprobs = [None, {7: Logprob(-1.0), 3: Logprob(-0.5)}, {8: Logprob(-2.0)}, {9: Logprob(-0.25), 4: Logprob(-1.0)}]
+    prompt_logprobs = [None, {7: Logprob(-1.0), 3: Logprob(-0.5)}, {8: Logprob(-2.0)},
+                       {9: Logprob(-0.25), 4: Logprob(-1.0)}]
     got = loglik_from_prompt_logprobs(prompt_logprobs, ids, 2)
     assert (got.logprob, got.tokens) == (-2.25, 2)
     with pytest.raises(ConfigError, match="lack the prompt's own token at position 3"):

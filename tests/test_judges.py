@@ -130,7 +130,8 @@ def test_a_rubric_judge_off_its_answers_is_named_as_such():
     rows = [_row(f"c{i}", "rubric", "mean", value=0.1 * i, choice_mass=0.01) for i in range(10)]
     parts = json.loads(json.dumps([health_counts(rows[:4]), health_counts(rows[4:])]))
     for h in (_health_of(rows), judge_health(merge_health_counts(parts))):
-        assert h["warnings"] == ["the judge put 1.00% of its probability on the answers yes/no (mean choice mass < 0.5): "
+        assert h["warnings"] == ["the judge put 1.00% of its probability on the answers yes/no "
+                                 "(mean choice mass < 0.5): "
                                  "it is not following the rubric's questions (wrong chat template? a model too small "
                                  "or not instruction-tuned?), so its scores are noise"]
 

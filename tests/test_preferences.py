@@ -169,7 +169,8 @@ def test_each_sample_has_its_own_seed():
 
 
 def test_prompt_bank_dedups_and_counts(tmp_path):
-    assert bank_from_rows([{"id": 1, "instruction": " Q "}, {"id": 2, "instruction": "Q"}, {"id": 3, "instruction": ""},
+    assert bank_from_rows([{"id": 1, "instruction": " Q "}, {"id": 2, "instruction": "Q"},
+                           {"id": 3, "instruction": ""},
                            {"id": 4, "instruction": "R"}], "id") == \
         ([{"prompt_id": "1", "instruction": "Q"}, {"prompt_id": "4", "instruction": "R"}], 1)
     path = tmp_path / "bank.jsonl"
@@ -282,7 +283,8 @@ def test_paired_difference_of_exact_match():
     before = {"a": True, "b": False, "c": False, "d": True, "x": True}
     after = {"a": True, "b": True, "c": True, "d": False, "y": False}
     d = paired_difference(before, after, n_resamples=500)
-    assert (d["prompts"], d["before"], d["after"], d["difference"], d["gained"], d["lost"]) == (4, 0.5, 0.75, 0.25, 2, 1)
+    assert ((d["prompts"], d["before"], d["after"], d["difference"], d["gained"], d["lost"])
+            == (4, 0.5, 0.75, 0.25, 2, 1))
     lo, hi = d["difference_ci"]
     assert -1 <= lo < 0.25 < hi <= 1
     same = paired_difference(before, before)

@@ -14,10 +14,12 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.slow  # about 11 minutes on 2 cores: per seed it builds the world's base model, then trains and evaluates 5 models
+# about 11 minutes on 2 cores: per seed it builds the world's base model, then trains and evaluates 5 models
+@pytest.mark.slow
 @pytest.mark.timeout(4800)
 def test_proof_over_two_seeds(tmp_path, humpback_cache):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "proof.py"), "--seeds", "2", "--output", str(tmp_path)],
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "proof.py"), "--seeds", "2", "--output",
+                           str(tmp_path)],
                           capture_output=True, text=True, timeout=4800)
     proof = json.loads((tmp_path / "proof.json").read_text())
     assert proc.returncode == (0 if all(proof["targets"].values()) else 1), proc.stderr[-3000:]
@@ -27,7 +29,8 @@ def test_proof_over_two_seeds(tmp_path, humpback_cache):
         assert by[("verifier", "iter_1")]["precision"] == 1.0  # the verifier's own selection, checked by itself
         for r in seed["rows"]:  # every value inside its interval, measured on the same prompts
             lo, hi = r["exact_match_ci"]
-            assert lo <= r["exact_match"] <= hi and r["exact_match_n"] == len(seed["outcomes"][f"{r['arm']}/{r['model']}"])
+            assert lo <= r["exact_match"] <= hi
+            assert r["exact_match_n"] == len(seed["outcomes"][f"{r['arm']}/{r['model']}"])
     m2_m1 = next(d for d in proof["summary"]["differences"] if d["name"].startswith("M2 - M1"))
     assert m2_m1["ci"][0] <= m2_m1["difference"] <= m2_m1["ci"][1]  # reported, not a target
     text = (tmp_path / "proof.md").read_text()

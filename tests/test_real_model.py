@@ -56,7 +56,8 @@ def test_a_minimal_real_loop(real_run):
         assert 0 <= auc["auc"] <= 1 and auc["low"] <= auc["auc"] <= auc["high"] and auc["positives"] > 0
 
     for label in ("base", "m0", "iter_1"):
-        ev = json.loads((run_dir / ("iter_1/eval" if label == "iter_1" else f"eval/{label}") / "stats.json").read_text())
+        eval_dir = run_dir / ("iter_1/eval" if label == "iter_1" else f"eval/{label}")
+        ev = json.loads((eval_dir / "stats.json").read_text())
         assert ev["heldout_loss"] > 0 and ev["answers"] == 6 and ev["win_rate"] is not None
     text = format_summary(summaries, run_dir)
     assert "Judges (AUC" in text and "rating     compared" in text

@@ -82,12 +82,15 @@ def test_report_images_are_plots_of_the_runs_numbers(cli_run, tmp_path, capsys):
     for k in (1, 2):
         scores = read_table(run_dir / f"iter_{k}/scores")
         drawn = plots["score_histograms"][1][str(k)]  # bar heights read back from the figure
-        assert drawn == {**{str(i): sum(s["score"] == i and s["parse_status"] == "ok" for s in scores) for i in range(1, 6)},
+        assert drawn == {**{str(i): sum(s["score"] == i and s["parse_status"] == "ok" for s in scores)
+                            for i in range(1, 6)},
                          "fail": sum(s["parse_status"] != "ok" for s in scores)}
         assert sum(drawn.values()) == len(candidates)
     funnel_drawn = dict(zip(*[plots["funnel"][1][key] for key in ("labels", "values")]))
-    assert funnel_drawn == {"documents": funnel["documents"], "sections": funnel["sections"], "segments": funnel["kept"],
-                            "candidates": len(candidates), "curated A(1)": len(curated[1]), "curated A(2)": len(curated[2])}
+    assert funnel_drawn == {"documents": funnel["documents"], "sections": funnel["sections"],
+                            "segments": funnel["kept"],
+                            "candidates": len(candidates), "curated A(1)": len(curated[1]),
+                            "curated A(2)": len(curated[2])}
     rates = plots["rates"][1]
     assert rates["iterations"] == [1, 2]
     assert rates["acceptance_rate"] == pytest.approx([len(curated[k]) / len(candidates) for k in (1, 2)])
@@ -107,7 +110,8 @@ def test_report_images_are_plots_of_the_runs_numbers(cli_run, tmp_path, capsys):
     losses = plots["losses"][1]
     for label, stage in (("model backward", "backward"), ("model m0", "m0"), ("model 1", "iter_1/train"),
                          ("model 2", "iter_2/train")):
-        assert losses[label] == [[p["step"], pytest.approx(p["loss"])] for p in manifest["stages"][stage]["stats"]["losses"]]
+        assert losses[label] == [[p["step"], pytest.approx(p["loss"])]
+                                 for p in manifest["stages"][stage]["stats"]["losses"]]
 
 
 def test_report_of_a_run_in_progress_shows_what_is_missing_and_escapes_text(cli_run, tmp_path):
@@ -161,7 +165,8 @@ def _chromium():
     return None
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium (scripts/ensure_chromium.sh installs Debian's; make test runs it)")
+@pytest.mark.skipif(_chromium() is None,
+                    reason="no chromium (scripts/ensure_chromium.sh installs Debian's; make test runs it)")
 def test_report_renders_in_headless_chromium(cli_run, tmp_path):
     report = cli_run[0] / "report.html"
     n_plots = len(_plots(report.read_text()))
@@ -202,7 +207,8 @@ def test_world_report_plots_only_what_the_run_measured(tiny_world_run, tmp_path)
     assert evals["exact_match_ci"] == [s["exact_match_ci"] for s in stats]
     manifest = json.loads((run_dir / "manifest.json").read_text())["stages"]
     dev = [manifest[f"iter_{k}/dev"]["stats"]["auc"] for k in (1, 2)]
-    assert plots["judges"][1]["likelihood (selects)"] == [[k, d["auc"], d["low"], d["high"]] for k, d in zip((1, 2), dev)]
+    assert plots["judges"][1]["likelihood (selects)"] == [[k, d["auc"], d["low"], d["high"]]
+                                                          for k, d in zip((1, 2), dev)]
     select = [manifest[f"iter_{k}/select"]["stats"]["dev"] for k in (1, 2)]
     assert plots["rates"][1]["dev precision"] == [s["precision"] for s in select]
     assert plots["rates"][1]["dev recall"] == [s["recall"] for s in select]

@@ -98,9 +98,11 @@ def test_rubric_pairs_show_each_principles_answer():
     assert rows == [["rubric score", "Correct (good: yes)", "Rambles (good: no)", "instruction", "output"],
                     [f"{(log4 + log9) / 2:.3f}", f"yes ({log4:+.2f})", f"no ({log9:+.2f})",
                      ROWS[0]["instruction"], ROWS[0]["output"]],
-                    [f"{-log3:.3f}", f"no ({-log3:+.2f})", "no yes/no token", ROWS[1]["instruction"], ROWS[1]["output"]]]
+                    [f"{-log3:.3f}", f"no ({-log3:+.2f})", "no yes/no token", ROWS[1]["instruction"],
+                     ROWS[1]["output"]]]
     cells = judge_cells(_pairs(scores)[1], "rubric", principles)
-    assert cells["principle/0"] == (f"no ({-log3:+.2f})", "bad") and cells["principle/1"] == ("no yes/no token", "missing")
+    assert cells["principle/0"] == (f"no ({-log3:+.2f})", "bad")
+    assert cells["principle/1"] == ("no yes/no token", "missing")
 
 
 def test_verifier_pairs_show_pass_fail_or_the_error():

@@ -145,7 +145,8 @@ def test_replay_iteration_2_trains_on_the_saved_mixture(baseline, tmp_path):
     assert result["mixture_sha256"] == recorded["iter_2/train.parquet"]
     assert (out / "iter_2" / "model" / "adapter_model.safetensors").exists()
     stages = json.loads((out / "manifest.json").read_text())["stages"]
-    assert set(stages) == {"import/data/heldout.parquet", "import/iter_2/train.parquet", "iter_2/train"}  # nothing generated
+    assert set(stages) == {"import/data/heldout.parquet", "import/iter_2/train.parquet",
+                           "iter_2/train"}  # nothing generated
     assert json.loads((out / "iter_2" / "model" / "adapter_config.json").read_text())["r"] == 4
 
 

@@ -153,7 +153,8 @@ def test_the_report_states_the_review_and_every_iterations_agreement(run):
     quality = iteration_quality(run)
     assert [q["iteration"] for q in quality] == [1, 2] and all(q["pairs"] == 5 for q in quality)
     # threshold 1 keeps every pair: the judge agrees with the three accepts only
-    assert [q["agreeing"] for q in quality] == [3, 3] and quality[0]["agreement_ci"][0] < 0.6 < quality[0]["agreement_ci"][1]
+    assert [q["agreeing"] for q in quality] == [3, 3]
+    assert quality[0]["agreement_ci"][0] < 0.6 < quality[0]["agreement_ci"][1]
     text = write_report(run).read_text()
     assert ("<p id='review-counts' data-reviewed='5' data-accepted='3' data-rejected='2' data-edited='0'>" in text)
     lo, hi = quality[0]["agreement_ci"]

@@ -65,7 +65,8 @@ def test_push_the_sample_and_pull_the_submitted_responses_back(run, monkeypatch,
             "{'draft response': 1, 'edit without an edited instruction': 1})" in out)
     rows = read_decisions(run)
     assert sorted((r["candidate_id"], r["reviewer"], r["verdict"], r["instruction"], r["source"]) for r in rows) == \
-        sorted([(ids[0], "ana", "accept", None, "argilla"), (ids[1], "ana", "edit", "Describe the statement.", "argilla"),
+        sorted([(ids[0], "ana", "accept", None, "argilla"),
+                (ids[1], "ana", "edit", "Describe the statement.", "argilla"),
                 (ids[1], "ben", "reject", None, "argilla")])
     # pulled at one time, ana's edit and ben's reject disagree: the reject decides
     assert effective(rows)[ids[1]]["verdict"] == "reject"

@@ -43,13 +43,15 @@ def test_decisions_are_replaced_per_pair_and_reviewer_and_withdrawn(tmp_path):
     record(tmp_path, [_dec(1, "reject", "bob", minute=2)])
     table = record(tmp_path, [_dec(1, "edit", minute=3, instruction="  a better instruction  ")])
     assert [(r["candidate_id"], r["reviewer"], r["verdict"], r["instruction"]) for r in table] == [
-        ("c2", "alice", "reject", None), ("c1", "bob", "reject", None), ("c1", "alice", "edit", "a better instruction")]
+        ("c2", "alice", "reject", None), ("c1", "bob", "reject", None),
+        ("c1", "alice", "edit", "a better instruction")]
     rows = read_decisions(tmp_path)
     assert rows == table and rows[0]["time"] == _at(1) and rows[0]["iteration"] == 1 and rows[0]["source"] == "page"
     # the pair's decision is the latest; alice (edit: kept) and bob (reject) disagree about c1
     assert {cid: d["verdict"] for cid, d in effective(rows).items()} == {"c1": "edit", "c2": "reject"}
     assert disagreements(rows) == 1
-    assert [r["reviewer"] for r in record(tmp_path, [], remove=[("c1", "alice")]) if r["candidate_id"] == "c1"] == ["bob"]
+    assert [r["reviewer"] for r in record(tmp_path, [], remove=[("c1", "alice")])
+            if r["candidate_id"] == "c1"] == ["bob"]
     assert sorted(p.name for p in (tmp_path / "review").iterdir()) == [".decisions.lock", "decisions.parquet"]
     assert decisions_sha256(tmp_path) and decisions_sha256(tmp_path / "nothing") is None
 
@@ -68,7 +70,8 @@ def test_a_corrupted_decisions_file_is_one_line(tmp_path):
     path = tmp_path / layout.REVIEW_DECISIONS
     path.parent.mkdir()
     path.write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(StoreError, match=r"decisions.parquet: not a readable decisions table \(.*\); move it aside") as e:
+    with pytest.raises(StoreError,
+                       match=r"decisions.parquet: not a readable decisions table \(.*\); move it aside") as e:
         read_decisions(tmp_path)
     assert "\n" not in str(e.value)
     import pyarrow as pa
@@ -113,7 +116,8 @@ def test_decisions_applied_to_a_curated_set():
                      "stale": 1, "disagreements": 1, "selected": 4, "rejected_dropped": 2, "edited_applied": 1,
                      "forced_in": 0, "force_accepted": False, "kept": 2}
     rows, stats = apply_decisions(curated, candidates, scores, decisions, force_accepted=True)
-    assert rows[2:] == [{"candidate_id": "c4", "segment_id": "c4", "instruction": "instruction 4", "output": "output 4",
+    assert rows[2:] == [{"candidate_id": "c4", "segment_id": "c4", "instruction": "instruction 4",
+                         "output": "output 4",
                          "score": 4, "expected_score": 4.5, "value": 4.0},
                         {"candidate_id": "c5", "segment_id": "c5", "instruction": "edited five", "output": "output 5",
                          "score": 5, "expected_score": 5.5, "value": 5.0}]

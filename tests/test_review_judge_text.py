@@ -22,13 +22,15 @@ def test_a_likelihood_judge_says_what_its_number_is():
         {"logprob": -300.0, "tokens": 100, "mean_logprob": -3.0, "mean_logprob_alone": -3.75, "ifd": 0.8}))
     assert judge_figures(ifd) == ("IFD 0.800: loss of the segment after the instruction 3 / alone 3.750 "
                                   "(below 1: the instruction helps predict the segment)")
-    assert judge_figures(_row("likelihood", "ifd", parse_status="undefined")) == "likelihood judge: no score (undefined)"
+    assert (judge_figures(_row("likelihood", "ifd", parse_status="undefined"))
+            == "likelihood judge: no score (undefined)")
 
 
 def test_rating_rubric_and_verifier_rows_in_words():
     logits = _row("rating", "logits", score=5, logits_score=5, expected_score=3.0512, value=3.0512,
                   probs=[0.2605, 0.1442, 0.1531, 0.1677, 0.2744], raw='{"1": 0.26}')
-    assert judge_figures(logits) == "rating judge (logits): argmax score 5, expected score 3.05, P(1..5) 0.26 0.14 0.15 0.17 0.27"
+    assert judge_figures(logits) == ("rating judge (logits): argmax score 5, expected score 3.05, "
+                                     "P(1..5) 0.26 0.14 0.15 0.17 0.27")
     assert reasoning(logits) == ""
     generated = _row("rating", "generate", score=4, value=4.0, raw="The answer is relevant.\nScore: 4")
     assert judge_figures(generated) == "rating judge (generate): generated score 4"

@@ -50,7 +50,8 @@ def test_parse_the_published_layout():
     question = rubric.question(rubric.principles[0], "What is {x}?", "It is 2.")
     assert question == ("Answer yes or no and only yes or no.\n\nYou judge answers to questions about {things}.\n\n"
                         "=== Begin Prompt ===\nWhat is {x}?\n=== End Prompt ===\n\n"
-                        "=== Begin Response ===\nIt is 2.\n=== End Response ===\n\nDoes the response answer the question?")
+                        "=== Begin Response ===\nIt is 2.\n=== End Response ===\n\n"
+                        "Does the response answer the question?")
     assert rubric.question(rubric.principles[1], "q", "r").startswith(
         "Answer yes or no and only yes or no.\n\nYou judge answers to questions about {things}.\nDoes this")
     # A preamble may also simply come before the first principle.

@@ -80,7 +80,8 @@ def test_run_folder_matches_the_contract(tiny_run):
     # 11 stages of the loop, the eval prompt set, and loss, answers and judge for base, M0, M1 and M2
     assert len(manifest["stages"]) == 11 + 1 + 3 * 4
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert {(m["iteration"], m["name"]) for m in metrics} >= {(1, "curated"), (2, "curated"), (2, "parse_failure_rate")}
+    assert {(m["iteration"], m["name"]) for m in metrics} >= {(1, "curated"), (2, "curated"),
+                                                              (2, "parse_failure_rate")}
 
 
 def test_rerun_resumes_and_a_new_threshold_reselects_only(tiny_run, tmp_path):

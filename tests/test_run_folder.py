@@ -163,7 +163,8 @@ def test_adapters_are_registered_at_run_time_under_their_hash(tmp_path, tiny_mod
 def _start(run_dir: Path, log: Path, pause: str | None = None) -> subprocess.Popen:
     entry = [str(Path(__file__).parent / "paused_humpback.py"), pause] if pause else ["-m", "humpback"]
     return subprocess.Popen([sys.executable, *entry, "run", str(TINY), "--run-dir", str(run_dir), *FAST],
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, limit: float = 900) -> None:

@@ -44,7 +44,8 @@ def test_histogram_counts_failures():
 
 
 def _cands(n):
-    return [{"candidate_id": f"c{i}", "segment_id": f"c{i}", "instruction": f"q{i}", "output": f"o{i}"} for i in range(n)]
+    return [{"candidate_id": f"c{i}", "segment_id": f"c{i}", "instruction": f"q{i}",
+             "output": f"o{i}"} for i in range(n)]
 
 
 def _score(cid, score, logits=None, expected=None, status="ok"):

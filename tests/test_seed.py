@@ -173,19 +173,24 @@ def tree_message(mid, role, text, lang="en", rank=None, deleted=False, replies=(
 
 # The OASST rows above as export trees, plus what only trees have: a duplicate tree and one not ready.
 TREES = [
-    {"message_tree_id": "t1", "tree_state": "ready_for_export", "prompt": tree_message("r1", "prompter", "Q1", replies=[
+    {"message_tree_id": "t1", "tree_state": "ready_for_export",
+     "prompt": tree_message("r1", "prompter", "Q1", replies=[
         tree_message("a1b", "assistant", "A1 worse", rank=1),
         tree_message("a1", "assistant", "A1", rank=0, replies=[
             tree_message("p4", "prompter", "Follow-up", replies=[tree_message("a4", "assistant", "A4", rank=0)])])])},
     {"message_tree_id": "t2", "tree_state": "ready_for_export", "prompt": tree_message(
-        "r2", "prompter", "Q2 auf Deutsch", lang="de", replies=[tree_message("a2", "assistant", "A2", lang="de", rank=0)])},
-    {"message_tree_id": "t3", "tree_state": "ready_for_export", "prompt": tree_message("r3", "prompter", "Q3", replies=[
+        "r2", "prompter", "Q2 auf Deutsch", lang="de",
+        replies=[tree_message("a2", "assistant", "A2", lang="de", rank=0)])},
+    {"message_tree_id": "t3", "tree_state": "ready_for_export",
+     "prompt": tree_message("r3", "prompter", "Q3", replies=[
         tree_message("a3", "assistant", "A3 deleted", rank=0, deleted=True),
         tree_message("a3b", "assistant", "A3 rank 1", rank=1)])},
-    {"message_tree_id": "t5", "tree_state": "ready_for_export", "prompt": tree_message("r5", "prompter", "Q5", replies=[
+    {"message_tree_id": "t5", "tree_state": "ready_for_export",
+     "prompt": tree_message("r5", "prompter", "Q5", replies=[
         tree_message("a5", "assistant", "A5", rank=0, parent="r5")])},
     {"message_tree_id": "t1", "tree_state": "ready_for_export", "prompt": tree_message("r1", "prompter", "Q1 again")},
-    {"message_tree_id": "t6", "tree_state": "aborted_low_grade", "prompt": tree_message("r6", "prompter", "Q6", replies=[
+    {"message_tree_id": "t6", "tree_state": "aborted_low_grade",
+     "prompt": tree_message("r6", "prompter", "Q6", replies=[
         tree_message("a6", "assistant", "A6", rank=0)])},
 ]
 

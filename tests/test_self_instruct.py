@@ -75,10 +75,12 @@ def test_task_filters_on_hand_made_instructions(instruction, status):
 
 def test_classification_prompt_and_answers():
     prompt = render_classify_prompt("  Tell me if the review is positive. ")
-    assert prompt.startswith("Can the following task be regarded as a classification task with finite output labels?\n\n"
+    assert prompt.startswith("Can the following task be regarded as a classification task "
+                             "with finite output labels?\n\n"
                              "Task: Given my personality and the job, tell me if I would be suitable.\n"
                              "Is it classification? Yes\n\n")
-    assert prompt.endswith("Is it classification? No\n\nTask: Tell me if the review is positive.\nIs it classification?")
+    assert prompt.endswith("Is it classification? No\n\n"
+                           "Task: Tell me if the review is positive.\nIs it classification?")
     assert [parse_classification(t) for t in (" Yes\n", " no\n", " YES", " Maybe\n", "")] == \
         ["yes", "no", "yes", "unclear", "unclear"]
 

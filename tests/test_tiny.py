@@ -6,10 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
-
 from humpback import tiny
-from humpback.errors import ConfigError
 
 
 def _hashes(folder: Path) -> dict[str, str]:

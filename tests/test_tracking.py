@@ -103,7 +103,8 @@ def test_history_has_every_iteration_with_its_figures(wandb_run):
             funnel["documents"], funnel["sections"], funnel["kept"])
         hist = row["iter/score_histogram"]
         assert hist["_type"] == "histogram" and hist["bins"] == SCORE_BINS
-        assert hist["values"] == [sum(s["score"] == i and s["parse_status"] == "ok" for s in scores) for i in range(1, 6)]
+        assert hist["values"] == [sum(s["score"] == i and s["parse_status"] == "ok" for s in scores)
+                                  for i in range(1, 6)]
         for i in range(1, 6):
             assert row[f"iter/score_count/{i}"] == hist["values"][i - 1]
         for name, field in (("instruction_chars", "instruction"), ("output_chars", "output")):
@@ -115,7 +116,8 @@ def test_history_has_every_iteration_with_its_figures(wandb_run):
         assert table_ref["_type"] == "table-file"
         table_file = next(run_dir.glob(f"wandb/offline-run-*-{main['run']['id']}/files/{table_ref['path']}"))
         table = json.loads(table_file.read_text())
-        assert {"candidate_id", "accepted", "score", "expected_score", "instruction", "output", "judge"} <= set(table["columns"])
+        assert ({"candidate_id", "accepted", "score", "expected_score", "instruction", "output", "judge"}
+                <= set(table["columns"]))
         by_id = {s["candidate_id"]: s for s in scores}
         assert 0 < len(table["data"]) <= 4
         for values in table["data"]:
@@ -124,7 +126,8 @@ def test_history_has_every_iteration_with_its_figures(wandb_run):
             assert pair["judge"] == by_id[pair["candidate_id"]]["raw"]
     # Loss curves: ours per model against its step, and TRL's own reporting in the same run.
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    for model, stage in (("backward", "backward"), ("m0", "m0"), ("iter_1", "iter_1/train"), ("iter_2", "iter_2/train")):
+    for model, stage in (("backward", "backward"), ("m0", "m0"), ("iter_1", "iter_1/train"),
+                         ("iter_2", "iter_2/train")):
         curve = [(r["loss/step"], r[f"loss/{model}"]) for r in main["history"] if f"loss/{model}" in r]
         expected = [(p["step"], p["loss"]) for p in manifest["stages"][stage]["stats"]["losses"]]
         assert curve == [(s, pytest.approx(v)) for s, v in expected] and len(curve) == 2
@@ -183,7 +186,8 @@ def test_tensorboard_mirror(wandb_run, tmp_path):
 
     run_dir = tmp_path / "copy"
     shutil.copytree(wandb_run[0], run_dir, ignore=shutil.ignore_patterns("wandb"))
-    tracker = open_tracker(TrackingConfig(backend="tensorboard"), RunStore(run_dir, log=lambda line: None), "t", {"a": 1})
+    tracker = open_tracker(TrackingConfig(backend="tensorboard"), RunStore(run_dir, log=lambda line: None), "t",
+                           {"a": 1})
     tracker.metric("score", "scored", 8, iteration=1)
     for k in (1, 2):
         tracker.log_iteration(k, *tracker_payload(read_iteration(run_dir, k), 4))

@@ -19,7 +19,8 @@ from humpback.errors import ConfigError, DataError
 def page(title: str, sections: list[tuple[int, str, str]], lead: str = "") -> str:
     """A page as a documentation theme writes one: a site header, navigation, a sidebar and a footer
     around an article of (level, header, text) sections."""
-    body = "".join(f"<h{lv}>{h}<a class=\"headerlink\" href=\"#x\">¶</a></h{lv}>\n<p>{t}</p>\n" for lv, h, t in sections)
+    body = "".join(f"<h{lv}>{h}<a class=\"headerlink\" href=\"#x\">¶</a></h{lv}>\n<p>{t}</p>\n"
+                   for lv, h, t in sections)
     return (f"<!DOCTYPE html><html><head><title>{title}</title><style>p {{color: red}}</style>"
             f"<script>var tracking = 1;</script></head><body>"
             f"<header><a href=\"/\">Example site</a> <nav>Home | Docs | Blog | About</nav></header>"
@@ -76,7 +77,8 @@ def test_split_blocks_cuts_at_headers_with_the_subtrees_of_lower_ones():
     blocks = [Block(0, "lead"), Block(1, "Top"), Block(0, "top text"), Block(2, "A"), Block(0, "a text"),
               Block(3, "A.1"), Block(0, "deep"), Block(2, "B"), Block(0, "b text"), Block(2, "Empty")]
     # Everything fits: the whole subtree of each root, its header kept apart.
-    assert split_blocks(blocks, 1000) == [(None, "lead"), ("Top", "top text\n\nA\n\na text\n\nA.1\n\ndeep\n\nB\n\nb text\n\nEmpty")]
+    assert split_blocks(blocks, 1000) == [(None, "lead"),
+                                          ("Top", "top text\n\nA\n\na text\n\nA.1\n\ndeep\n\nB\n\nb text\n\nEmpty")]
     # Too long: each header's own text, then its children's subtrees; a header with no body is no section.
     assert split_blocks(blocks, 20) == [(None, "lead"), ("Top", "top text"), ("A", "a text\n\nA.1\n\ndeep"),
                                         ("B", "b text")]
@@ -147,7 +149,8 @@ def test_warc_file_pages_and_counts(tmp_path):
     seg = Segmenter(web_cfg(language="en"))
     kept = list(seg.segments(docs))
     # The h1's whole subtree fits in max_chars: one segment, the h2's title a line of it.
-    assert [(s.header, s.text) for s in kept] == [("First page header", f"{english(20)}\n\nSecond part here\n\n{english(21)}")]
+    assert [(s.header, s.text) for s in kept] == [("First page header",
+                                                   f"{english(20)}\n\nSecond part here\n\n{english(21)}")]
     assert seg.funnel["other_language"] == 1 and seg.funnel["pages"] == 2
     funnel = {**read.funnel(), **seg.funnel}
     table = describe_funnel(funnel)
@@ -255,7 +258,8 @@ def test_prepare_on_html_pages_and_a_warc(tmp_path, docs_seed_path):
                                                       (2, "Configuring the tool", english(52))]))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"base_model: x\nseed: {{path: {docs_seed_path}, format: alpaca}}\n"
-                      f"corpus: {{path: {corpus}, min_chars: 300, max_chars: 1000, language: en, require_header: true}}\n")
+                      f"corpus: {{path: {corpus}, min_chars: 300, max_chars: 1000, language: en, "
+                      "require_header: true}\n")
     assert cli.main(["prepare", str(recipe), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
     funnel = json.loads((tmp_path / "run" / "data" / "funnel.json").read_text())
     assert {k: funnel[k] for k in ("web_records", "skipped_not_html", "skipped_status", "skipped_bad_encoding",

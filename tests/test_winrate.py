@@ -149,5 +149,6 @@ def test_heldout_split():
     prompts = heldout_prompts(held)
     assert len(prompts) == 2 and all(p["dataset"] == "heldout" and p["reference"] is None for p in prompts)
     assert prompts[0]["output"] == next(p["output"] for p in held if p["instruction"] == prompts[0]["instruction"])
-    with pytest.raises(ConfigError, match=r"seed.jsonl: 'seed.heldout' \(7\) holds out 7 instructions, but the seed has"):
+    with pytest.raises(ConfigError,
+                       match=r"seed.jsonl: 'seed.heldout' \(7\) holds out 7 instructions, but the seed has"):
         split_heldout(pairs, 7, where="seed.jsonl")

@@ -51,7 +51,8 @@ def read_wandb_records(path: Path) -> Iterator[Any]:
             yield record
 
 
-def read_wandb_run(path: Path, until: Callable[[dict], bool] = lambda r: bool(r["run"]), timeout_s: float = 60) -> dict:
+def read_wandb_run(path: Path, until: Callable[[dict], bool] = lambda r: bool(r["run"]),
+                   timeout_s: float = 60) -> dict:
     """What a ``run-*.wandb`` file says: the run (id, group, job type, name), its config, its history
     rows (nested keys rebuilt, values decoded from JSON), and its artifacts, logged or used.
 
@@ -101,6 +102,8 @@ def _read_run(path: Path) -> dict:
                      "metadata": json.loads(a.metadata) if a.metadata else {}}
             (used if a.use_after_commit else logged).append(entry)
         elif kind == "use_artifact":
-            used.append({"name": record.use_artifact.name, "type": record.use_artifact.type, "id": record.use_artifact.id})
-    config = {k: (v.get("value") if isinstance(v, dict) and set(v) <= {"value", "desc"} else v) for k, v in config.items()}
+            used.append({"name": record.use_artifact.name, "type": record.use_artifact.type,
+                         "id": record.use_artifact.id})
+    config = {k: (v.get("value") if isinstance(v, dict) and set(v) <= {"value", "desc"} else v)
+              for k, v in config.items()}
     return {"run": run, "config": config, "history": history, "logged": logged, "used": used}

@@ -166,9 +166,11 @@ def _from_record(location: str, record: dict, cfg: CorpusConfig, source: str, sk
         return Document(id=location, text=value, source=source)
     key = "corpus.html_field" if cfg.html_field is not None else "corpus.text_field"
     if field_name not in record:
-        reason = f"missing {'HTML' if cfg.html_field else 'text'} field '{field_name}' (the record has {sorted(record)[:10]}; set {key})"
+        reason = (f"missing {'HTML' if cfg.html_field else 'text'} field '{field_name}' "
+                  f"(the record has {sorted(record)[:10]}; set {key})")
     else:
-        reason = f"{'HTML' if cfg.html_field else 'text'} field '{field_name}' is not a string (got {type(value).__name__})"
+        reason = (f"{'HTML' if cfg.html_field else 'text'} field '{field_name}' is not a string "
+                  f"(got {type(value).__name__})")
     if skipped is None:
         raise DataError(f"{location}: {reason}")
     skipped.append((location, reason))

@@ -6,10 +6,11 @@ what follows its header (the header itself is kept apart, in ``Segment.header``)
 are markdown ``#``..``######`` lines and underlined titles (``=`` ``-`` ``~`` ``^`` ``*`` ...), whose levels
 follow reStructuredText's rule: the first underline style met in a document is level 1, the next new one
 level 2, and so on (Python's own docs underline titles with ``*``, then ``=``, ``-``, ``~``; markdown's
-``=`` before ``-`` comes out as levels 1 and 2); the header line stays at the top of the text. A subtree longer than ``max_chars`` is
-emitted as its own text before its first child plus its children, recursively; a leaf still too long is
-split at blank lines. Segments never overlap. Text before a page's first header has no header: the
-``no_header`` filter drops it when ``corpus.require_header`` is set (the paper's segments all follow one).
+``=`` before ``-`` comes out as levels 1 and 2); the header line stays at the top of the text. A subtree
+longer than ``max_chars`` is emitted as its own text before its first child plus its children,
+recursively; a leaf still too long is split at blank lines. Segments never overlap. Text before a page's
+first header has no header: the ``no_header`` filter drops it when ``corpus.require_header`` is set (the
+paper's segments all follow one).
 
 Each filter is a small pure function; the :class:`Segmenter` applies them in :data:`FILTERS` order and
 counts every removal under the filter's name. Dedup state holds hashes and LSH buckets, never texts.
@@ -125,7 +126,8 @@ def split_blocks(blocks: Sequence[Block], max_chars: int) -> list[tuple[str | No
     return _cut(lines, headers, max_chars, header_in_text=False)
 
 
-def _cut(lines: list[str], headers: list[_Header], max_chars: int, header_in_text: bool) -> list[tuple[str | None, str]]:
+def _cut(lines: list[str], headers: list[_Header], max_chars: int,
+         header_in_text: bool) -> list[tuple[str | None, str]]:
     if not headers:
         return [(None, p) for p in split_paragraphs("\n".join(lines), max_chars)]
     roots: list[_Header] = []

@@ -56,7 +56,8 @@ def iter_warc_pages(name: str, stream: BinaryIO, counts: Counter,
             counts["skipped_status"] += 1
             continue
         headers = http if http is not None else record.rec_headers
-        content_type = headers.get_header("Content-Type") or record.rec_headers.get_header("WARC-Identified-Payload-Type")
+        content_type = (headers.get_header("Content-Type")
+                        or record.rec_headers.get_header("WARC-Identified-Payload-Type"))
         if not is_html_type(content_type):
             counts["skipped_not_html"] += 1
             continue

@@ -77,7 +77,8 @@ def decode_page(raw: bytes, charset: str | None = None) -> str:
     """The page's text: a byte-order mark wins, then ``charset`` (from the HTTP headers), then the page's
     own ``<meta charset>``, then UTF-8; the first that decodes the bytes strictly. Labels that mean Latin-1
     decode as Windows-1252, as browsers do. :class:`BadEncoding` when none does."""
-    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+                      (codecs.BOM_UTF16_BE, "utf-16-be")):
         if raw.startswith(bom):
             return raw[len(bom):].decode(name, errors="replace")
     meta = _META_CHARSET.search(raw[:4096])

@@ -23,7 +23,8 @@ def answer_rows(prompts: Sequence[dict], outputs: Sequence[str], token_counts: S
     for p, text, n in zip(prompts, outputs, token_counts, strict=True):
         ref = p.get("reference")
         rows.append({"prompt_id": p["prompt_id"], "instruction": p["instruction"], "output": text, "model": model,
-                     "generator": generator, "dataset": p.get("dataset"), "output_chars": len(text), "output_tokens": n,
+                     "generator": generator, "dataset": p.get("dataset"), "output_chars": len(text),
+                     "output_tokens": n,
                      "reference": ref, "exact_match": exact_match(text, ref) if ref is not None else None,
                      **settings})
     return rows

@@ -69,7 +69,8 @@ def summarize_results(out: dict) -> dict:
     for task, values in (out.get("results") or {}).items():
         row = {}
         for key, value in values.items():
-            if key in ("alias", "name", "sample_len") or not isinstance(value, (int, float)) or isinstance(value, bool):
+            if (key in ("alias", "name", "sample_len") or not isinstance(value, (int, float))
+                    or isinstance(value, bool)):
                 continue
             metric, _, flt = key.partition(",")
             row[metric if flt in ("", "none") else key] = float(value)

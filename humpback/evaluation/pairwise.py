@@ -61,7 +61,8 @@ def judge_tasks(pairs: Sequence[dict]) -> list[dict]:
     for p in pairs:
         for order in ORDERS:
             a, b = positions(order, p["model_answer"], p["reference_answer"])
-            tasks.append({"prompt_id": p["prompt_id"], "order": order, "user_turn": render_pairwise(p["instruction"], a, b)})
+            tasks.append({"prompt_id": p["prompt_id"], "order": order,
+                          "user_turn": render_pairwise(p["instruction"], a, b)})
     return tasks
 
 

@@ -75,14 +75,17 @@ def prompt_rows(records: Iterable[tuple[str, dict]], default_dataset: str, where
     for i, (location, r) in enumerate(records):
         instruction = r.get("instruction")
         if not isinstance(instruction, str) or not instruction.strip():
-            what = "has no 'instruction' field" if "instruction" not in r else "has an empty or non-string 'instruction'"
+            what = ("has no 'instruction' field" if "instruction" not in r
+                    else "has an empty or non-string 'instruction'")
             raise DataError(f"{location}: eval prompt {what} ({where}); every eval prompt needs one, "
                             f"fields seen: {sorted(r)}")
         extra = r.get("input")
         if isinstance(extra, str) and extra.strip():
             instruction = f"{instruction.strip()}\n\n{extra.strip()}"
-        rows.append({"prompt_id": f"{i:06d}", "instruction": instruction.strip(), "output": _text(r, "output", location),
-                     "generator": _text(r, "generator", location), "dataset": _text(r, "dataset", location) or default_dataset,
+        rows.append({"prompt_id": f"{i:06d}", "instruction": instruction.strip(),
+                     "output": _text(r, "output", location),
+                     "generator": _text(r, "generator", location),
+                     "dataset": _text(r, "dataset", location) or default_dataset,
                      "reference": _text(r, "reference", location)})
     if not rows:
         raise DataError(f"{where}: no eval prompt found")

@@ -211,7 +211,8 @@ def auc_interval(scores: list[Optional[float]], positive: list[bool], n_resample
     labels = [True] * len(pos) + [False] * len(neg)
     values = []
     for _ in range(n_resamples):
-        sample = [pos[i] for i in rng.integers(0, len(pos), len(pos))] + [neg[i] for i in rng.integers(0, len(neg), len(neg))]
+        sample = ([pos[i] for i in rng.integers(0, len(pos), len(pos))]
+                  + [neg[i] for i in rng.integers(0, len(neg), len(neg))])
         values.append(auc(sample, labels))
     lo, hi = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(lo), float(hi)

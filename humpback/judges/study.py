@@ -67,7 +67,8 @@ def study_rows(pairs: list[dict], paragraphs: list[str], seed: int = 0) -> list[
             step += 1
         other = pairs[(j + step) % n]
         variants = {"real": p["output"], "mismatched": other["output"], "truncated": truncated(p["output"]),
-                    "shuffled": shuffled(p["output"], rng), "off_topic": with_off_topic(p["output"], rng.choice(paragraphs))}
+                    "shuffled": shuffled(p["output"], rng),
+                    "off_topic": with_off_topic(p["output"], rng.choice(paragraphs))}
         for condition in CONDITIONS:
             rows.append({"candidate_id": f"{p['id']}:{condition}", "pair": p["id"], "condition": condition,
                          "instruction": p["instruction"], "output": variants[condition],

@@ -43,7 +43,8 @@ def check_gguf(path: Path, label: str) -> str:
     metadata reads; a one-line error naming the file otherwise. (Whether transformers knows the
     architecture is its own decision, taken when the file is converted.)"""
     if not path.is_file():
-        raise ConfigError(f"{label}: no such GGUF file: {path}" if str(path) != label else f"no such GGUF file: {path}")
+        raise ConfigError(f"{label}: no such GGUF file: {path}" if str(path) != label
+                          else f"no such GGUF file: {path}")
     with open(path, "rb") as f:
         head = f.read(4)
     if head != GGUF_MAGIC:

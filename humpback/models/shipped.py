@@ -22,7 +22,8 @@ class ShippedGGUF:
     def path(self, ref: str) -> Path:
         spec = importlib.util.find_spec(self.package)
         if spec is None or spec.origin is None:
-            raise ConfigError(f"{ref}: the model ships in the Python package {self.package!r}, which is not installed; "
+            raise ConfigError(f"{ref}: the model ships in the Python package {self.package!r}, "
+                              "which is not installed; "
                               f"install it with `{self.install}` (make setup does)")
         path = Path(spec.origin).parent / self.file
         if not path.is_file():

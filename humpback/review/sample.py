@@ -49,7 +49,8 @@ class ReviewSample:
         rule = short_rule(self.rule) if self.rule else "not selected yet"
         part = f", part {self.part[0] + 1} of {self.part[1]}" if self.part[1] > 1 else ""
         return (f"iteration {self.iteration}: {len(self.items)} of {self.pool} scored pairs{part}, "
-                f"{'nearest the threshold first' if self.order == 'threshold' else 'random order'} (seed {self.seed}); "
+                f"{'nearest the threshold first' if self.order == 'threshold' else 'random order'} "
+                f"(seed {self.seed}); "
                 f"selection: {rule}")
 
 
@@ -157,4 +158,5 @@ def score_name(rule: Optional[dict]) -> str:
     """What the selection reads, in words (``expected score``, ``rubric score``)."""
     if not rule:
         return "score"
-    return rule.get("score_name") or SCORE_NAMES.get(rule["score_field"], VALUE_NAMES.get(rule["score_field"], "score"))
+    return rule.get("score_name") or SCORE_NAMES.get(rule["score_field"],
+                                                     VALUE_NAMES.get(rule["score_field"], "score"))

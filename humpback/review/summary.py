@@ -62,7 +62,8 @@ def card_section(run_dir: Path, iteration: int, applied: Optional[dict], honoure
     if quality is not None and quality["pairs"]:
         lines += [f"Judge-reviewer agreement (iteration {iteration}'s selection, kept or dropped, against the "
                   f"reviewers' verdicts, an edit counting as kept): {agreement_text(quality)}. As a labelled dev set: "
-                  f"precision {_num(quality['precision'])}, recall {_num(quality['recall'])}, F1 {_num(quality['f1'])}.",
+                  f"precision {_num(quality['precision'])}, recall {_num(quality['recall'])}, "
+                  f"F1 {_num(quality['f1'])}.",
                   ""]
     return "\n".join(lines)
 
@@ -70,7 +71,8 @@ def card_section(run_dir: Path, iteration: int, applied: Optional[dict], honoure
 def _changes(stats: dict, dropped: str) -> str:
     forced = (f"{stats['forced_in']} accepted pairs the judge had dropped forced in" if stats["force_accepted"]
               else "accepted pairs the judge dropped were not forced in")
-    return f"{stats['rejected_dropped']} rejected pairs {dropped}, {stats['edited_applied']} edited instructions used, {forced}"
+    return (f"{stats['rejected_dropped']} rejected pairs {dropped}, "
+            f"{stats['edited_applied']} edited instructions used, {forced}")
 
 
 def _selected_with(run_dir: Path, iteration: int) -> Optional[dict]:
@@ -99,8 +101,10 @@ def report_section(run_dir: Path) -> str:
     if c is None:
         return ""
     rows = "".join(
-        f"<tr><td>{q['iteration']}</td><td>{e(str(q['judge'] or '-'))}</td><td>{q['pairs']}</td><td>{q['agreeing']}</td>"
-        f"<td data-key='agreement'>{_num(q['agreement'])}</td><td>{_num(q['agreement_ci'][0])}-{_num(q['agreement_ci'][1])}</td>"
+        f"<tr><td>{q['iteration']}</td><td>{e(str(q['judge'] or '-'))}</td><td>{q['pairs']}</td>"
+        f"<td>{q['agreeing']}</td>"
+        f"<td data-key='agreement'>{_num(q['agreement'])}</td>"
+        f"<td>{_num(q['agreement_ci'][0])}-{_num(q['agreement_ci'][1])}</td>"
         f"<td>{_num(q['precision'])}</td><td>{_num(q['recall'])}</td><td>{_num(q['f1'])}</td></tr>"
         for q in iteration_quality(run_dir, decisions))
     disagree = f"; {c['disagreements']} pairs on which reviewers disagree" if c["disagreements"] else ""

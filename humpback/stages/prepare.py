@@ -30,7 +30,8 @@ def seed_stage(rt: RunContext) -> StageResult:
                   f"{len(heldout)} held out for evaluation")
         if result.stats.get("duplicates"):
             what = "kept, with numbered ids" if cfg.keep_duplicates else "kept once (seed.keep_duplicates keeps them)"
-            rt.warn(f"seed: {result.stats['duplicates']} pairs repeat an earlier pair's instruction and output: {what}")
+            rt.warn(f"seed: {result.stats['duplicates']} pairs repeat an earlier pair's instruction and output: "
+                    f"{what}")
         return {"format": result.format, **result.stats, "pairs": len(train), "heldout_pairs": len(heldout)}
 
     deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}

@@ -109,7 +109,8 @@ class WandbTracker(Tracker):
         WandbCallback logs to the active run); under ``accelerate launch`` the worker's callback starts
         a run of its own, placed in this run's group by the environment."""
         run_name = f"{self.name}/{model_rel}"
-        env = {"WANDB_PROJECT": self.cfg.project, "WANDB_ENTITY": self.cfg.entity, "WANDB_RUN_GROUP": self.common["group"],
+        env = {"WANDB_PROJECT": self.cfg.project, "WANDB_ENTITY": self.cfg.entity,
+               "WANDB_RUN_GROUP": self.common["group"],
                "WANDB_JOB_TYPE": "train", "WANDB_DIR": str(self.store.root), "WANDB_MODE": self.mode,
                "WANDB_NAME": run_name}
         try:

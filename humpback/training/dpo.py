@@ -102,7 +102,8 @@ def train_dpo(job: PreferenceJob, rows: list[dict], output_dir: Path,
             trainer.save_model(str(output_dir))
             trainer.accelerator.wait_for_everyone()
         state = trainer.state
-        curve = [{"step": h["step"], **{ours: float(h[theirs]) for theirs, ours in STEP_FIGURES.items() if theirs in h}}
+        curve = [{"step": h["step"],
+                  **{ours: float(h[theirs]) for theirs, ours in STEP_FIGURES.items() if theirs in h}}
                  for h in state.log_history if "loss" in h]
         result = PreferenceResult(num_examples=len(rows), steps=state.global_step, train_loss=float(out.training_loss),
                                   losses=[{"step": c["step"], "loss": c["loss"]} for c in curve], curve=curve,
@@ -140,7 +141,8 @@ def build_dpo_trainer(job: PreferenceJob, rows: list[dict], scratch_dir: Path,
     dtype = torch.bfloat16 if bf16 and (not job.full_model or deepspeed) else torch.float32
     # No dropout anywhere (TRL's disable_dropout reaches nn.Dropout modules only, not a config's
     # attention_dropout): the policy and its reference must score a pair alike before the first update.
-    weights, kwargs = (str(start), {}) if job.full_model else (job.base_model, {"revision": job.revision} if job.revision else {})
+    weights, kwargs = ((str(start), {}) if job.full_model
+                       else (job.base_model, {"revision": job.revision} if job.revision else {}))
     kwargs.update(dict.fromkeys(dropout_settings(AutoConfig.from_pretrained(weights, **kwargs)), 0.0))
     model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, **kwargs)
     if not job.full_model:

@@ -86,7 +86,8 @@ def to_prompt_completion(rows: list[dict]) -> list[dict]:
                    for m in messages):
             raise DataError(f"training row {i}: every message needs a string 'role' and 'content'")
         if messages[-1]["role"] != "assistant":
-            raise DataError(f"training row {i}: the last message must be the assistant's, got {messages[-1]['role']!r}")
+            raise DataError(f"training row {i}: the last message must be the assistant's, "
+                            f"got {messages[-1]['role']!r}")
         clean = [{"role": m["role"], "content": m["content"]} for m in messages]
         out.append({"prompt": clean[:-1], "completion": clean[-1:]})
     return out
@@ -219,7 +220,8 @@ def build_trainer(job: TrainJob, rows: list[dict], scratch_dir: Path,
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
             lora_dropout=cfg.lora_dropout,
-            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+            target_modules=(targets if targets == "all-linear"
+                            else [t.strip() for t in targets.split(",") if t.strip()]),
             task_type="CAUSAL_LM",
         )
     trainer = SFTTrainer(

@@ -78,10 +78,12 @@ def preference_figures(responses: Optional[dict], pairs: Optional[dict], dpo: Op
                   "preferences/judge_kind": responses.get("judge_kind"),
                   "preferences/value_mean": responses.get("value_mean")})
     if pairs is not None:
-        f.update({f"preferences/{k}": pairs.get(k) for k in ("pairs", "pair_rate", "tie", "below_margin", "none_scored",
+        f.update({f"preferences/{k}": pairs.get(k) for k in ("pairs", "pair_rate", "tie", "below_margin",
+                                                             "none_scored",
                                                              "one_scored", "margin_mean")})
     if dpo is not None:
-        f.update({"dpo/pairs": dpo.get("num_examples"), "dpo/steps": dpo.get("steps"), "dpo/loss": dpo.get("train_loss"),
+        f.update({"dpo/pairs": dpo.get("num_examples"), "dpo/steps": dpo.get("steps"),
+                  "dpo/loss": dpo.get("train_loss"),
                   "dpo/reward_accuracy": dpo.get("final_accuracy"), "dpo/reward_margin": dpo.get("final_margin")})
     return f
 

@@ -47,7 +47,8 @@ def judge_cells(pair: dict, kind: str, principles: Sequence[dict] = ()) -> dict[
     failed = status != "ok"
     cells: dict[str, tuple[str, str]] = {}
     if kind in RATING_KINDS:
-        cells["score"] = (f"failed ({status})", "bad") if failed or pair.get("score") is None else (str(pair["score"]), "")
+        cells["score"] = ((f"failed ({status})", "bad") if failed or pair.get("score") is None
+                          else (str(pair["score"]), ""))
         cells["expected_score"] = _num(pair.get("expected_score"), 2)
         probs = pair.get("probs")
         cells["probs"] = (" ".join(f"{i}:{p:.2f}" for i, p in enumerate(probs, 1)), "") if probs else ("-", "missing")

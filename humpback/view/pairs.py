@@ -44,7 +44,8 @@ def format_pairs(run_dir: Path, k: int, n: int = 5, min_score: Optional[float] =
             said = f"score {score}{expected}"
         else:  # the figures this judge has (humpback.view.judged), not its raw JSON
             cells = judge_cells(p, kind)
-            said = ", ".join(f"{heading} {cells[key][0]}" for key, heading in judge_columns(kind, [p.get("mode") or ""])
+            said = ", ".join(f"{heading} {cells[key][0]}"
+                             for key, heading in judge_columns(kind, [p.get("mode") or ""])
                              if not key.startswith("principle/"))
         title = f"-- {i}/{len(pairs)}  {verdict}  {said}  [{p['candidate_id']}] "
         lines += ["", title + "-" * max(0, width - len(title))]

@@ -103,7 +103,8 @@ def _with_interval(ax, xs: list, rows: list[dict], key: str, ci_key: str, label:
 def judges_plot(view: RunView) -> Optional[Plot]:
     """Each iteration's judges (the selecting one and each compared one): AUC on the labelled dev set with
     its 95% interval; drawn when some judge was measured on a dev set."""
-    records = [(it.k, j) for it in view.iterations for j in it.judges if (j.get("dev_auc") or {}).get("auc") is not None]
+    records = [(it.k, j) for it in view.iterations for j in it.judges
+               if (j.get("dev_auc") or {}).get("auc") is not None]
     if not records:
         return None
     fig, ax = _figure(1, 1, width=6)
@@ -171,7 +172,8 @@ def score_histograms_plot(view: RunView) -> Optional[Plot]:
     labels = [str(s) for s in SCORES] + ["fail"]
     for ax, it in zip(axes, its):
         # A replay that imported the run's scores ran no score stage here: the rows say what they are.
-        kind = it.figures.get("judge_kind") or next((p["judge_kind"] for p in it.pairs if p.get("judge_kind")), "rating")
+        kind = it.figures.get("judge_kind") or next((p["judge_kind"] for p in it.pairs if p.get("judge_kind")),
+                                                    "rating")
         if kind != "rating":  # a likelihood or a verifier: its values
             data[str(it.k)] = _value_histogram(ax, it, kind)
             continue
@@ -272,7 +274,8 @@ def losses_plot(view: RunView) -> Optional[Plot]:
     ax.set_ylabel("training loss")
     ax.set_title("Training loss")
     ax.legend(fontsize=8)
-    return _finish(fig, "losses", "Loss curves", {label: [[p["step"], p["loss"]] for p in pts] for label, pts in curves.items()})
+    return _finish(fig, "losses", "Loss curves",
+                   {label: [[p["step"], p["loss"]] for p in pts] for label, pts in curves.items()})
 
 
 def dpo_plot(view: RunView) -> Optional[Plot]:

@@ -43,7 +43,8 @@ def render_html(view: RunView, figures: list[Plot], n_pairs: int = 5, seed: int 
     missing = view.missing + [m for it in view.iterations for m in it.missing]
     if missing:
         parts.append("<div class='missing'><b>Missing (run not finished?):</b> " + e("; ".join(missing)) + "</div>")
-    warnings = [f"iteration {it.k} judge: {w}" for it in view.iterations for w in it.figures.get("judge_warnings") or []]
+    warnings = [f"iteration {it.k} judge: {w}"
+                for it in view.iterations for w in it.figures.get("judge_warnings") or []]
     if warnings:
         parts.append("<div class='warning'>" + "".join(f"<p><b>WARNING</b> {e(w)}</p>" for w in warnings) + "</div>")
     by_name = {p.name: p for p in figures}
@@ -175,7 +176,8 @@ def _judges(view: RunView) -> str:
 def _principles_tables(view: RunView) -> str:
     cols = [("principle", "principle"), ("answer", "desired answer"), ("weight", "weight"),
             ("mean_log_odds", "mean signed log-odds"), ("fails", "pairs failing it"),
-            ("rejected_failing", "rejected pairs failing it"), ("worst_of_rejected", "worst principle of rejected pairs"),
+            ("rejected_failing", "rejected pairs failing it"),
+            ("worst_of_rejected", "worst principle of rejected pairs"),
             ("failures", "no yes/no token")]
     out = []
     for it in view.iterations:
@@ -198,7 +200,8 @@ def _self_instruct_table(view: RunView) -> str:
     rows += [("classification", k, v) for k, v in (augment.get("classification") or {}).items()]
     rows += [("instances", k, v) for k, v in (augment.get("rejected") or {}).items()]
     rows += [("instances", k, augment.get(k)) for k in ("unparsed_tasks", "bare_output_tasks") if k in augment]
-    body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{_fmt(v)}</td></tr>" for a, b, v in rows)
+    body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{_fmt(v)}</td></tr>"
+                   for a, b, v in rows)
     return ("<details open><summary>Self-Instruct filters (removed by each)</summary><table><tr><th>step</th>"
             f"<th>filter</th><th>removed</th></tr>{body}</table></details>")
 
@@ -209,7 +212,8 @@ def _funnel_table(view: RunView) -> str:
     if not view.funnel:
         return ""
     rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in view.funnel.items())
-    return f"<details><summary>Funnel details (removed by each filter)</summary>{_wide(f'<table>{rows}</table>')}</details>"
+    return ("<details><summary>Funnel details (removed by each filter)</summary>"
+            f"{_wide(f'<table>{rows}</table>')}</details>")
 
 
 def _pairs_table(pairs: list[dict], it: IterationView) -> str:
@@ -227,7 +231,8 @@ def _pairs_table(pairs: list[dict], it: IterationView) -> str:
     for p in pairs:
         cells = judge_cells(p, kind, it.principles)
         judged = "".join(f"<td class='{c}'>{e(v)}</td>" for v, c in (cells[k] for k, _ in cols))
-        rows.append(f"<tr>{judged}<td class='text'>{e(p['instruction'])}</td><td class='text'>{_long(p['output'])}</td>"
+        rows.append(f"<tr>{judged}<td class='text'>{e(p['instruction'])}</td>"
+                    f"<td class='text'>{_long(p['output'])}</td>"
                     + "".join(f"<td class='text'>{_long(cells[k][0])}</td>" for k in text_cols) + "</tr>")
     return _wide(f"<table class='pairs' data-judge='{e(kind)}'>" + "".join(rows) + "</table>")
 

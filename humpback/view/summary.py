@@ -114,7 +114,8 @@ def warning_lines(summaries: list[dict]) -> list[str]:
         judges = s.get("judges") or [{"role": "selects", "judge_kind": None, "health": s.get("judge_health")}]
         for j in judges:
             who = "judge" if j["role"] == "selects" else f"compared {j['judge_kind']} judge"
-            out += [f"WARNING: iteration {s['iteration']} {who}: {w}" for w in (j.get("health") or {}).get("warnings") or []]
+            out += [f"WARNING: iteration {s['iteration']} {who}: {w}"
+                    for w in (j.get("health") or {}).get("warnings") or []]
     return out
 
 
