@@ -209,29 +209,35 @@ def _ci(ci) -> str:
 def markdown(summary: dict, seeds: dict[int, dict], timings: dict, meta: dict) -> str:
     n = len(summary["seeds"])
     lines = ["# The loop works: a controlled world, over seeds", "",
-             f"Worlds: seeds {', '.join(map(str, summary['seeds']))} (`builtin:world-*@S`). Command: `{meta['command']}`.",
+             f"Worlds: seeds {', '.join(map(str, summary['seeds']))} (`builtin:world-*@S`). "
+             f"Command: `{meta['command']}`.",
              f"Machine: {meta['machine']['cpu']} ({meta['machine']['cpu_count']} cores), torch "
-             f"{meta['machine']['torch']} with {meta['torch_threads']} threads, transformers {meta['machine']['transformers']}.",
+             f"{meta['machine']['torch']} with {meta['torch_threads']} threads, "
+             f"transformers {meta['machine']['transformers']}.",
              "", "![arms](proof.svg)", "", f"## Exact match, mean over {n} seeds", "",
              "| arm | model | mean | 95% interval (t, over seeds) | per seed | pool precision (mean) |",
              "|---|---|---:|---|---|---:|"]
     for m in summary["models"]:
         per = ", ".join(_f(v) for v in m["per_seed"].values())
-        lines.append(f"| {m['arm']} | {m['model']} | {_f(m['mean'])} | {_ci(m['ci'])} | {per} | {_f(m['precision']['mean'])} |")
+        lines.append(f"| {m['arm']} | {m['model']} | {_f(m['mean'])} | {_ci(m['ci'])} | {per} "
+                     f"| {_f(m['precision']['mean'])} |")
     lines += ["", "## Paired differences (per-prompt outcomes pooled over seeds)", "",
               "| difference | mean | 95% interval (paired bootstrap, prompts within seeds) | per seed "
               "| 95% interval (t, over seeds) |", "|---|---:|---|---|---|"]
     for d in summary["differences"]:
         per = ", ".join(_f(v) for v in d["per_stratum"].values())
-        lines.append(f"| {d['name']} | {_f(d['difference'])} | {_ci(d['ci'])} | {per} | {_ci(d['across_seeds']['ci'])} |")
+        lines.append(f"| {d['name']} | {_f(d['difference'])} | {_ci(d['ci'])} | {per} "
+                     f"| {_ci(d['across_seeds']['ci'])} |")
     lines += ["", "Targets: " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in summary["targets"].items()) + ".",
               "", "## Every seed", "",
               "| seed | arm | model | curated | precision (pool) | recall (pool) | precision (dev) | recall (dev) "
               "| exact match | 95% interval |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in seeds.values():
         for r in s["rows"]:
-            lines.append(f"| {r['seed']} | {r['arm']} | {r['model']} | {r['curated'] if r['curated'] is not None else '-'} | "
-                         f"{_f(r['precision'])} | {_f(r['recall'])} | {_f(r['dev_precision'])} | {_f(r['dev_recall'])} | "
+            curated = r["curated"] if r["curated"] is not None else "-"
+            lines.append(f"| {r['seed']} | {r['arm']} | {r['model']} | {curated} | "
+                         f"{_f(r['precision'])} | {_f(r['recall'])} | {_f(r['dev_precision'])} | "
+                         f"{_f(r['dev_recall'])} | "
                          f"{_f(r['exact_match'])} | {_ci(r['exact_match_ci'])} |")
     lines += ["", "| step | wall s | CPU s |", "|---|---|---|"]
     lines += [f"| {name} | {t['wall_s']} | {t['cpu_s']} |" for name, t in timings.items()]
@@ -282,11 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     seeds = {seed: run_seed(seed, out / f"seed-{seed}", clock) for seed in range(args.seeds)}
     total = {"wall_s": round(time.time() - started, 1), "cpu_s": round(cpu_seconds() - cpu0, 1)}
     meta = {"command": " ".join(["python scripts/proof.py", *(sys.argv[1:] if argv is None else argv)]),
-            "recipe": str(RECIPE.relative_to(ROOT)), "machine": harness.machine(), "torch_threads": torch.get_num_threads()}
+            "recipe": str(RECIPE.relative_to(ROOT)), "machine": harness.machine(),
+            "torch_threads": torch.get_num_threads()}
     summary = summarize(seeds)
     timings = {**clock.marks, "total": total}
     write_json(out / "proof.json", {"summary": summary, "targets": summary["targets"],
-                                    "seeds": {s: {"rows": r["rows"], "outcomes": r["outcomes"]} for s, r in seeds.items()},
+                                    "seeds": {s: {"rows": r["rows"], "outcomes": r["outcomes"]}
+                                              for s, r in seeds.items()},
                                     "timings": timings, **meta})
     chart(summary, out / "proof.svg")
     text = markdown(summary, seeds, timings, meta)

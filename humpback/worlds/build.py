@@ -49,8 +49,8 @@ class WorldSpec:
 
     def pretrain_key(self) -> dict:
         """What the pretraining text depends on."""
-        return {k: getattr(self, k) for k in ("pretrain_docs", "pretrain_bad_fraction", "off_task_share", "page_sentences",
-                                              "random_seed")}
+        keys = ("pretrain_docs", "pretrain_bad_fraction", "off_task_share", "page_sentences", "random_seed")
+        return {k: getattr(self, k) for k in keys}
 
 
 @dataclass
