@@ -133,3 +133,27 @@ def test_a_world_of_another_seed_is_named_with_at(monkeypatch, tmp_path):
                       ("world-eval@x", "got 'x'"), ("world-nothing@1", r"world-\* names may end in @SEED")):
         with pytest.raises(ConfigError, match=says):
             resolve(f"builtin:{bad}")
+
+
+def test_the_base_model_is_pretrained_on_one_thread_whatever_the_machine(tmp_path):
+    # The thread count changes float sums and so the weights; the build uses one thread and gives back
+    # the caller's setting, so a 2-thread and a 1-thread machine build the same model.
+    import torch
+    from safetensors.torch import load_file
+
+    from humpback.worlds.model import build_base_model, build_tokenizer
+
+    docs = build_world(SMALL).pretrain[:64]
+    tok = build_tokenizer(vocabulary_texts())
+    before = torch.get_num_threads()
+    try:
+        built = []
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            pretrain = {"steps": 3, "batch_size": 16, "learning_rate": 3e-3, "warmup_steps": 1, "seed": 0}
+            build_base_model(tmp_path / str(threads), tok, docs, pretrain=pretrain)
+            assert torch.get_num_threads() == threads
+            built.append(load_file(tmp_path / str(threads) / "model.safetensors"))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(built[0][k], built[1][k]) for k in built[0])
