@@ -197,8 +197,10 @@ def markdown(result: dict) -> str:
         for a in j["arms"]:
             lo, hi = a["parse_failure_ci95"]
             alo, ahi = a["auc_ci95"]
-            lines.append(f"| {a['constraint'] or 'none'} | {a['parse_failures']}/{j['pairs']} ({a['parse_failure_rate']:.0%}; "
-                         f"{lo:.0%}-{hi:.0%}) | {num(a['auc'])} ({num(alo)}-{num(ahi)}) | {a['seconds_per_pair']:.2f} |")
+            lines.append(f"| {a['constraint'] or 'none'} | {a['parse_failures']}/{j['pairs']} "
+                         f"({a['parse_failure_rate']:.0%}; "
+                         f"{lo:.0%}-{hi:.0%}) | {num(a['auc'])} ({num(alo)}-{num(ahi)}) | {a['seconds_per_pair']:.2f} "
+                         "|")
     return "\n".join(lines) + "\n"
 
 

@@ -441,7 +441,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def transformers_server(tiny_model_dir, tmp_path_factory):
     for module in ("fastapi", "uvicorn"):
-        pytest.importorskip(module, reason="`transformers serve` needs transformers[serving] (pip install -e '.[serve]')")
+        pytest.importorskip(module, reason="`transformers serve` needs transformers[serving] (pip install -e "
+                                           "'.[serve]')")
     exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
     if exe is None:
         pytest.skip("the `transformers` command is not installed")

@@ -109,7 +109,8 @@ class OpenAIGenerator:
             raise ConfigError(f"openai backend: api_base must be an http(s) URL such as http://127.0.0.1:8000/v1, "
                               f"got {api_base!r}")
         if concurrency <= 0 or timeout_s <= 0 or max_retries < 0 or retry_backoff_s < 0:
-            raise ConfigError(f"openai backend: concurrency and timeout_s must be > 0, max_retries and retry_backoff_s "
+            raise ConfigError("openai backend: concurrency and timeout_s must be > 0, max_retries and "
+                              "retry_backoff_s "
                               f">= 0 (got {concurrency}, {timeout_s}, {max_retries}, {retry_backoff_s})")
         self.api_base = api_base.rstrip("/")
         self.url = self.api_base + "/completions"
@@ -299,7 +300,8 @@ class OpenAIGenerator:
                     raise ServerError(f"{self.url}: the answer is not JSON: {_excerpt(raw)}") from None
             if attempt + 1 < attempts:
                 self._stop.wait(wait_s if wait_s is not None else self._backoff(attempt))
-        raise ServerError(f"{self.url}: giving up after {attempts} attempt{'s' * (attempts > 1)} (model {self.model!r}); "
+        raise ServerError(f"{self.url}: giving up after {attempts} attempt{'s' * (attempts > 1)} (model "
+                          f"{self.model!r}); "
                           f"last error: {last}")
 
     def _backoff(self, attempt: int) -> float:

@@ -275,7 +275,8 @@ def _review_result(rt: RunContext, k: int, review: dict) -> dict:
     q = review["quality"]
     rt.result(describe_applied(review))
     if q["pairs"]:
-        rt.result(f"reviewed pairs: the judge's selection agrees with the reviewers on {q['agreeing']} of {q['pairs']} "
+        rt.result(f"reviewed pairs: the judge's selection agrees with the reviewers on {q['agreeing']} of "
+                  f"{q['pairs']} "
                   f"(precision {_pct(q['precision'])}, recall {_pct(q['recall'])})")
     for key in ("agreement", "precision", "recall", "f1"):
         if q[key] is not None:
@@ -320,11 +321,13 @@ def _length_stats(curated: list[dict]) -> dict:
 def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
     health, h = stats["health"], stats["histogram"]
     if stats["judge_kind"] == "rating":
-        rt.result(f"score: {stats['scored']} pairs; scores 1/2/3/4/5: {'/'.join(str(h[str(i)]) for i in range(1, 6))}; "
+        rt.result(f"score: {stats['scored']} pairs; scores 1/2/3/4/5: "
+                  f"{'/'.join(str(h[str(i)]) for i in range(1, 6))}; "
                   f"{stats['parse_failures']} parse failures")
     else:
         rt.result(f"score: {stats['scored']} pairs; {stats['judge_kind']} value mean {_pct(stats['value_mean'])} "
-                  f"(min {_pct(stats['value_min'])}, max {_pct(stats['value_max'])}); {stats['parse_failures']} failures")
+                  f"(min {_pct(stats['value_min'])}, max {_pct(stats['value_max'])}); {stats['parse_failures']} "
+                  "failures")
     for warning in health["warnings"]:
         rt.warn(f"judge health, iteration {k}: {warning}")
     if stats.get("judge_inputs_cut"):

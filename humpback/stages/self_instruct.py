@@ -237,7 +237,8 @@ def instances_stage(rt: RunContext) -> StageResult:
         stats["generator"] = generator
         stats["served_by"] = sorted({s["served_by"] for s in shards if s.get("served_by")})
         rt.log(f"  augment (self_instruct): {stats['tasks']} tasks ({stats['classification']['yes']} classification) "
-               f"-> {stats['instances_parsed']} instances -> {stats['candidates']} candidates; rejected {stats['rejected']}")
+               f"-> {stats['instances_parsed']} instances -> {stats['candidates']} candidates; rejected "
+               f"{stats['rejected']}")
         if not stats["candidates"]:
             rt.log("  WARNING: no candidate pairs: curation has nothing to judge (see augment/rejected)")
         for name in ("tasks", "unparsed_tasks", "tasks_with_instances", "instances_parsed", "candidates"):
