@@ -272,8 +272,9 @@ class AugmentConfig:
             raise ConfigError(f"{where.of('augment.top_p')}: 'augment.top_p' must be in (0, 1], got {self.top_p}")
         _positive(where, "augment.max_new_tokens", self.max_new_tokens)
         _fraction(where, "augment.max_repeated_ngram_fraction", self.max_repeated_ngram_fraction)
-        for key in ("target_tasks", "prompts_per_round", "max_idle_rounds", "prompt_instructions", "task_max_new_tokens",
-                    "min_task_words", "max_task_words", "instance_max_new_tokens", "classification_max_new_tokens",
+        for key in ("target_tasks", "prompts_per_round", "max_idle_rounds", "prompt_instructions",
+                    "task_max_new_tokens", "min_task_words", "max_task_words", "instance_max_new_tokens",
+                    "classification_max_new_tokens",
                     "max_instances", "max_instance_chars"):
             _positive(where, f"augment.{key}", getattr(self, key))
         if not 0 <= self.prompt_machine_instructions <= self.prompt_instructions:
@@ -291,8 +292,8 @@ class AugmentConfig:
         _check_checks(where, "augment", self.constraint, self.validator, self.max_tries, self.max_new_tokens,
                       "temperature", self.temperature)
         if self.task_constraint is not None:
-            _check_checks(where, "augment", self.task_constraint, None, 1, self.task_max_new_tokens, "task_temperature",
-                          self.task_temperature, key="task_constraint")
+            _check_checks(where, "augment", self.task_constraint, None, 1, self.task_max_new_tokens,
+                          "task_temperature", self.task_temperature, key="task_constraint")
         if self.max_task_words < self.min_task_words:
             raise ConfigError(f"{where.of('augment.max_task_words')}: 'augment.max_task_words' "
                               f"({self.max_task_words}) "
@@ -466,7 +467,8 @@ class CurateConfig:
         keys = {"rating": ("mode", "max_new_tokens", "temperature", "system_prompt"),
                 "rubric": ("rubric", "rubric_field", "rubric_combine", "rubric_temperature", "system_prompt"),
                 "likelihood": ("likelihood", "system_prompt"), "verifier": ("verifier",)}[self.judge_kind]
-        checks = {"constraint": None, "validator": None, "max_tries": 1}  # in the key when set (older runs keep theirs)
+        # in the key when set (older runs keep theirs)
+        checks = {"constraint": None, "validator": None, "max_tries": 1}
         set_checks = {k: getattr(self, k) for k, default in checks.items()
                       if self.judge_kind == "rating" and getattr(self, k) != default}
         return {"judge_kind": self.judge_kind, **{k: getattr(self, k) for k in keys}, **set_checks}
@@ -775,7 +777,8 @@ class RunConfig:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value) and hasattr(value, "validate"):
                 value.validate(where)
-        if self.train.objective == "dpo" and self.preferences.judge_kind == "verifier" and self.curate.verifier is None:
+        if (self.train.objective == "dpo" and self.preferences.judge_kind == "verifier"
+                and self.curate.verifier is None):
             raise ConfigError(f"{where.of('preferences.judge_kind', 'curate.verifier')}: preferences.judge_kind "
                               f"'verifier' needs 'curate.verifier' (package.module:function)")
         if self.train.objective == "dpo" and self.dpo.min_lr_ratio is not None \
@@ -1050,7 +1053,8 @@ def describe_keys(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, st
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        section = next((a for a in (hints[f.name], *typing.get_args(hints[f.name])) if dataclasses.is_dataclass(a)), None)
+        section = next((a for a in (hints[f.name], *typing.get_args(hints[f.name])) if dataclasses.is_dataclass(a)),
+                       None)
         if section is not None:
             rows += describe_keys(section, prefix + f.name + ".")
             continue

@@ -75,7 +75,8 @@ def augment_once(prepared: Path, work: Path, extra: list[str], args, threads: in
 
 def shown(m: dict, fmt: str) -> str:
     """A mean with its 95% interval (none from one repeat)."""
-    ci = f" (95% CI {m['ci'][0]:{fmt}}..{m['ci'][1]:{fmt}})" if m["ci"][0] is not None else " (one repeat: no interval)"
+    ci = (f" (95% CI {m['ci'][0]:{fmt}}..{m['ci'][1]:{fmt}})" if m["ci"][0] is not None
+          else " (one repeat: no interval)")
     return f"{m['mean']:{fmt}}{ci}"
 
 

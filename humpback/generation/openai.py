@@ -118,7 +118,8 @@ class OpenAIGenerator:
         # e.g. `vllm serve BASE --enable-lora --lora-modules PATH=PATH`), else the base model.
         self.model = served_model_name or adapter or model
         # Provenance: the name really served, where, and (for an adapter) what it stands for.
-        self.name = f"{self.model}@{self.api_base}" + (f" (adapter {adapter})" if adapter and self.model != adapter else "")
+        self.name = f"{self.model}@{self.api_base}" + (f" (adapter {adapter})"
+                                                       if adapter and self.model != adapter else "")
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries

@@ -154,7 +154,8 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
             merged = merge_score_stats([s[kind] for s in shards])
             field = ranking_field(kind, judge.cfg.mode)
             vs = compare_scores(ours, rt.store.read_rows(it.compare_scores(kind)), main_field, field, keep)
-            stats[kind] = {**merged, "field": field, "versus": {"judge_kind": cfg.judge_kind, "field": main_field, **vs}}
+            stats[kind] = {**merged, "field": field,
+                           "versus": {"judge_kind": cfg.judge_kind, "field": main_field, **vs}}
             rt.result(f"compare {kind}: {merged['scored']} pairs, {merged['parse_failures']} failures; Spearman with "
                       f"{cfg.judge_kind} {_num(vs['spearman'])}; {vs['kept_by_both']} of its best {keep} are among "
                       f"{cfg.judge_kind}'s")
@@ -168,7 +169,8 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
     try:
         versus = {**cfg.scoring_settings(), "rule": selection_rule(cfg)}
         results = [rt.store.sharded_stage(name, {"judges": deps, "versus": versus},
-                                          [it.compare_scores(kind) for kind in judges], rt.store.count_rows(CANDIDATES),
+                                          [it.compare_scores(kind) for kind in judges],
+                                          rt.store.count_rows(CANDIDATES),
                                           rt.cfg.shard_size, do_shard, finish,
                                           inputs=[CANDIDATES, it.scores, *judge_inputs], force=rt.forced(name),
                                           job="curate", unit="pairs")]
@@ -217,7 +219,8 @@ def _dev_rows(rt: RunContext) -> list[dict] | None:
     return load_dev_set(rt.sources.dev_set, rt.cfg.curate.dev_positive_score)
 
 
-def _dev_stage(rt: RunContext, k: int, judge: Judge, dev: list[dict], deps: dict, judge_inputs: list[str]) -> StageResult:
+def _dev_stage(rt: RunContext, k: int, judge: Judge, dev: list[dict], deps: dict,
+               judge_inputs: list[str]) -> StageResult:
     """iter_K/dev_scores: the dev pairs' score rows, with their label, by this iteration's judge."""
     it = layout.iteration(k)
 
