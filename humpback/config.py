@@ -153,8 +153,7 @@ class GenerationConfig:
     load_adapters: bool = _f(
         False, "openai: register each adapter with the server when a stage first needs it (vLLM's "
                "/v1/load_lora_adapter; start the server with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and "
-               "--enable-lora), "
-               "under <label>-<adapter hash>; the server must see the run folder's path."
+               "--enable-lora), under <label>-<adapter hash>; the server must see the run folder's path."
     )
     share_served_model: bool = _f(
         False, "openai: allow generation.served_model_name to stand in for several models of the run (loudly "
@@ -175,8 +174,7 @@ class GenerationConfig:
         _positive(where, "generation.tensor_parallel_size", self.tensor_parallel_size)
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(f"{where.of('generation.gpu_memory_utilization')}: 'generation.gpu_memory_utilization' "
-                              "must be in (0, 1], "
-                              f"got {self.gpu_memory_utilization!r}")
+                              f"must be in (0, 1], got {self.gpu_memory_utilization!r}")
         _positive(where, "generation.concurrency", self.concurrency)
         _positive(where, "generation.timeout_s", self.timeout_s)
         if self.max_retries < 0:
@@ -201,8 +199,7 @@ class AugmentConfig:
     source: Literal["backtranslation", "self_instruct"] = _f(
         "backtranslation", "Where candidates come from: `backtranslation` (the backward model writes an instruction "
                            "for each corpus segment) or `self_instruct` (the base model writes new tasks from the "
-                           "seed "
-                           "tasks, then their instances; Wang et al. 2022; no corpus).")
+                           "seed tasks, then their instances; Wang et al. 2022; no corpus).")
     temperature: float = _f(0.7, "Sampling temperature for the backward model (paper: 0.7).")
     top_p: float = _f(0.9, "Nucleus sampling top_p (paper: 0.9).")
     max_new_tokens: int = _f(128, "Longest generated instruction, in tokens.")
@@ -350,10 +347,9 @@ class CurateConfig:
                                     "this.")
     review: bool = _f(
         False, "Honour the run's review decisions (RUN_DIR/review/decisions.parquet, `humpback review`) in selection: "
-               "a "
-               "rejected pair is dropped, an edited instruction replaces the generated one; the decisions' hash joins "
-               "the "
-               "select stage's key. `replay` and `export` turn it on when the run has decisions (--no-review: off).")
+               "a rejected pair is dropped, an edited instruction replaces the generated one; the decisions' hash "
+               "joins the select stage's key. `replay` and `export` turn it on when the run has decisions "
+               "(--no-review: off).")
     review_force_accepted: bool = _f(
         False, "With curate.review: also keep the pairs a reviewer accepted or edited that the judge did not select.")
     rubric: Optional[str] = _f(
@@ -382,8 +378,7 @@ class CurateConfig:
         for kind in self.compare_judges:
             if kind not in kinds:
                 raise ConfigError(f"{where.of('curate.compare_judges')}: 'curate.compare_judges' names {kind!r}, "
-                                  "which "
-                                  f"is not a judge (one of {', '.join(kinds)})")
+                                  f"which is not a judge (one of {', '.join(kinds)})")
         if len(set(self.compare_judges)) != len(self.compare_judges):
             raise ConfigError(f"{where.of('curate.compare_judges')}: 'curate.compare_judges' names a judge twice")
         if self.judge_kind in self.compare_judges:
@@ -407,9 +402,8 @@ class CurateConfig:
         _positive(where, "curate.top_k", self.top_k)
         if self.judge_kind != "rating" and self.select_on in ("generated", "argmax", "expected"):
             raise ConfigError(f"{where.of('curate.select_on', 'curate.judge_kind')}: 'curate.select_on: "
-                              f"{self.select_on}' "
-                              f"is a rating-judge score; the {self.judge_kind} judge selects on its value "
-                              f"(curate.select_on auto or value)")
+                              f"{self.select_on}' is a rating-judge score; the {self.judge_kind} judge selects on "
+                              f"its value (curate.select_on auto or value)")
         if self.judge_kind == "rating" and self.mode == "generate" and self.select_on in ("argmax", "expected"):
             raise ConfigError(f"{where.of('curate.select_on', 'curate.mode')}: 'curate.select_on: {self.select_on}' "
                               "needs curate.mode logits or both")
@@ -422,8 +416,7 @@ class CurateConfig:
                                   f"needs 'curate.verifier' (package.module:function)")
             if self.judge is not None:
                 raise ConfigError(f"{where.of('curate.judge', 'curate.judge_kind')}: 'curate.judge' names a model, "
-                                  "but "
-                                  f"the verifier judge uses none")
+                                  f"but the verifier judge uses none")
         if self.verifier is not None:
             from .judges.verifier import check_path
 

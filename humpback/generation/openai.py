@@ -110,8 +110,8 @@ class OpenAIGenerator:
                               f"got {api_base!r}")
         if concurrency <= 0 or timeout_s <= 0 or max_retries < 0 or retry_backoff_s < 0:
             raise ConfigError("openai backend: concurrency and timeout_s must be > 0, max_retries and "
-                              "retry_backoff_s "
-                              f">= 0 (got {concurrency}, {timeout_s}, {max_retries}, {retry_backoff_s})")
+                              f"retry_backoff_s >= 0 (got {concurrency}, {timeout_s}, {max_retries}, "
+                              f"{retry_backoff_s})")
         self.api_base = api_base.rstrip("/")
         self.url = self.api_base + "/completions"
         # What the server knows the model as: set explicitly, else the adapter (a server started with
@@ -302,8 +302,7 @@ class OpenAIGenerator:
             if attempt + 1 < attempts:
                 self._stop.wait(wait_s if wait_s is not None else self._backoff(attempt))
         raise ServerError(f"{self.url}: giving up after {attempts} attempt{'s' * (attempts > 1)} (model "
-                          f"{self.model!r}); "
-                          f"last error: {last}")
+                          f"{self.model!r}); last error: {last}")
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half the step fixed, half random."""

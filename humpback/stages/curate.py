@@ -279,8 +279,7 @@ def _review_result(rt: RunContext, k: int, review: dict) -> dict:
     rt.result(describe_applied(review))
     if q["pairs"]:
         rt.result(f"reviewed pairs: the judge's selection agrees with the reviewers on {q['agreeing']} of "
-                  f"{q['pairs']} "
-                  f"(precision {_pct(q['precision'])}, recall {_pct(q['recall'])})")
+                  f"{q['pairs']} (precision {_pct(q['precision'])}, recall {_pct(q['recall'])})")
     for key in ("agreement", "precision", "recall", "f1"):
         if q[key] is not None:
             rt.metric("select", f"review/{key}", q[key], iteration=k)
