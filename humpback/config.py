@@ -65,14 +65,16 @@ class SeedConfig:
 
     def validate(self, where: "Source") -> None:
         if (self.path is None) == (self.dataset is None):
-            raise ConfigError(f"{where.of('seed.path', 'seed.dataset')}: set exactly one of 'seed.path' and 'seed.dataset'")
+            raise ConfigError(f"{where.of('seed.path', 'seed.dataset')}: set exactly one of 'seed.path' and "
+                              "'seed.dataset'")
         _positive(where, "seed.max_examples", self.max_examples, allow_none=True)
         _positive(where, "seed.sample", self.sample, allow_none=True)
         if self.sample is not None and self.max_examples is not None:
             raise ConfigError(f"{where.of('seed.sample', 'seed.max_examples')}: set at most one of 'seed.sample' "
                               f"(drawn at random) and 'seed.max_examples' (the first ones)")
         if self.heldout < 0 or (self.heldout >= 1 and not float(self.heldout).is_integer()):
-            raise ConfigError(f"{where.of('seed.heldout')}: 'seed.heldout' must be a fraction in [0, 1) or a whole count, got {self.heldout!r}")
+            raise ConfigError(f"{where.of('seed.heldout')}: 'seed.heldout' must be a fraction in [0, 1) or a whole "
+                              f"count, got {self.heldout!r}")
 
 
 @dataclass
@@ -106,12 +108,14 @@ class CorpusConfig:
 
     def validate(self, where: "Source") -> None:
         if (self.path is None) == (self.dataset is None):
-            raise ConfigError(f"{where.of('corpus.path', 'corpus.dataset')}: set exactly one of 'corpus.path' and 'corpus.dataset'")
+            raise ConfigError(f"{where.of('corpus.path', 'corpus.dataset')}: set exactly one of 'corpus.path' and "
+                              "'corpus.dataset'")
         _positive(where, "corpus.max_documents", self.max_documents, allow_none=True)
         _positive(where, "corpus.max_segments", self.max_segments, allow_none=True)
         _positive(where, "corpus.min_chars", self.min_chars)
         if self.max_chars < self.min_chars:
-            raise ConfigError(f"{where.of('corpus.max_chars')}: 'corpus.max_chars' ({self.max_chars}) is below 'corpus.min_chars' ({self.min_chars})")
+            raise ConfigError(f"{where.of('corpus.max_chars')}: 'corpus.max_chars' ({self.max_chars}) is below "
+                              f"'corpus.min_chars' ({self.min_chars})")
         _positive(where, "corpus.repetition_ngram", self.repetition_ngram)
         for key in ("repetition_threshold", "boilerplate_threshold", "near_dedup_threshold"):
             _fraction(where, f"corpus.{key}", getattr(self, key))
@@ -148,8 +152,8 @@ class GenerationConfig:
     )
     load_adapters: bool = _f(
         False, "openai: register each adapter with the server when a stage first needs it (vLLM's "
-               "/v1/load_lora_adapter; start the server with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora), "
-               "under <label>-<adapter hash>; the server must see the run folder's path."
+               "/v1/load_lora_adapter; start the server with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and "
+               "--enable-lora), under <label>-<adapter hash>; the server must see the run folder's path."
     )
     share_served_model: bool = _f(
         False, "openai: allow generation.served_model_name to stand in for several models of the run (loudly "
@@ -169,17 +173,20 @@ class GenerationConfig:
         _positive(where, "generation.max_prompt_tokens", self.max_prompt_tokens)
         _positive(where, "generation.tensor_parallel_size", self.tensor_parallel_size)
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise ConfigError(f"{where.of('generation.gpu_memory_utilization')}: 'generation.gpu_memory_utilization' must be in (0, 1], "
-                              f"got {self.gpu_memory_utilization!r}")
+            raise ConfigError(f"{where.of('generation.gpu_memory_utilization')}: 'generation.gpu_memory_utilization' "
+                              f"must be in (0, 1], got {self.gpu_memory_utilization!r}")
         _positive(where, "generation.concurrency", self.concurrency)
         _positive(where, "generation.timeout_s", self.timeout_s)
         if self.max_retries < 0:
-            raise ConfigError(f"{where.of('generation.max_retries')}: 'generation.max_retries' must be >= 0, got {self.max_retries!r}")
+            raise ConfigError(f"{where.of('generation.max_retries')}: 'generation.max_retries' must be >= 0, got "
+                              f"{self.max_retries!r}")
         if self.backend == "openai" and not self.api_base:
-            raise ConfigError(f"{where.of('generation.backend', 'generation.api_base')}: generation.backend 'openai' needs 'generation.api_base' "
+            raise ConfigError(f"{where.of('generation.backend', 'generation.api_base')}: generation.backend 'openai' "
+                              "needs 'generation.api_base' "
                               f"(e.g. http://127.0.0.1:8000/v1)")
         if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
-            raise ConfigError(f"{where.of('generation.api_base')}: 'generation.api_base' must start with http:// or https://, got {self.api_base!r}")
+            raise ConfigError(f"{where.of('generation.api_base')}: 'generation.api_base' must start with http:// or "
+                              f"https://, got {self.api_base!r}")
 
 
 # Self-Instruct's keyword filter: tasks a language model cannot do (Wang et al. 2022).
@@ -191,8 +198,8 @@ SELF_INSTRUCT_KEYWORDS = ["image", "images", "graph", "graphs", "picture", "pict
 class AugmentConfig:
     source: Literal["backtranslation", "self_instruct"] = _f(
         "backtranslation", "Where candidates come from: `backtranslation` (the backward model writes an instruction "
-                           "for each corpus segment) or `self_instruct` (the base model writes new tasks from the seed "
-                           "tasks, then their instances; Wang et al. 2022; no corpus).")
+                           "for each corpus segment) or `self_instruct` (the base model writes new tasks from the "
+                           "seed tasks, then their instances; Wang et al. 2022; no corpus).")
     temperature: float = _f(0.7, "Sampling temperature for the backward model (paper: 0.7).")
     top_p: float = _f(0.9, "Nucleus sampling top_p (paper: 0.9).")
     max_new_tokens: int = _f(128, "Longest generated instruction, in tokens.")
@@ -232,7 +239,8 @@ class AugmentConfig:
     rouge_threshold: float = _f(0.7, "self_instruct: a task whose ROUGE-L F with any task already in the pool is "
                                      "above this is dropped (paper: 0.7).")
     task_keywords: list[str] = _f(SELF_INSTRUCT_KEYWORDS, "self_instruct: tasks naming one of these words (whole "
-                                                          "words, any case) are dropped: a language model cannot do them.")
+                                                          "words, any case) are dropped: a language model cannot do "
+                                                          "them.")
     keep_unfinished: bool = _f(False, "self_instruct: keep what a generation that ran out of tokens before a stop "
                                       "sequence wrote (the paper drops such a task list whole, and the last instance "
                                       "of such an instance list; the tiny recipe keeps them: its random model never "
@@ -240,44 +248,52 @@ class AugmentConfig:
     task_constraint: Optional[str] = _f(
         None, "self_instruct: the format of the task-list continuation, enforced while decoding and checked after "
               "(docs/constraints.md), e.g. `builtin:task-list`.")
-    instance_presence_penalty: float = _f(1.5, "self_instruct: instance generation presence penalty (paper: 1.5; greedy).")
-    instance_max_new_tokens: int = _f(350, "self_instruct: longest instance generation, input-first tasks (paper: 350).")
+    instance_presence_penalty: float = _f(1.5, "self_instruct: instance generation presence penalty (paper: 1.5; "
+                                               "greedy).")
+    instance_max_new_tokens: int = _f(350, "self_instruct: longest instance generation, input-first tasks (paper: "
+                                           "350).")
     classification_max_new_tokens: int = _f(300, "self_instruct: longest instance generation, output-first "
                                                  "(classification) tasks (paper: 300).")
     max_instances: int = _f(5, "self_instruct: instances kept per task, sampled when there are more (paper: 5).")
-    max_instance_chars: int = _f(3000, "self_instruct: instances whose input and output together are longer are dropped.")
+    max_instance_chars: int = _f(3000, "self_instruct: instances whose input and output together are longer are "
+                                       "dropped.")
     bare_output_instances: bool = _f(False, "self_instruct: an input-first generation with no Input:/Output: labels "
                                             "becomes one instance with that text as output (the paper's parser drops "
                                             "it; the tiny recipe keeps it).")
 
     def validate(self, where: "Source") -> None:
         if self.temperature < 0:
-            raise ConfigError(f"{where.of('augment.temperature')}: 'augment.temperature' must be >= 0, got {self.temperature}")
+            raise ConfigError(f"{where.of('augment.temperature')}: 'augment.temperature' must be >= 0, got "
+                              f"{self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"{where.of('augment.top_p')}: 'augment.top_p' must be in (0, 1], got {self.top_p}")
         _positive(where, "augment.max_new_tokens", self.max_new_tokens)
         _fraction(where, "augment.max_repeated_ngram_fraction", self.max_repeated_ngram_fraction)
-        for key in ("target_tasks", "prompts_per_round", "max_idle_rounds", "prompt_instructions", "task_max_new_tokens",
-                    "min_task_words", "max_task_words", "instance_max_new_tokens", "classification_max_new_tokens",
+        for key in ("target_tasks", "prompts_per_round", "max_idle_rounds", "prompt_instructions",
+                    "task_max_new_tokens", "min_task_words", "max_task_words", "instance_max_new_tokens",
+                    "classification_max_new_tokens",
                     "max_instances", "max_instance_chars"):
             _positive(where, f"augment.{key}", getattr(self, key))
         if not 0 <= self.prompt_machine_instructions <= self.prompt_instructions:
-            raise ConfigError(f"{where.of('augment.prompt_machine_instructions')}: 'augment.prompt_machine_instructions' "
+            raise ConfigError(f"{where.of('augment.prompt_machine_instructions')}: "
+                              "'augment.prompt_machine_instructions' "
                               f"must be between 0 and augment.prompt_instructions ({self.prompt_instructions}), "
                               f"got {self.prompt_machine_instructions}")
         if self.task_temperature < 0:
             raise ConfigError(f"{where.of('augment.task_temperature')}: 'augment.task_temperature' must be >= 0, "
                               f"got {self.task_temperature}")
         if not 0 < self.task_top_p <= 1:
-            raise ConfigError(f"{where.of('augment.task_top_p')}: 'augment.task_top_p' must be in (0, 1], got {self.task_top_p}")
+            raise ConfigError(f"{where.of('augment.task_top_p')}: 'augment.task_top_p' must be in (0, 1], got "
+                              f"{self.task_top_p}")
         _fraction(where, "augment.rouge_threshold", self.rouge_threshold)
         _check_checks(where, "augment", self.constraint, self.validator, self.max_tries, self.max_new_tokens,
                       "temperature", self.temperature)
         if self.task_constraint is not None:
-            _check_checks(where, "augment", self.task_constraint, None, 1, self.task_max_new_tokens, "task_temperature",
-                          self.task_temperature, key="task_constraint")
+            _check_checks(where, "augment", self.task_constraint, None, 1, self.task_max_new_tokens,
+                          "task_temperature", self.task_temperature, key="task_constraint")
         if self.max_task_words < self.min_task_words:
-            raise ConfigError(f"{where.of('augment.max_task_words')}: 'augment.max_task_words' ({self.max_task_words}) "
+            raise ConfigError(f"{where.of('augment.max_task_words')}: 'augment.max_task_words' "
+                              f"({self.max_task_words}) "
                               f"is below 'augment.min_task_words' ({self.min_task_words})")
 
 
@@ -327,22 +343,26 @@ class CurateConfig:
         None, "A labelled file (JSON/JSONL/Parquet) of instruction, output, label rows (label good/bad, or a gold "
               "score 1-5): every iteration's judge scores it and the selection's precision, recall and F1 on it "
               "are reported.")
-    dev_positive_score: int = _f(5, "dev_set with gold 1-5 labels: a pair is a positive when its label is at least this.")
+    dev_positive_score: int = _f(5, "dev_set with gold 1-5 labels: a pair is a positive when its label is at least "
+                                    "this.")
     review: bool = _f(
-        False, "Honour the run's review decisions (RUN_DIR/review/decisions.parquet, `humpback review`) in selection: a "
-               "rejected pair is dropped, an edited instruction replaces the generated one; the decisions' hash joins the "
-               "select stage's key. `replay` and `export` turn it on when the run has decisions (--no-review: off).")
+        False, "Honour the run's review decisions (RUN_DIR/review/decisions.parquet, `humpback review`) in selection: "
+               "a rejected pair is dropped, an edited instruction replaces the generated one; the decisions' hash "
+               "joins the select stage's key. `replay` and `export` turn it on when the run has decisions "
+               "(--no-review: off).")
     review_force_accepted: bool = _f(
         False, "With curate.review: also keep the pairs a reviewer accepted or edited that the judge did not select.")
     rubric: Optional[str] = _f(
         None, "rubric judge: a rubric in the weave layout (==[Principle: ...; Weight: ...; Answer: Yes]==), as a "
               "file, a `datasets` id or local dataset folder, or null for builtin:rubric-paper (the paper's "
               "5-point criteria as yes/no questions).")
-    rubric_field: str = _f("text", "rubric judge: the dataset field that holds the rubric text (rows joined in order).")
+    rubric_field: str = _f("text", "rubric judge: the dataset field that holds the rubric text (rows joined in "
+                                   "order).")
     rubric_combine: Literal["mean", "softmin"] = _f(
         "mean", "rubric judge: a pair's score from its principles' signed log-odds: the weighted mean, or a "
                 "weighted soft minimum (close to the worst principle).")
-    rubric_temperature: float = _f(1.0, "rubric judge, softmin: the temperature (small: the minimum; large: the mean).")
+    rubric_temperature: float = _f(1.0, "rubric judge, softmin: the temperature (small: the minimum; large: the "
+                                        "mean).")
     constraint: Optional[str] = _f(
         None, "rating judge, generate and both modes: the format its judgement must obey, enforced while decoding "
               "and checked after (docs/constraints.md), e.g. `builtin:score` (reasoning, then 'Score: N').")
@@ -357,8 +377,8 @@ class CurateConfig:
         kinds = ("rating", "rubric", "likelihood", "verifier")
         for kind in self.compare_judges:
             if kind not in kinds:
-                raise ConfigError(f"{where.of('curate.compare_judges')}: 'curate.compare_judges' names {kind!r}, which "
-                                  f"is not a judge (one of {', '.join(kinds)})")
+                raise ConfigError(f"{where.of('curate.compare_judges')}: 'curate.compare_judges' names {kind!r}, "
+                                  f"which is not a judge (one of {', '.join(kinds)})")
         if len(set(self.compare_judges)) != len(self.compare_judges):
             raise ConfigError(f"{where.of('curate.compare_judges')}: 'curate.compare_judges' names a judge twice")
         if self.judge_kind in self.compare_judges:
@@ -370,29 +390,33 @@ class CurateConfig:
         if self.judge_kind == "rubric" and not self.rubric_temperature > 0:
             raise ConfigError(f"{where.of('curate.rubric_temperature')}: 'curate.rubric_temperature' must be > 0")
         if self.judge_kind == "rating" and not 1 <= self.threshold <= 5:
-            raise ConfigError(f"{where.of('curate.threshold')}: 'curate.threshold' must be between 1 and 5, got {self.threshold}")
+            raise ConfigError(f"{where.of('curate.threshold')}: 'curate.threshold' must be between 1 and 5, got "
+                              f"{self.threshold}")
         if self.judge_kind == "likelihood" and self.select == "threshold" and self.threshold > 0:
             raise ConfigError(f"{where.of('curate.threshold', 'curate.judge_kind')}: 'curate.threshold' is compared "
                               f"with a mean log-probability (or -IFD) for the likelihood judge, so it must be <= 0, "
                               f"got {self.threshold}; or use curate.select top_fraction / top_k")
         if not 0 < self.top_fraction <= 1:
-            raise ConfigError(f"{where.of('curate.top_fraction')}: 'curate.top_fraction' must be in (0, 1], got {self.top_fraction}")
+            raise ConfigError(f"{where.of('curate.top_fraction')}: 'curate.top_fraction' must be in (0, 1], got "
+                              f"{self.top_fraction}")
         _positive(where, "curate.top_k", self.top_k)
         if self.judge_kind != "rating" and self.select_on in ("generated", "argmax", "expected"):
-            raise ConfigError(f"{where.of('curate.select_on', 'curate.judge_kind')}: 'curate.select_on: {self.select_on}' "
-                              f"is a rating-judge score; the {self.judge_kind} judge selects on its value "
-                              f"(curate.select_on auto or value)")
+            raise ConfigError(f"{where.of('curate.select_on', 'curate.judge_kind')}: 'curate.select_on: "
+                              f"{self.select_on}' is a rating-judge score; the {self.judge_kind} judge selects on "
+                              f"its value (curate.select_on auto or value)")
         if self.judge_kind == "rating" and self.mode == "generate" and self.select_on in ("argmax", "expected"):
-            raise ConfigError(f"{where.of('curate.select_on', 'curate.mode')}: 'curate.select_on: {self.select_on}' needs curate.mode logits or both")
+            raise ConfigError(f"{where.of('curate.select_on', 'curate.mode')}: 'curate.select_on: {self.select_on}' "
+                              "needs curate.mode logits or both")
         if self.judge_kind == "rating" and self.mode == "logits" and self.select_on == "generated":
-            raise ConfigError(f"{where.of('curate.select_on', 'curate.mode')}: 'curate.select_on: generated' needs curate.mode generate or both")
+            raise ConfigError(f"{where.of('curate.select_on', 'curate.mode')}: 'curate.select_on: generated' needs "
+                              "curate.mode generate or both")
         if self.judge_kind == "verifier":
             if self.verifier is None:
                 raise ConfigError(f"{where.of('curate.judge_kind', 'curate.verifier')}: curate.judge_kind 'verifier' "
                                   f"needs 'curate.verifier' (package.module:function)")
             if self.judge is not None:
-                raise ConfigError(f"{where.of('curate.judge', 'curate.judge_kind')}: 'curate.judge' names a model, but "
-                                  f"the verifier judge uses none")
+                raise ConfigError(f"{where.of('curate.judge', 'curate.judge_kind')}: 'curate.judge' names a model, "
+                                  f"but the verifier judge uses none")
         if self.verifier is not None:
             from .judges.verifier import check_path
 
@@ -402,7 +426,8 @@ class CurateConfig:
                 raise ConfigError(f"{where.of('curate.verifier')}: {e}") from None
         _positive(where, "curate.max_new_tokens", self.max_new_tokens)
         if self.temperature < 0:
-            raise ConfigError(f"{where.of('curate.temperature')}: 'curate.temperature' must be >= 0, got {self.temperature}")
+            raise ConfigError(f"{where.of('curate.temperature')}: 'curate.temperature' must be >= 0, got "
+                              f"{self.temperature}")
         if self.review_force_accepted and not self.review:
             raise ConfigError(f"{where.of('curate.review_force_accepted', 'curate.review')}: "
                               f"'curate.review_force_accepted' needs curate.review true")
@@ -435,7 +460,8 @@ class CurateConfig:
         keys = {"rating": ("mode", "max_new_tokens", "temperature", "system_prompt"),
                 "rubric": ("rubric", "rubric_field", "rubric_combine", "rubric_temperature", "system_prompt"),
                 "likelihood": ("likelihood", "system_prompt"), "verifier": ("verifier",)}[self.judge_kind]
-        checks = {"constraint": None, "validator": None, "max_tries": 1}  # in the key when set (older runs keep theirs)
+        # in the key when set (older runs keep theirs)
+        checks = {"constraint": None, "validator": None, "max_tries": 1}
         set_checks = {k: getattr(self, k) for k, default in checks.items()
                       if self.judge_kind == "rating" and getattr(self, k) != default}
         return {"judge_kind": self.judge_kind, **{k: getattr(self, k) for k in keys}, **set_checks}
@@ -450,15 +476,18 @@ class EvalConfig:
     prompts_config: Optional[str] = _f(None, "The `eval.prompts` dataset's configuration name, if it has several.")
     prompts_split: str = _f("train", "Split of the `eval.prompts` dataset.")
     max_prompts: Optional[int] = _f(None, "Answer at most this many eval prompts (the first ones).")
-    system_prompt: Optional[str] = _f(EVAL_SYSTEM_PROMPT, "System prompt of the answers (paper: both tags; null: none).")
+    system_prompt: Optional[str] = _f(EVAL_SYSTEM_PROMPT, "System prompt of the answers (paper: both tags; null: "
+                                                          "none).")
     temperature: float = _f(0.0, "Answer sampling temperature (0 = greedy).")
     top_p: float = _f(1.0, "Answer nucleus sampling top_p (with temperature > 0).")
     max_new_tokens: int = _f(512, "Longest answer, in tokens.")
     reference: Literal["outputs", "previous", "m0", "base", "none"] = _f(
         "outputs", "What each model's answers are judged against: the prompt set's reference `output`s (the held-out "
-                   "seed answers by default), the previous model's answers, M0's, the base model's; `none`: no judging.")
+                   "seed answers by default), the previous model's answers, M0's, the base model's; `none`: no "
+                   "judging.")
     judge: str = _f("base", "The pairwise judge: `base` (the run's base model) or a hub id or local path; with "
-                            "`eval.judge_api_base`, the model the endpoint serves (its tokenizer renders the prompts).")
+                            "`eval.judge_api_base`, the model the endpoint serves (its tokenizer renders the "
+                            "prompts).")
     judge_api_base: Optional[str] = _f(
         None, "An OpenAI-compatible endpoint (up to /v1) that serves `eval.judge`; null: load the judge in process.")
     judge_mode: Literal["generate", "logits"] = _f(
@@ -477,7 +506,8 @@ class EvalConfig:
     lm_eval_limit: Optional[int] = _f(None, "lm-eval: at most this many examples per task.")
     lm_eval_num_fewshot: Optional[int] = _f(None, "lm-eval: few-shot examples (null: each task's default).")
     lm_eval_batch_size: int = _f(8, "lm-eval: batch size.")
-    lm_eval_chat_template: bool = _f(False, "lm-eval: render requests with the chat template and `eval.system_prompt`.")
+    lm_eval_chat_template: bool = _f(False, "lm-eval: render requests with the chat template and "
+                                            "`eval.system_prompt`.")
 
     def validate(self, where: str) -> None:
         if self.temperature < 0:
@@ -609,9 +639,11 @@ class PreferencesConfig:
                               f"answers to one prompt), got {self.n!r}")
         if not self.temperature > 0:
             raise ConfigError(f"{where.of('preferences.temperature')}: 'preferences.temperature' must be > 0 (at 0 "
-                              f"the {self.n} answers to a prompt are all the same greedy answer), got {self.temperature!r}")
+                              f"the {self.n} answers to a prompt are all the same greedy answer), got "
+                              f"{self.temperature!r}")
         if not 0 < self.top_p <= 1:
-            raise ConfigError(f"{where.of('preferences.top_p')}: 'preferences.top_p' must be in (0, 1], got {self.top_p!r}")
+            raise ConfigError(f"{where.of('preferences.top_p')}: 'preferences.top_p' must be in (0, 1], got "
+                              f"{self.top_p!r}")
         _positive(where, "preferences.max_new_tokens", self.max_new_tokens)
         _positive(where, "preferences.max_prompts", self.max_prompts, allow_none=True)
         if self.min_margin < 0:
@@ -651,7 +683,8 @@ class DPOSettings:
 
 @dataclass
 class TrackingConfig:
-    backend: Literal["none", "wandb", "tensorboard"] = _f("none", "Where metrics are mirrored; metrics.jsonl is always written.")
+    backend: Literal["none", "wandb", "tensorboard"] = _f("none", "Where metrics are mirrored; metrics.jsonl is "
+                                                                  "always written.")
     mode: Literal["auto", "online", "offline"] = _f("auto", "wandb mode; `auto` is offline when no API key is set.")
     project: str = _f("humpback", "wandb project.")
     entity: Optional[str] = _f(None, "wandb entity (team or user).")
@@ -737,7 +770,8 @@ class RunConfig:
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value) and hasattr(value, "validate"):
                 value.validate(where)
-        if self.train.objective == "dpo" and self.preferences.judge_kind == "verifier" and self.curate.verifier is None:
+        if (self.train.objective == "dpo" and self.preferences.judge_kind == "verifier"
+                and self.curate.verifier is None):
             raise ConfigError(f"{where.of('preferences.judge_kind', 'curate.verifier')}: preferences.judge_kind "
                               f"'verifier' needs 'curate.verifier' (package.module:function)")
         if self.train.objective == "dpo" and self.dpo.min_lr_ratio is not None \
@@ -1012,7 +1046,8 @@ def describe_keys(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, st
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        section = next((a for a in (hints[f.name], *typing.get_args(hints[f.name])) if dataclasses.is_dataclass(a)), None)
+        section = next((a for a in (hints[f.name], *typing.get_args(hints[f.name])) if dataclasses.is_dataclass(a)),
+                       None)
         if section is not None:
             rows += describe_keys(section, prefix + f.name + ".")
             continue

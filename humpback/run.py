@@ -229,7 +229,8 @@ def config_text(cfg: RunConfig, sources: Sources) -> str:
              if ref and (ref.startswith("builtin:") or is_gguf(ref))]
     head = "".join(f"# {ref} was built in {path}\n" for ref, path in built)
     if built:
-        head += f"# (builtin: assets and converted GGUF models are cached under {cache_root()}; HUMPBACK_CACHE moves them)\n"
+        head += (f"# (builtin: assets and converted GGUF models are cached under {cache_root()}; "
+                 "HUMPBACK_CACHE moves them)\n")
     return head + dump_yaml(cfg)
 
 

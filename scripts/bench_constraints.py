@@ -90,7 +90,8 @@ def t_interval(values: list[float]) -> list[float]:
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score 95% interval of a proportion k/n."""
     p = k / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5 / (1 + z * z / n)
+    centre, half = ((p + z * z / (2 * n)) / (1 + z * z / n),
+                    z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5 / (1 + z * z / n))
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
@@ -120,8 +121,8 @@ def engines(args) -> dict:
         for r in range(-1, args.repeats):  # round -1 warms each arm up (caches, allocations): not counted
             for arm in arms:
                 gen._grammar_cache = caches.get(arm)
-                params = SamplingParams(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=max(r, 0),
-                                        constraint=None if arm == "none" else c)
+                params = SamplingParams(temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                                        seed=max(r, 0), constraint=None if arm == "none" else c)
                 before, t0 = gen.usage, time.perf_counter()
                 texts = gen.generate(prompts, params)
                 seconds = time.perf_counter() - t0
@@ -130,7 +131,8 @@ def engines(args) -> dict:
                 arms[arm].append((gen.usage - before).generated_tokens / seconds)
                 matched[arm] += sum(c.check(t) for t in texts)
         for arm, rates in arms.items():
-            row = {"constraint": f"builtin:{name}", "engine": arm, "match_rate": matched[arm] / (len(prompts) * args.repeats),
+            row = {"constraint": f"builtin:{name}", "engine": arm,
+                   "match_rate": matched[arm] / (len(prompts) * args.repeats),
                    "tokens_per_s": statistics.mean(rates), "tokens_per_s_ci95": t_interval(rates),
                    "compile_s": compile_s.get(arm)}
             out["rows"].append(row)
@@ -181,7 +183,8 @@ def markdown(result: dict) -> str:
         e = result["engines"]
         lines += [f"Engines: {e['model']}, {e['prompts']} prompts x {e['repeats']} rounds, max_new_tokens "
                   f"{e['max_new_tokens']}, temperature {e['temperature']}", "",
-                  "| constraint | engine | answers matching | tokens/s (95% CI) | compile s |", "|---|---|---|---|---|"]
+                  "| constraint | engine | answers matching | tokens/s (95% CI) | compile s |",
+                  "|---|---|---|---|---|"]
         for r in e["rows"]:
             lo, hi = r["tokens_per_s_ci95"]
             comp = "" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
@@ -197,8 +200,10 @@ def markdown(result: dict) -> str:
         for a in j["arms"]:
             lo, hi = a["parse_failure_ci95"]
             alo, ahi = a["auc_ci95"]
-            lines.append(f"| {a['constraint'] or 'none'} | {a['parse_failures']}/{j['pairs']} ({a['parse_failure_rate']:.0%}; "
-                         f"{lo:.0%}-{hi:.0%}) | {num(a['auc'])} ({num(alo)}-{num(ahi)}) | {a['seconds_per_pair']:.2f} |")
+            lines.append(f"| {a['constraint'] or 'none'} | {a['parse_failures']}/{j['pairs']} "
+                         f"({a['parse_failure_rate']:.0%}; "
+                         f"{lo:.0%}-{hi:.0%}) | {num(a['auc'])} ({num(alo)}-{num(ahi)}) | {a['seconds_per_pair']:.2f} "
+                         "|")
     return "\n".join(lines) + "\n"
 
 

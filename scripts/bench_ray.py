@@ -75,7 +75,8 @@ def augment_once(prepared: Path, work: Path, extra: list[str], args, threads: in
 
 def shown(m: dict, fmt: str) -> str:
     """A mean with its 95% interval (none from one repeat)."""
-    ci = f" (95% CI {m['ci'][0]:{fmt}}..{m['ci'][1]:{fmt}})" if m["ci"][0] is not None else " (one repeat: no interval)"
+    ci = (f" (95% CI {m['ci'][0]:{fmt}}..{m['ci'][1]:{fmt}})" if m["ci"][0] is not None
+          else " (one repeat: no interval)")
     return f"{m['mean']:{fmt}}{ci}"
 
 
@@ -156,7 +157,8 @@ def main() -> int:
     print(f"ray / local: {shown(out['ratio_ray_over_local'], '.2f')}; overhead per row "
           f"{shown(out['overhead_ms_per_row'], '.0f')} ms; ray / local with 1 thread: "
           f"{shown(out['ratio_ray_over_local_1_thread'], '.2f')}; overhead per row "
-          f"{shown(out['overhead_ms_per_row_vs_1_thread'], '.0f')} ms; identical shard files: {out['identical_shard_files']}"
+          f"{shown(out['overhead_ms_per_row_vs_1_thread'], '.0f')} ms; identical shard files: "
+          f"{out['identical_shard_files']}"
           f"; written to {args.output}")
     return 0 if out["identical_shard_files"] else 1
 

@@ -47,7 +47,8 @@ def test_kinds_parse_check_and_say_what_is_wrong(tmp_path):
     grammar = parse_constraint(f"grammar:{gbnf}")
     assert grammar.check("no thanks") and grammar.check("yes") and not grammar.check("maybe")
     for bad, words in [("nothing", "KIND:VALUE"), ("builtin:haiku", "unknown built-in"), ("regex:(", "not a regular"),
-                       ("choice:a||b", "non-empty"), ("json:{oops", "not JSON"), (f"json:{tmp_path}/none.json", "cannot read"),
+                       ("choice:a||b", "non-empty"), ("json:{oops", "not JSON"),
+                       (f"json:{tmp_path}/none.json", "cannot read"),
                        ("yaml:x", "unknown kind")]:
         with pytest.raises(ConfigError, match=words):
             parse_constraint(bad)
@@ -255,5 +256,6 @@ def test_config_takes_the_self_instruct_and_pairwise_constraints():
     assert cfg.augment.task_constraint == "builtin:task-list" and cfg.eval.judge_constraint == "builtin:verdict"
     with pytest.raises(ConfigError, match=r"'augment.task_constraint': unknown built-in"):
         _cfg("augment.task_constraint=builtin:tasks")
-    with pytest.raises(ConfigError, match=r"command line: 'eval.judge_constraint' applies to eval.judge_mode generate"):
+    with pytest.raises(ConfigError,
+                       match=r"command line: 'eval.judge_constraint' applies to eval.judge_mode generate"):
         _cfg("eval.judge_constraint=builtin:verdict", "eval.judge_mode=logits")

@@ -292,7 +292,8 @@ def test_choice_probs_from_top_logprobs(serve, shape):
 def test_choice_probs_reads_the_digit_after_a_lone_space_token(serve):
     def respond(body, n):
         if body["prompt"].endswith(" "):
-            return 200, _completion(text="3", top={"3": math.log(0.6), "2": math.log(0.3), "x": math.log(0.1)}), None, 0
+            return 200, _completion(text="3", top={"3": math.log(0.6), "2": math.log(0.3),
+                                                   "x": math.log(0.1)}), None, 0
         return 200, _completion(text="▁", top={"▁": math.log(0.9), "\n": math.log(0.1)}), None, 0
 
     server = serve(respond)
@@ -441,7 +442,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def transformers_server(tiny_model_dir, tmp_path_factory):
     for module in ("fastapi", "uvicorn"):
-        pytest.importorskip(module, reason="`transformers serve` needs transformers[serving] (pip install -e '.[serve]')")
+        pytest.importorskip(module, reason="`transformers serve` needs transformers[serving] (pip install -e "
+                                           "'.[serve]')")
     exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
     if exe is None:
         pytest.skip("the `transformers` command is not installed")

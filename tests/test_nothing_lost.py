@@ -55,7 +55,8 @@ def test_an_over_long_judge_prompt_loses_the_end_of_its_output(tok, prefill):
     assert len(tok(OUTPUT, add_special_tokens=False)["input_ids"]) - cut[0] == \
         len(tok(kept, add_special_tokens=False)["input_ids"])
     # What the backend then encodes is the fitted prompt whole: no left cut.
-    assert len(encode_prompts(tok, prompts[:1], limit, reserve=1 if prefill else 0)[0]) == prompt_tokens(tok, prompts[0])
+    assert (len(encode_prompts(tok, prompts[:1], limit, reserve=1 if prefill else 0)[0])
+            == prompt_tokens(tok, prompts[0]))
 
 
 def test_the_instruction_is_cut_only_when_the_output_cannot_make_room(tok):

@@ -24,8 +24,9 @@ def world(seed: int, em: dict, precision: dict, outcomes: dict) -> dict:
         rows.append({"seed": seed, "arm": arm, "iteration": k, "model": label, "exact_match": em[(arm, label)],
                      "exact_match_ci": [0.0, 1.0], "exact_match_n": 4, "precision": precision.get((arm, label)),
                      "recall": None, "dev_precision": None, "dev_recall": None, "curated": None})
-    return {"rows": rows, "outcomes": {f"{arm}/{label}": outcomes[label if arm == "self-curated" or label == "m0" else arm]
-                                       for arm, _, _, label in proof.MODELS}}
+    return {"rows": rows,
+            "outcomes": {f"{arm}/{label}": outcomes[label if arm == "self-curated" or label == "m0" else arm]
+                         for arm, _, _, label in proof.MODELS}}
 
 
 DPO = "M1 + DPO"
@@ -92,7 +93,8 @@ def test_proof_md_and_chart(tmp_path):
 
 def test_world_overrides_name_every_world_asset():
     got = proof.world_overrides(2)
-    assert got == ["base_model=builtin:world-base@2", "seed.path=builtin:world-seed@2", "corpus.path=builtin:world-pool@2",
+    assert got == ["base_model=builtin:world-base@2", "seed.path=builtin:world-seed@2",
+                   "corpus.path=builtin:world-pool@2",
                    "curate.dev_set=builtin:world-dev@2", "eval.prompts=builtin:world-eval@2"]
     from humpback.config import load_config
 

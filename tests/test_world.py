@@ -42,7 +42,8 @@ def test_wrong_answers_are_wrong_and_the_verifier_knows():
 
 def test_world_sizes_fractions_and_disjoint_words():
     world = build_world(SMALL)
-    assert (len(world.seed), len(world.pool), len(world.eval), len(world.dev), len(world.pretrain)) == (40, 200, 20, 40, 200)
+    assert (len(world.seed), len(world.pool), len(world.eval), len(world.dev), len(world.pretrain)) == \
+        (40, 200, 20, 40, 200)
     kinds = [d["kind"] for d in world.pool]
     assert kinds.count("good") == 100 and kinds.count("off_task") == 25 and kinds.count("wrong") == 75
     assert sum(d["label"] == "bad" for d in world.dev) == 20

@@ -150,7 +150,8 @@ def compile_grammar_text(text: str, spec: str = "grammar"):
     try:
         return xgr.Grammar.from_ebnf(text)
     except Exception as e:  # noqa: BLE001 - xgrammar raises its own parse errors
-        raise ConfigError(f"constraint {spec!r}: not an EBNF/GBNF grammar with a 'root' rule ({str(e)[:300]})") from None
+        raise ConfigError(f"constraint {spec!r}: not an EBNF/GBNF grammar with a 'root' rule "
+                          f"({str(e)[:300]})") from None
 
 
 def import_xgrammar(what: str = "constraints"):

@@ -40,7 +40,8 @@ class GrammarCache:
                 self._compiled[key] = self.compiler.compile_json_schema(c.value, any_whitespace=False)
             elif c.kind == "choice":
                 alternatives = " | ".join(json.dumps(x) for x in json.loads(c.value))
-                self._compiled[key] = self.compiler.compile_grammar(self._xgr.Grammar.from_ebnf(f"root ::= {alternatives}"))
+                self._compiled[key] = self.compiler.compile_grammar(self._xgr.Grammar.from_ebnf("root ::= "
+                                                                                                f"{alternatives}"))
             else:
                 self._compiled[key] = self.compiler.compile_grammar(compile_grammar_text(c.value, c.spec))
         return self._compiled[key]

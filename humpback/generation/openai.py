@@ -109,15 +109,17 @@ class OpenAIGenerator:
             raise ConfigError(f"openai backend: api_base must be an http(s) URL such as http://127.0.0.1:8000/v1, "
                               f"got {api_base!r}")
         if concurrency <= 0 or timeout_s <= 0 or max_retries < 0 or retry_backoff_s < 0:
-            raise ConfigError(f"openai backend: concurrency and timeout_s must be > 0, max_retries and retry_backoff_s "
-                              f">= 0 (got {concurrency}, {timeout_s}, {max_retries}, {retry_backoff_s})")
+            raise ConfigError("openai backend: concurrency and timeout_s must be > 0, max_retries and "
+                              f"retry_backoff_s >= 0 (got {concurrency}, {timeout_s}, {max_retries}, "
+                              f"{retry_backoff_s})")
         self.api_base = api_base.rstrip("/")
         self.url = self.api_base + "/completions"
         # What the server knows the model as: set explicitly, else the adapter (a server started with
         # e.g. `vllm serve BASE --enable-lora --lora-modules PATH=PATH`), else the base model.
         self.model = served_model_name or adapter or model
         # Provenance: the name really served, where, and (for an adapter) what it stands for.
-        self.name = f"{self.model}@{self.api_base}" + (f" (adapter {adapter})" if adapter and self.model != adapter else "")
+        self.name = f"{self.model}@{self.api_base}" + (f" (adapter {adapter})"
+                                                       if adapter and self.model != adapter else "")
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -299,8 +301,8 @@ class OpenAIGenerator:
                     raise ServerError(f"{self.url}: the answer is not JSON: {_excerpt(raw)}") from None
             if attempt + 1 < attempts:
                 self._stop.wait(wait_s if wait_s is not None else self._backoff(attempt))
-        raise ServerError(f"{self.url}: giving up after {attempts} attempt{'s' * (attempts > 1)} (model {self.model!r}); "
-                          f"last error: {last}")
+        raise ServerError(f"{self.url}: giving up after {attempts} attempt{'s' * (attempts > 1)} (model "
+                          f"{self.model!r}); last error: {last}")
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half the step fixed, half random."""

@@ -59,7 +59,8 @@ def generate_checked(generate: Callable[[Sequence[str], SamplingParams], list[st
     for attempt in range(max_tries if checking else 1):
         if not pending:
             break
-        out = generate([prompts[i] for i in pending], dataclasses.replace(params, seed=retry_seed(params.seed, attempt)))
+        out = generate([prompts[i] for i in pending],
+                       dataclasses.replace(params, seed=retry_seed(params.seed, attempt)))
         failed = []
         for i, text in zip(pending, out, strict=True):
             texts[i], tries[i] = text, tries[i] + 1

@@ -151,7 +151,8 @@ class RemoteGenerator:
                 result, used, self.name = ray.get(actor.call.remote(self.key, self._spec_ref, method, tuple(args)))
         except ray.exceptions.RayActorError as e:
             raise WorkerError(f"a Ray worker holding {self.spec.model} died after being restarted "
-                              f"{self.engine.workers.max_retries} times (workers.max_retries): {_first_line(e)}") from e
+                              f"{self.engine.workers.max_retries} times (workers.max_retries): "
+                              f"{_first_line(e)}") from e
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None) or e
             if isinstance(cause, HumpbackError):

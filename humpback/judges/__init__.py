@@ -106,7 +106,8 @@ def score_schema(judge_kind: str = "rating"):
     """The score rows' Arrow schema; the rubric judge's rows have its per-principle columns besides."""
     import pyarrow as pa
 
-    extra = [("principles", pa.list_(pa.float64())), ("principle_failures", pa.int64())] if judge_kind == "rubric" else []
+    extra = ([("principles", pa.list_(pa.float64())), ("principle_failures", pa.int64())]
+             if judge_kind == "rubric" else [])
     return pa.schema([("candidate_id", pa.string()), ("judge_kind", pa.string()), ("mode", pa.string()),
                       ("score", pa.int64()), ("logits_score", pa.int64()), ("expected_score", pa.float64()),
                       ("probs", pa.list_(pa.float64())), ("choice_mass", pa.float64()), ("value", pa.float64()),

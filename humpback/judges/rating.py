@@ -118,7 +118,8 @@ def score(rows: list[dict], judge: Judge) -> list[dict]:
             probs = model.generator.choice_probs(prompts, CHOICES)
     if cfg.mode in ("generate", "both"):
         # (in both mode the cuts recorded are the logits prompts', one token shorter for the choice prefix)
-        prompts = judge_prompts(model.tokenizer, rows, cfg, max_tokens=budget, cut=cut if cfg.mode == "generate" else None)
+        prompts = judge_prompts(model.tokenizer, rows, cfg, max_tokens=budget,
+                                cut=cut if cfg.mode == "generate" else None)
         from ..generation.rejection import generate_checked, load_validator
 
         validator = load_validator(cfg.validator, "curate.validator") if cfg.validator else None

@@ -154,7 +154,8 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
             merged = merge_score_stats([s[kind] for s in shards])
             field = ranking_field(kind, judge.cfg.mode)
             vs = compare_scores(ours, rt.store.read_rows(it.compare_scores(kind)), main_field, field, keep)
-            stats[kind] = {**merged, "field": field, "versus": {"judge_kind": cfg.judge_kind, "field": main_field, **vs}}
+            stats[kind] = {**merged, "field": field,
+                           "versus": {"judge_kind": cfg.judge_kind, "field": main_field, **vs}}
             rt.result(f"compare {kind}: {merged['scored']} pairs, {merged['parse_failures']} failures; Spearman with "
                       f"{cfg.judge_kind} {_num(vs['spearman'])}; {vs['kept_by_both']} of its best {keep} are among "
                       f"{cfg.judge_kind}'s")
@@ -168,7 +169,8 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
     try:
         versus = {**cfg.scoring_settings(), "rule": selection_rule(cfg)}
         results = [rt.store.sharded_stage(name, {"judges": deps, "versus": versus},
-                                          [it.compare_scores(kind) for kind in judges], rt.store.count_rows(CANDIDATES),
+                                          [it.compare_scores(kind) for kind in judges],
+                                          rt.store.count_rows(CANDIDATES),
                                           rt.cfg.shard_size, do_shard, finish,
                                           inputs=[CANDIDATES, it.scores, *judge_inputs], force=rt.forced(name),
                                           job="curate", unit="pairs")]
@@ -217,7 +219,8 @@ def _dev_rows(rt: RunContext) -> list[dict] | None:
     return load_dev_set(rt.sources.dev_set, rt.cfg.curate.dev_positive_score)
 
 
-def _dev_stage(rt: RunContext, k: int, judge: Judge, dev: list[dict], deps: dict, judge_inputs: list[str]) -> StageResult:
+def _dev_stage(rt: RunContext, k: int, judge: Judge, dev: list[dict], deps: dict,
+               judge_inputs: list[str]) -> StageResult:
     """iter_K/dev_scores: the dev pairs' score rows, with their label, by this iteration's judge."""
     it = layout.iteration(k)
 
@@ -275,8 +278,8 @@ def _review_result(rt: RunContext, k: int, review: dict) -> dict:
     q = review["quality"]
     rt.result(describe_applied(review))
     if q["pairs"]:
-        rt.result(f"reviewed pairs: the judge's selection agrees with the reviewers on {q['agreeing']} of {q['pairs']} "
-                  f"(precision {_pct(q['precision'])}, recall {_pct(q['recall'])})")
+        rt.result(f"reviewed pairs: the judge's selection agrees with the reviewers on {q['agreeing']} of "
+                  f"{q['pairs']} (precision {_pct(q['precision'])}, recall {_pct(q['recall'])})")
     for key in ("agreement", "precision", "recall", "f1"):
         if q[key] is not None:
             rt.metric("select", f"review/{key}", q[key], iteration=k)
@@ -320,11 +323,13 @@ def _length_stats(curated: list[dict]) -> dict:
 def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:
     health, h = stats["health"], stats["histogram"]
     if stats["judge_kind"] == "rating":
-        rt.result(f"score: {stats['scored']} pairs; scores 1/2/3/4/5: {'/'.join(str(h[str(i)]) for i in range(1, 6))}; "
+        rt.result(f"score: {stats['scored']} pairs; scores 1/2/3/4/5: "
+                  f"{'/'.join(str(h[str(i)]) for i in range(1, 6))}; "
                   f"{stats['parse_failures']} parse failures")
     else:
         rt.result(f"score: {stats['scored']} pairs; {stats['judge_kind']} value mean {_pct(stats['value_mean'])} "
-                  f"(min {_pct(stats['value_min'])}, max {_pct(stats['value_max'])}); {stats['parse_failures']} failures")
+                  f"(min {_pct(stats['value_min'])}, max {_pct(stats['value_max'])}); {stats['parse_failures']} "
+                  "failures")
     for warning in health["warnings"]:
         rt.warn(f"judge health, iteration {k}: {warning}")
     if stats.get("judge_inputs_cut"):

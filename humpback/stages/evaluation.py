@@ -228,11 +228,13 @@ def answers_stage(rt: RunContext, label: str, model: LazyModel) -> StageResult:
         from ..generation.base import SamplingParams
 
         part = prompts.rows[start:end]
-        texts = [render_prompt(model.tokenizer, messages_for(p["instruction"], system=cfg.system_prompt)) for p in part]
+        texts = [render_prompt(model.tokenizer, messages_for(p["instruction"], system=cfg.system_prompt))
+                 for p in part]
         params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                 seed=rt.cfg.random_seed)
         outputs = model.generator.generate(texts, params) if texts else []
-        counts = [len(ids) for ids in model.tokenizer(outputs, add_special_tokens=False)["input_ids"]] if outputs else []
+        counts = ([len(ids) for ids in model.tokenizer(outputs, add_special_tokens=False)["input_ids"]]
+                  if outputs else [])
         rows = answer_rows(part, outputs, counts, label, generator, settings)
         rt.store.write_rows(shard_file(ev.answers, shard), rows, schema=answer_schema())
         return shard_answer_stats(rows)
@@ -294,7 +296,8 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
     def pairs() -> list[dict]:
         if "pairs" not in cache:
             refs = {r["prompt_id"]: r["output"] for r in rt.store.read_rows(ref_rel)}
-            cache["pairs"] = [{"prompt_id": a["prompt_id"], "instruction": a["instruction"], "model_answer": a["output"],
+            cache["pairs"] = [{"prompt_id": a["prompt_id"], "instruction": a["instruction"],
+                               "model_answer": a["output"],
                                "reference_answer": refs[a["prompt_id"]]} for a in rt.store.read_rows(ev.answers)]
         return cache["pairs"]
 
@@ -349,7 +352,8 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
         return stats
 
     deps = {"judge": judge.identity, "mode": cfg.judge_mode, "template": template_hash("pairwise"),
-            "system_prompt": cfg.judge_system_prompt, "reference": reference, "bootstrap_samples": cfg.bootstrap_samples,
+            "system_prompt": cfg.judge_system_prompt, "reference": reference,
+            "bootstrap_samples": cfg.bootstrap_samples,
             "max_new_tokens": cfg.judge_max_new_tokens if cfg.judge_mode == "generate" else None,
             **rt.generation_key(), **({"constraint": constraint.identity()} if constraint else {})}
     name = ev.stage("judge")
@@ -384,8 +388,10 @@ def lm_eval_stage(rt: RunContext, label: str) -> StageResult:
         return {"lm_eval": metrics}
 
     include = cfg.lm_eval_include_path
-    deps = {"tasks": list(cfg.lm_eval_tasks), "include": source_identity(include, None, full=True) if include else None,
-            "limit": cfg.lm_eval_limit, "num_fewshot": cfg.lm_eval_num_fewshot, "chat_template": cfg.lm_eval_chat_template,
+    deps = {"tasks": list(cfg.lm_eval_tasks),
+            "include": source_identity(include, None, full=True) if include else None,
+            "limit": cfg.lm_eval_limit, "num_fewshot": cfg.lm_eval_num_fewshot,
+            "chat_template": cfg.lm_eval_chat_template,
             "system_prompt": cfg.system_prompt if cfg.lm_eval_chat_template else None, "base": rt.base_identity,
             "dtype": rt.cfg.generation.dtype, "random_seed": rt.cfg.random_seed}
     name = ev.stage("lm_eval")

@@ -35,8 +35,10 @@ from ..prompts import template_hash
 from ..run import RunContext
 from ..store import StageResult, shard_file, source_identity
 
-TEMPLATES = ("self_instruct_tasks", "self_instruct_classify", "self_instruct_input_first", "self_instruct_output_first")
-TASK_KEYS = ("prompts_per_round", "target_tasks", "max_idle_rounds", "prompt_instructions", "prompt_machine_instructions",
+TEMPLATES = ("self_instruct_tasks", "self_instruct_classify", "self_instruct_input_first",
+             "self_instruct_output_first")
+TASK_KEYS = ("prompts_per_round", "target_tasks", "max_idle_rounds", "prompt_instructions",
+             "prompt_machine_instructions",
              "task_temperature", "task_top_p", "task_presence_penalty", "task_max_new_tokens", "min_task_words",
              "max_task_words", "rouge_threshold", "task_keywords", "keep_unfinished")
 INSTANCE_KEYS = ("instance_presence_penalty", "instance_max_new_tokens", "classification_max_new_tokens",
@@ -86,7 +88,8 @@ def tasks_stage(rt: RunContext) -> StageResult:
     pool = RougePool(seed, cfg.rouge_threshold)
     keywords = keyword_pattern(cfg.task_keywords)
     constraint = parse_constraint(cfg.task_constraint, cfg.task_max_new_tokens) if cfg.task_constraint else None
-    params = SamplingParams(temperature=cfg.task_temperature, top_p=cfg.task_top_p, max_new_tokens=cfg.task_max_new_tokens,
+    params = SamplingParams(temperature=cfg.task_temperature, top_p=cfg.task_top_p,
+                            max_new_tokens=cfg.task_max_new_tokens,
                             seed=rt.cfg.random_seed, presence_penalty=cfg.task_presence_penalty, stop=TASK_STOP,
                             constraint=constraint)
 
@@ -194,7 +197,8 @@ def instances_stage(rt: RunContext) -> StageResult:
             idx = [i for i, v in enumerate(verdicts) if (v == "yes") == clf]
             params = SamplingParams(max_new_tokens=max_new, presence_penalty=cfg.instance_presence_penalty, stop=stop,
                                     **greedy)
-            for i, text in zip(idx, _generate(model, [render_instance_prompt(part[i]["instruction"], clf) for i in idx],
+            for i, text in zip(idx, _generate(model,
+                                              [render_instance_prompt(part[i]["instruction"], clf) for i in idx],
                                               params)):
                 texts[i] = text
         candidates, rejected, unparsed, bare = [], [], 0, 0
@@ -214,11 +218,12 @@ def instances_stage(rt: RunContext) -> StageResult:
                     "seed": rt.cfg.random_seed, "is_classification": clf, "classification": verdict}
             for j, (inp, out) in enumerate(kept):
                 candidates.append({"candidate_id": f"{task['task_id']}-{j}", **base,
-                                   "instruction": pair_instruction(task["instruction"], inp), "input": inp, "output": out})
+                                   "instruction": pair_instruction(task["instruction"], inp),
+                                   "input": inp, "output": out})
             for j, ((inp, out), reason) in enumerate(dropped):
                 rejected.append({"candidate_id": f"{task['task_id']}-x{j}", **base,
-                                 "instruction": pair_instruction(task["instruction"], inp), "input": inp, "output": out,
-                                 "reason": reason})
+                                 "instruction": pair_instruction(task["instruction"], inp),
+                                 "input": inp, "output": out, "reason": reason})
         rt.store.write_rows(shard_file(CANDIDATES, shard), candidates, schema=_instance_schema(False))
         rt.store.write_rows(shard_file(REJECTED, shard), rejected, schema=_instance_schema(True))
         with_instances = {c["task_id"] for c in candidates}
@@ -237,7 +242,8 @@ def instances_stage(rt: RunContext) -> StageResult:
         stats["generator"] = generator
         stats["served_by"] = sorted({s["served_by"] for s in shards if s.get("served_by")})
         rt.log(f"  augment (self_instruct): {stats['tasks']} tasks ({stats['classification']['yes']} classification) "
-               f"-> {stats['instances_parsed']} instances -> {stats['candidates']} candidates; rejected {stats['rejected']}")
+               f"-> {stats['instances_parsed']} instances -> {stats['candidates']} candidates; rejected "
+               f"{stats['rejected']}")
         if not stats["candidates"]:
             rt.log("  WARNING: no candidate pairs: curation has nothing to judge (see augment/rejected)")
         for name in ("tasks", "unparsed_tasks", "tasks_with_instances", "instances_parsed", "candidates"):
@@ -271,7 +277,8 @@ def _tasks_schema():
 def _task_rejects_schema():
     import pyarrow as pa
 
-    return pa.schema([("round", pa.int64()), ("prompt", pa.int64()), ("item", pa.int64()), ("instruction", pa.string()),
+    return pa.schema([("round", pa.int64()), ("prompt", pa.int64()), ("item", pa.int64()),
+                      ("instruction", pa.string()),
                       ("raw_generation", pa.string()), ("reason", pa.string()), ("similar_to", pa.string()),
                       ("rouge_l", pa.float64())])
 
