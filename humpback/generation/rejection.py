@@ -129,19 +129,8 @@ def describe_checked(step: str, stats: dict, backend: str) -> list[str]:
 
 
 def load_validator(path: str, key: str) -> Callable[[str], object]:
-    """The function ``package.module:function`` names (imported: user code the recipe trusts)."""
-    import importlib
+    """The function ``package.module:function`` names (imported: user code the recipe trusts, loaded as
+    the verifier judge's is)."""
+    from ..judges.verifier import load_verifier
 
-    from ..errors import ConfigError
-    from ..judges.verifier import check_path
-
-    check_path(path, key)
-    module_name, func_name = path.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError(f"'{key}' {path!r}: cannot import {module_name!r}: {e}") from None
-    fn = getattr(module, func_name, None)
-    if not callable(fn):
-        raise ConfigError(f"'{key}' {path!r}: module {module_name!r} has no function {func_name!r}")
-    return fn
+    return load_verifier(path, key)

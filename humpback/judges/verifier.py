@@ -32,17 +32,18 @@ def check_path(path: str, where: str = "curate.verifier") -> None:
         raise ConfigError(f"'{where}' must name a function as package.module:function, got {path!r}")
 
 
-def load_verifier(path: str) -> Callable[[dict], object]:
-    """The function ``package.module:function`` names (imported: this runs the module's code)."""
-    check_path(path)
+def load_verifier(path: str, key: str = "curate.verifier") -> Callable:
+    """The function ``package.module:function`` names at recipe key ``key`` (imported: this runs the
+    module's code). The verifier judge and the generation steps' validators load theirs here."""
+    check_path(path, key)
     module_name, func_name = path.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ConfigError(f"curate.verifier {path!r}: cannot import {module_name!r}: {e}") from None
+        raise ConfigError(f"{key} {path!r}: cannot import {module_name!r}: {e}") from None
     fn = getattr(module, func_name, None)
     if not callable(fn):
-        raise ConfigError(f"curate.verifier {path!r}: module {module_name!r} has no function {func_name!r}")
+        raise ConfigError(f"{key} {path!r}: module {module_name!r} has no function {func_name!r}")
     return fn
 
 
