@@ -27,6 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from humpback.evaluation.exact import wilson_interval  # noqa: E402
+from humpback.evaluation.replicates import mean_interval  # noqa: E402
+
 PROMPTS = ["Write one instruction that this text answers: The with statement wraps a block in a context manager.",
            "Rate the answer. Instruction: sort a list. Answer: use sorted(). Give brief reasoning, then Score:",
            "Come up with a series of tasks:\n1. Sort a list of numbers.\n2. Name three colours.\n3.",
@@ -77,24 +80,6 @@ class OutlinesMasks:
                 self.guides[r].advance(int(t))
 
 
-def t_interval(values: list[float]) -> list[float]:
-    from scipy import stats
-
-    if len(values) < 2:
-        return [values[0], values[0]]
-    m, s = statistics.mean(values), statistics.stdev(values)
-    h = stats.t.ppf(0.975, len(values) - 1) * s / len(values) ** 0.5
-    return [m - h, m + h]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score 95% interval of a proportion k/n."""
-    p = k / n
-    centre, half = ((p + z * z / (2 * n)) / (1 + z * z / n),
-                    z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5 / (1 + z * z / n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def engines(args) -> dict:
     from humpback.builtins import resolve
     from humpback.generation.base import SamplingParams
@@ -133,7 +118,7 @@ def engines(args) -> dict:
         for arm, rates in arms.items():
             row = {"constraint": f"builtin:{name}", "engine": arm,
                    "match_rate": matched[arm] / (len(prompts) * args.repeats),
-                   "tokens_per_s": statistics.mean(rates), "tokens_per_s_ci95": t_interval(rates),
+                   "tokens_per_s": statistics.mean(rates), "tokens_per_s_ci95": mean_interval(rates)["ci"],
                    "compile_s": compile_s.get(arm)}
             out["rows"].append(row)
             print(json.dumps(row), flush=True)
@@ -168,7 +153,7 @@ def judge(args) -> dict:
         fails = sum(p.score is None for p in parsed)
         scores, positive = [p.score for p in parsed], [r.get("label") == "good" for r in rows]
         arm = {"constraint": spec, "parse_failures": fails, "parse_failure_rate": fails / len(rows),
-               "parse_failure_ci95": list(wilson(fails, len(rows))), "auc": auc(scores, positive),
+               "parse_failure_ci95": list(wilson_interval(fails, len(rows))), "auc": auc(scores, positive),
                "auc_ci95": list(auc_interval(scores, positive)), "seconds_per_pair": seconds / len(rows),
                "scores": scores, "labels": [r.get("label") for r in rows]}
         out["arms"].append(arm)
@@ -186,10 +171,11 @@ def markdown(result: dict) -> str:
                   "| constraint | engine | answers matching | tokens/s (95% CI) | compile s |",
                   "|---|---|---|---|---|"]
         for r in e["rows"]:
-            lo, hi = r["tokens_per_s_ci95"]
+            lo, hi = r["tokens_per_s_ci95"]  # [None, None] from a single round
+            ci = "one round" if lo is None else f"{lo:.0f}-{hi:.0f}"
             comp = "" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
             lines.append(f"| {r['constraint']} | {r['engine']} | {r['match_rate']:.0%} | {r['tokens_per_s']:.0f} "
-                         f"({lo:.0f}-{hi:.0f}) | {comp} |")
+                         f"({ci}) | {comp} |")
     if "judge" in result:
         j = result["judge"]
         lines += ["", f"Rating judge, generate mode: {j['model']}, {j['pairs']} dev pairs, max_new_tokens "
