@@ -15,6 +15,7 @@ Each is content-addressed like every stage, and the sharded ones resume shard by
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -319,10 +320,7 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
             checked = generate_checked(judge.model.generator.generate, texts, params)  # the verdicts checked
             rows, checks = judgement_rows_generate(tasks, checked.texts, judge.name), checked.stats
         rt.store.write_rows(shard_file(ev.judgements, shard), rows, schema=judgement_schema())
-        kinds: dict[str, int] = {}
-        for r in rows:
-            if r["parse_status"] != "ok":
-                kinds[r["parse_status"]] = kinds.get(r["parse_status"], 0) + 1
+        kinds = dict(Counter(r["parse_status"] for r in rows if r["parse_status"] != "ok"))
         return {"prompt_ids": [r["prompt_id"] for r in rows], "orders": [r["order"] for r in rows],
                 "outcomes": [r["outcome"] for r in rows], "parse_failure_kinds": kinds,
                 "tie_verdicts": sum(r["verdict"] == "tie" for r in rows), "checks": checks,
@@ -332,10 +330,7 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> Sta
     def finish(shards: list[dict]) -> dict:
         flat = lambda key: [x for s in shards for x in s[key]]  # noqa: E731
         chars = lambda key: {k: v for s in shards for k, v in s[key].items()}  # noqa: E731
-        kinds: dict[str, int] = {}
-        for s in shards:
-            for kind, n in s["parse_failure_kinds"].items():
-                kinds[kind] = kinds.get(kind, 0) + n
+        kinds = dict(sum((Counter(s["parse_failure_kinds"]) for s in shards), Counter()))
         summary = summarize(flat("orders"), flat("outcomes"), flat("prompt_ids"), chars("model_chars"),
                             chars("reference_chars"), cfg.bootstrap_samples, rt.cfg.random_seed)
         stats = {"judge": judge.name, "judge_mode": cfg.judge_mode, "reference": reference, **summary,
