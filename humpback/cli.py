@@ -246,7 +246,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         keep_wandb_out()
 
     from . import loop
-    from .data.segment import describe_funnel
+    from .data.funnel import describe_funnel
     from .store import Worker
     from .view.summary import format_summary
 

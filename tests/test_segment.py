@@ -8,8 +8,9 @@ import pytest
 from humpback.config import CorpusConfig
 from humpback.data.corpus import Document
 from humpback.data.dedup import LSHIndex, MinHasher, lsh_params
+from humpback.data.funnel import check_not_empty, describe_funnel
 from humpback.data.segment import (
-    Segment, Segmenter, boilerplate_fraction, check_not_empty, describe_funnel,
+    Segment, Segmenter, boilerplate_fraction,
     has_repeated_sentences, is_bad_header, is_boilerplate, is_boilerplate_line, is_too_long, is_too_short,
     split_paragraphs, split_sections,
 )

@@ -11,7 +11,8 @@ from records import english, german, write_jsonl, write_warc
 
 from humpback.config import CorpusConfig
 from humpback.data.corpus import Document, ReadLog, corpus_files, iter_documents
-from humpback.data.segment import Segmenter, check_not_empty, describe_funnel, is_bad_header, split_blocks
+from humpback.data.funnel import check_not_empty, describe_funnel
+from humpback.data.segment import Segmenter, is_bad_header, split_blocks
 from humpback.data.webpage import BadEncoding, Block, decode_page, declared_charset, page_blocks
 from humpback.errors import ConfigError, DataError
 

@@ -3,7 +3,8 @@
 from .corpus import Document, ReadLog, iter_documents
 from .io import expand_files, iter_hub_records, iter_records
 from .seed import SeedPair, SeedResult, load_seed
-from .segment import Segment, Segmenter, check_not_empty, describe_funnel
+from .funnel import check_not_empty, describe_funnel
+from .segment import Segment, Segmenter
 
 __all__ = [
     "Document", "ReadLog", "Segment", "Segmenter", "SeedPair", "SeedResult", "check_not_empty", "describe_funnel",

@@ -58,7 +58,8 @@ def segments_stage(rt: RunContext) -> StageResult:
 
     def work() -> dict:
         from ..data.corpus import ReadLog, iter_documents
-        from ..data.segment import Segmenter, check_not_empty, describe_funnel
+        from ..data.funnel import check_not_empty, describe_funnel
+        from ..data.segment import Segmenter
 
         # Held-out answers count as seed: a segment that copies one would carry it into training.
         seed_outputs = [r["output"] for rel in (SEED, HELDOUT) for r in rt.store.read_rows(rel)]
