@@ -8,11 +8,11 @@ import json
 import shutil
 import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from browser import LAUNCH_ARGS, chromium, keep_screenshot, playwright
 from humpback import cli
 from humpback.view.report import write_report
 from humpback.store import read_table, write_table
@@ -158,19 +158,12 @@ def test_inspect_prints_pairs(cli_run, capsys):
     assert "iteration 7 has no scored pairs" in capsys.readouterr().err
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-@pytest.mark.skipif(_chromium() is None,
+@pytest.mark.skipif(chromium() is None,
                     reason="no chromium (scripts/ensure_chromium.sh installs Debian's; make test runs it)")
 def test_report_renders_in_headless_chromium(cli_run, tmp_path):
     report = cli_run[0] / "report.html"
     n_plots = len(_plots(report.read_text()))
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", report.as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     # The page's own script marks how many plots decoded with a natural width > 0.
@@ -222,14 +215,6 @@ def test_world_report_plots_only_what_the_run_measured(tiny_world_run, tmp_path)
     assert ">None<" not in text and "{&quot;logprob&quot;" not in text  # no None cell, no raw JSON
 
 
-def _playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return None
-    return sync_playwright
-
-
 # What the page looks like at 1280 px: how wide the document is, and each plot's decoded width and marks.
 _PAGE_FACTS = """() => ({
   scrollWidth: document.documentElement.scrollWidth,
@@ -241,19 +226,16 @@ _PAGE_FACTS = """() => ({
 })"""
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium (scripts/ensure_chromium.sh installs Debian's)")
-@pytest.mark.skipif(_playwright() is None, reason="playwright is not installed (the system chromium is used)")
+@pytest.mark.skipif(chromium() is None, reason="no chromium (scripts/ensure_chromium.sh installs Debian's)")
+@pytest.mark.skipif(playwright() is None, reason="playwright is not installed (the system chromium is used)")
 def test_reports_fit_1280_pixels_with_no_empty_chart(tiny_world_run, cli_run, tmp_path):
     """Headless chromium at 1280x800 on the world run's report and the tiny run's: no horizontal overflow,
     every plot decoded and every panel of it holding data, and the likelihood judge's pairs without a
     'None' cell. Screenshots go to the test's folder (and to $HUMPBACK_SCREENSHOTS when set)."""
-    import os
-
     reports = {"world": write_report(tiny_world_run, tmp_path / "world.html"),
                "tiny": write_report(cli_run[0], tmp_path / "tiny.html")}
-    with _playwright()() as p:
-        browser = p.chromium.launch(executable_path=_chromium(),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+    with playwright()() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=LAUNCH_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             for name, report in reports.items():
@@ -262,10 +244,7 @@ def test_reports_fit_1280_pixels_with_no_empty_chart(tiny_world_run, cli_run, tm
                 facts = page.evaluate(_PAGE_FACTS)
                 shot = tmp_path / f"report-{name}.png"
                 page.screenshot(path=str(shot), full_page=True)
-                if os.environ.get("HUMPBACK_SCREENSHOTS"):
-                    out = Path(os.environ["HUMPBACK_SCREENSHOTS"])
-                    out.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(shot, out / shot.name)
+                keep_screenshot(shot)
                 assert shot.read_bytes()[:8] == PNG
                 assert facts["scrollWidth"] <= 1280, (name, facts["scrollWidth"])
                 assert len(facts["plots"]) >= 6, name

@@ -14,30 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from browser import LAUNCH_ARGS, chromium, keep_screenshot, playwright
 from humpback.review.decisions import read_decisions
 from humpback.store import read_table
 
 ROOT = Path(__file__).parent.parent
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return None
-    return sync_playwright
-
-
 pytestmark = [
-    pytest.mark.skipif(_chromium() is None, reason="no chromium (scripts/ensure_chromium.sh installs Debian's)"),
-    pytest.mark.skipif(_playwright() is None, reason="playwright is not installed (pip install playwright; its "
+    pytest.mark.skipif(chromium() is None, reason="no chromium (scripts/ensure_chromium.sh installs Debian's)"),
+    pytest.mark.skipif(playwright() is None, reason="playwright is not installed (pip install playwright; its "
                                                      "browsers are not needed: the system chromium is used)"),
 ]
 
@@ -66,10 +52,7 @@ class Server:
 def _shot(page, tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
-    if os.environ.get("HUMPBACK_SCREENSHOTS"):
-        out = Path(os.environ["HUMPBACK_SCREENSHOTS"])
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, out / path.name)
+    keep_screenshot(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return path
 
@@ -81,9 +64,8 @@ def test_review_ten_pairs_by_keyboard_kill_the_server_and_find_them_kept(tiny_cl
     assert len(candidates) >= 10
     server = Server(run_dir, "--iteration", "1", "--reviewer", "tester", "--sample", "12")
     assert "Reviewer tester: 0 of 12 already decided" in "".join(server.lines)
-    with _playwright()() as p:
-        browser = p.chromium.launch(executable_path=_chromium(),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+    with playwright()() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=LAUNCH_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.set_default_timeout(30_000)
