@@ -106,6 +106,20 @@ def test_a_killed_worker_is_restarted_and_its_shard_redone(cluster, local_run, t
     assert files(run_dir) == files(local_run)
 
 
+def test_the_local_clusters_workers_run_at_normal_priority(cluster, local_run, tmp_path, monkeypatch):
+    """Ray starts workers at niceness 15; a local cluster's workers do the run's work, so humpback starts
+    them at 0 (at 15, two busy processes beside the run starved it to a crawl)."""
+    run_dir = ray_copy(local_run, tmp_path)
+    current, niceness = {}, []
+    real_open = loop.open_run
+    monkeypatch.setattr(loop, "open_run", lambda *a, **k: current.setdefault("rt", real_open(*a, **k)))
+    monkeypatch.setattr(shards, "after_shard", [lambda stage, shard: niceness.extend(
+        os.getpriority(os.PRIO_PROCESS, pid) for pid in current["rt"].engine.pids())])
+    augment(run_dir, RAY)
+    assert niceness and set(niceness) == {0}
+    assert "RAY_worker_niceness" not in os.environ  # set only while the cluster started
+
+
 def test_a_run_whose_worker_dies_for_good_resumes_from_its_done_shards(cluster, local_run, tmp_path, monkeypatch):
     """No retries: the killed worker fails the stage; the next run keeps the shards written and redoes the rest."""
     run_dir = ray_copy(local_run, tmp_path)

@@ -11,6 +11,7 @@ the shards already written are kept by the run store as for any resumed run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -206,8 +207,12 @@ class RayEngine:
                 # Workers of a local cluster import this humpback (a source checkout need not be installed).
                 src = str(Path(humpback.__file__).resolve().parent.parent)
                 path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
-                ctx = ray.init(num_cpus=workers.local_cpus, log_to_driver=False,
-                               runtime_env={"env_vars": {"PYTHONPATH": path}})
+                # Ray starts workers at niceness 15 (for a driver doing the work); here the workers do
+                # the run's work, and at 15 any other load on the machine starves them. RAY_worker_niceness
+                # set by the user wins.
+                with _env_default("RAY_worker_niceness", "0"):
+                    ctx = ray.init(num_cpus=workers.local_cpus, log_to_driver=False,
+                                   runtime_env={"env_vars": {"PYTHONPATH": path}})
             dashboard = ctx.dashboard_url
         res = ray.cluster_resources()
         where = ("the cluster this process is connected to" if not self.owned else
@@ -258,6 +263,19 @@ class RayEngine:
         self.actors, self.free = [], queue.Queue()
         if self.owned and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+@contextlib.contextmanager
+def _env_default(name: str, value: str):
+    """``name=value`` in this process's environment (for the processes it starts) unless already set."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def _first_line(e: BaseException) -> str:
