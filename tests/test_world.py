@@ -110,6 +110,26 @@ def test_world_files_are_cached_by_content(tmp_path):
     assert set(BUILTINS) == {"world-base", "world-seed", "world-pool", "world-eval", "world-dev"}
 
 
+def test_the_base_models_key_is_what_it_is_made_of(tmp_path, monkeypatch):
+    """The base model is rebuilt when its pretraining text, tokenizer texts or training code change, not
+    when the pool, the seed set or the layout of the code do."""
+    from humpback.worlds import _code, _key
+
+    other_pool = WorldSpec(**{**SMALL.to_dict(), "bad_fraction": 0.3, "pool_docs": SMALL.pool_docs + 7})
+    assert _key("base", other_pool) == _key("base", SMALL) and _key("data", other_pool) != _key("data", SMALL)
+    for change in ({"pretrain_bad_fraction": 0.3}, {"random_seed": SMALL.random_seed + 1}, {"page_sentences": 1}):
+        assert _key("base", WorldSpec(**{**SMALL.to_dict(), **change})) != _key("base", SMALL), change
+
+    def code(name: str, text: str) -> str:
+        (tmp_path / f"{name}.py").write_text(text)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        return _code(__import__(name))
+
+    plain = code("plain", 'def f(x):\n    """Twice x."""\n    return 2 * x\n')
+    assert code("restyled", "# a comment\ndef f(x):\n    return 2*x  # doubled\n") == plain
+    assert code("changed", "def f(x):\n    return 3 * x\n") != plain
+
+
 def test_builtin_names_resolve(monkeypatch, tmp_path):
     from humpback.errors import ConfigError
     from humpback.builtins import resolve

@@ -15,13 +15,15 @@ eval prompts and dev set, and a base model pretrained from weights initialised w
 text); ``@0`` is the default world. ``scripts/proof.py --seeds N`` runs its arms on worlds ``@0 .. @N-1``.
 
 The verifier is ``humpback.worlds.tasks:verify`` (``curate.verifier``). Builds are deterministic and cached
-under ``$HUMPBACK_CACHE`` in folders whose names carry a hash of everything they depend on; another
+under ``$HUMPBACK_CACHE`` in folders whose names carry a hash of what they are made of (the data: its rows;
+the base model: its pretraining text, tokenizer texts, training code and library versions); another
 :class:`~humpback.worlds.build.WorldSpec` (a test's smaller world) gets folders of its own through
 :func:`materialize_world`.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import json
@@ -47,21 +49,41 @@ class WorldPaths:
     dev: Path
 
 
-def _key(kind: str, spec: WorldSpec) -> str:
-    from . import build, model, tasks
+def _code(module) -> str:
+    """A module's code as its syntax tree without docstrings: a change to what it does changes this,
+    a comment, a docstring or a reformatting does not."""
+    tree = ast.parse(inspect.getsource(module))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
+
+def _key(kind: str, spec: WorldSpec, world=None) -> str:
+    """The cache key of the world's ``data`` or ``base`` model: a hash of what it is made of. The data:
+    the rows it holds. The base model: its pretraining documents and tokenizer texts, the code that
+    trains it, and the library versions (the same inputs give other weights under other versions). Changing
+    the pool, the seed set or the code that draws them leaves the base model's key as it is."""
+    from .build import build_world, vocabulary_texts
+
+    world = world or build_world(spec)
     h = hashlib.blake2b(digest_size=6)
-    what = spec.pretrain_key() if kind == "base" else spec.to_dict()
-    h.update(json.dumps({"kind": kind, "version": WORLD_VERSION, "spec": what}, sort_keys=True).encode())
-    # The code that builds it: a change to the tasks, the sampling or the model rebuilds.
-    for module in (tasks, build) + ((model,) if kind == "base" else ()):
-        h.update(inspect.getsource(module).encode())
-    if kind == "base":
-        import tokenizers
-        import torch
-        import transformers
+    h.update(json.dumps({"kind": kind, "version": WORLD_VERSION}).encode())
+    if kind == "data":
+        h.update(json.dumps([world.seed, world.pool, world.eval, world.dev], sort_keys=True).encode())
+        return h.hexdigest()
+    import tokenizers
+    import torch
+    import transformers
 
-        h.update(f"{torch.__version__}|{transformers.__version__}|{tokenizers.__version__}".encode())
+    from . import model
+
+    h.update(json.dumps({"documents": world.pretrain, "vocabulary": vocabulary_texts(),
+                         "seed": spec.random_seed}).encode())
+    h.update(_code(model).encode())
+    h.update(f"{torch.__version__}|{transformers.__version__}|{tokenizers.__version__}".encode())
     return h.hexdigest()
 
 
@@ -69,18 +91,20 @@ def materialize_world(spec: WorldSpec = WorldSpec(), cache_dir: str | Path | Non
                       with_model: bool = True) -> WorldPaths:
     """Build (once) the world of ``spec`` and return where its files are."""
     from ..tiny import cache_root
+    from .build import build_world
 
     root = cache_root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    data = root / f"world-data-v{WORLD_VERSION}-{_key('data', spec)}"
+    world = build_world(spec)
+    data = root / f"world-data-v{WORLD_VERSION}-{_key('data', spec, world)}"
     if not (data / "dev.jsonl").is_file():
-        _atomic_dir(data, lambda tmp: _write_data(tmp, spec))
-    base = root / f"world-base-v{WORLD_VERSION}-{_key('base', spec)}"
+        _atomic_dir(data, lambda tmp: _write_data(tmp, spec, world))
+    base = root / f"world-base-v{WORLD_VERSION}-{_key('base', spec, world)}"
     if with_model and not (base / "config.json").is_file():
         from ..console import info
 
         info(f"[world] pretraining the world's base model (once: cached as {base})")
-        _atomic_dir(base, lambda tmp: _write_base(tmp, spec))
+        _atomic_dir(base, lambda tmp: _write_base(tmp, spec, world))
         done = json.loads((base / "pretraining.json").read_text())
         info(f"  world: {done['steps']} steps on {done['documents']} documents, loss {done['first_loss']:.3f} -> "
              f"{done['last_loss']:.3f}")
@@ -114,10 +138,7 @@ def materialize(name: str, cache_dir: str | Path | None = None) -> Path:
     return paths.base if base == "world-base" else getattr(paths, base.split("-", 1)[1])
 
 
-def _write_data(folder: Path, spec: WorldSpec) -> None:
-    from .build import build_world
-
-    world = build_world(spec)
+def _write_data(folder: Path, spec: WorldSpec, world) -> None:
     _jsonl(folder / "seed.jsonl", [{"instruction": r["instruction"], "output": r["output"]} for r in world.seed])
     _jsonl(folder / "pool.jsonl", [{"id": r["id"], "text": r["text"]} for r in world.pool])
     _jsonl(folder / "eval.jsonl", [{"instruction": r["instruction"], "reference": r["reference"],
@@ -126,11 +147,11 @@ def _write_data(folder: Path, spec: WorldSpec) -> None:
     (folder / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1) + "\n")
 
 
-def _write_base(folder: Path, spec: WorldSpec) -> None:
-    from .build import build_world, vocabulary_texts
+def _write_base(folder: Path, spec: WorldSpec, world) -> None:
+    from .build import vocabulary_texts
     from .model import PRETRAIN, build_base_model, build_tokenizer
 
-    info = build_base_model(folder, build_tokenizer(vocabulary_texts()), build_world(spec).pretrain,
+    info = build_base_model(folder, build_tokenizer(vocabulary_texts()), world.pretrain,
                             pretrain={**PRETRAIN, "seed": spec.random_seed})
     (folder / "pretraining.json").write_text(json.dumps({"spec": spec.to_dict(), **info}, indent=1) + "\n")
 
