@@ -2,6 +2,9 @@
 
     python scripts/proof.py --output runs/proof               # 3 worlds (seeds 0, 1, 2)
     python scripts/proof.py --seeds 1 --output runs/proof     # the default world alone (about 5.5 minutes on 2 cores)
+    python scripts/proof.py --output runs/noisier --world bad_fraction=0.7 curate.top_fraction=0.25
+                            # worlds with other WorldSpec fields, recipe overrides for every arm (their base
+                            # models are the default worlds' where the pretraining text is the same)
 
 There is no smaller variant: a quarter of the pool took as long (training steps dominate) and showed
 none of the orderings (its backward model's instructions were too rarely right for curation to pay).
@@ -78,11 +81,35 @@ DIFFERENCES = (("M1 - M0 (self-curated)", ("self-curated", "iter_1"), ("self-cur
                ("M1 + DPO - M1", ("M1 + DPO", "iter_1"), ("self-curated", "iter_1")))
 
 
-def world_overrides(seed: int) -> list[str]:
-    """The recipe's world assets as the world of ``seed`` (``builtin:world-*@S``)."""
+def world_overrides(seed: int, changes: dict | None = None) -> list[str]:
+    """The recipe's world assets as the world of ``seed`` (``builtin:world-*@S``), or, with ``changes``
+    (WorldSpec fields), the files of that world built with those fields changed."""
+    if changes:
+        w = materialize_world(WorldSpec(**{**changes, "random_seed": seed}))
+        return [f"base_model={w.base}", f"seed.path={w.seed}", f"corpus.path={w.pool}", f"curate.dev_set={w.dev}",
+                f"eval.prompts={w.eval}"]
     at = lambda name: f"builtin:{name}@{seed}"  # noqa: E731
     return [f"base_model={at('world-base')}", f"seed.path={at('world-seed')}", f"corpus.path={at('world-pool')}",
             f"curate.dev_set={at('world-dev')}", f"eval.prompts={at('world-eval')}"]
+
+
+def world_changes(pairs: list[str]) -> dict:
+    """``--world FIELD=VALUE`` options as WorldSpec fields of their own types; a ValueError names the bad one."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(WorldSpec) if f.name != "random_seed"}
+    changes = {}
+    for pair in pairs:
+        name, eq, value = pair.partition("=")
+        if not eq or name not in fields:
+            raise ValueError(f"--world {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        kind = type(getattr(WorldSpec(), name))
+        try:
+            changes[name] = kind(value)
+        except ValueError:
+            raise ValueError(f"--world {pair!r}: {name} takes a {kind.__name__}, got {value!r}") from None
+    WorldSpec(**changes)  # its own range checks
+    return changes
 
 
 def cpu_seconds() -> float:
@@ -134,11 +161,13 @@ def model_row(seed: int, arm: str, iteration: int, run_dir: Path, label: str, cu
     return row
 
 
-def run_seed(seed: int, out: Path, clock: Clock) -> dict:
-    """Every arm on the world of ``seed``: its rows and each model's per-prompt outcomes."""
-    overrides = ["tracking.progress=false"] + world_overrides(seed)
+def run_seed(seed: int, out: Path, clock: Clock, changes: dict | None = None, extra: tuple = ()) -> dict:
+    """Every arm on the world of ``seed`` (with ``changes`` to its WorldSpec; ``extra`` recipe overrides
+    for every arm): its rows and each model's per-prompt outcomes."""
     log = lambda line: None  # noqa: E731 - the stages' lines; the proof prints its own
-    clock.time(f"seed {seed}: world (build or cache)", lambda: materialize_world(WorldSpec(random_seed=seed)))
+    clock.time(f"seed {seed}: world (build or cache)",
+               lambda: materialize_world(WorldSpec(**{**(changes or {}), "random_seed": seed})))
+    overrides = ["tracking.progress=false", *world_overrides(seed, changes), *extra]
     dirs = {"self-curated": out / "self-curated", "dpo": out / "dpo"} | {arm: out / arm for arm in ARMS}
     cfg = load_config(RECIPE, overrides)
     clock.time(f"seed {seed}: self-curated run (backward, M0, augment, M1, M2, evals)",
@@ -209,7 +238,8 @@ def _ci(ci) -> str:
 def markdown(summary: dict, seeds: dict[int, dict], timings: dict, meta: dict) -> str:
     n = len(summary["seeds"])
     lines = ["# The loop works: a controlled world, over seeds", "",
-             f"Worlds: seeds {', '.join(map(str, summary['seeds']))} (`builtin:world-*@S`). "
+             f"Worlds: seeds {', '.join(map(str, summary['seeds']))} (`builtin:world-*@S`"
+             + "".join(f", {k}={v}" for k, v in meta.get("world_changes", {}).items()) + "). "
              f"Command: `{meta['command']}`.",
              f"Machine: {meta['machine']['cpu']} ({meta['machine']['cpu_count']} cores), torch "
              f"{meta['machine']['torch']} with {meta['torch_threads']} threads, "
@@ -274,9 +304,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output", required=True, type=Path, help="folder for proof.json, proof.md and the run folders")
     p.add_argument("--seeds", type=int, default=3, help="how many worlds (seeds 0 .. N-1); default 3")
+    p.add_argument("--world", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a WorldSpec field changed in every seed's world (e.g. bad_fraction=0.7); repeatable")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="recipe overrides for every arm (e.g. curate.top_fraction=0.25)")
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be at least 1, got {args.seeds}")
+    try:
+        changes = world_changes(args.world)
+        load_config(RECIPE, args.overrides)  # a bad override stops here, before any world is built
+    except Exception as e:  # ValueError from --world, ConfigError from the recipe
+        p.error(str(e))
     out: Path = args.output
     out.mkdir(parents=True, exist_ok=True)
     import torch
@@ -285,10 +324,12 @@ def main(argv: list[str] | None = None) -> int:
 
     clock = Clock()
     started, cpu0 = time.time(), cpu_seconds()
-    seeds = {seed: run_seed(seed, out / f"seed-{seed}", clock) for seed in range(args.seeds)}
+    seeds = {seed: run_seed(seed, out / f"seed-{seed}", clock, changes, tuple(args.overrides))
+             for seed in range(args.seeds)}
     total = {"wall_s": round(time.time() - started, 1), "cpu_s": round(cpu_seconds() - cpu0, 1)}
     meta = {"command": " ".join(["python scripts/proof.py", *(sys.argv[1:] if argv is None else argv)]),
-            "recipe": str(RECIPE.relative_to(ROOT)), "machine": harness.machine(),
+            "recipe": str(RECIPE.relative_to(ROOT)), "world_changes": changes, "overrides": args.overrides,
+            "machine": harness.machine(),
             "torch_threads": torch.get_num_threads()}
     summary = summarize(seeds)
     timings = {**clock.marks, "total": total}

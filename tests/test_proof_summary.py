@@ -4,6 +4,7 @@ tests/test_proof.py (slow)."""
 
 import importlib.util
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -100,3 +101,33 @@ def test_world_overrides_name_every_world_asset():
 
     cfg = load_config(proof.RECIPE, got)
     assert cfg.base_model == "builtin:world-base@2" and cfg.eval.prompts == "builtin:world-eval@2"
+
+
+def test_world_changes_are_typed_and_checked():
+    assert proof.world_changes(["bad_fraction=0.7", "pool_docs=6000"]) == {"bad_fraction": 0.7, "pool_docs": 6000}
+    assert proof.world_changes([]) == {}
+    for bad, said in (("colour=red", "FIELD one of seed_pairs"), ("bad_fraction", "expected FIELD=VALUE"),
+                      ("pool_docs=many", "pool_docs takes a int, got 'many'"),
+                      ("bad_fraction=1.5", "bad_fraction must be in [0, 1], got 1.5"),
+                      ("random_seed=3", "FIELD one of")):  # the seed is --seeds' business
+        with pytest.raises(ValueError, match=re.escape(said)):
+            proof.world_changes([bad])
+
+
+def test_a_changed_world_is_named_in_proof_md_and_its_files_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUMPBACK_CACHE", str(tmp_path))
+    from humpback.worlds import materialize_world
+
+    built = []
+    monkeypatch.setattr(proof, "materialize_world", lambda spec: built.append(spec) or materialize_world(
+        spec, with_model=False))
+    got = dict(o.split("=", 1) for o in proof.world_overrides(1, {"bad_fraction": 0.7}))
+    assert [(s.bad_fraction, s.random_seed) for s in built] == [(0.7, 1)]
+    assert Path(got["corpus.path"]).name == "pool.jsonl" and Path(got["corpus.path"]).is_file()
+    assert Path(got["eval.prompts"]).parent == Path(got["corpus.path"]).parent
+    seeds = two_worlds()
+    meta = {"command": "python scripts/proof.py --world bad_fraction=0.7", "torch_threads": 1,
+            "world_changes": {"bad_fraction": 0.7},
+            "machine": {"cpu": "Test CPU", "cpu_count": 2, "torch": "2.13.0", "transformers": "5.25.0"}}
+    text = proof.markdown(proof.summarize(seeds), seeds, {"total": {"wall_s": 1.0, "cpu_s": 2.0}}, meta)
+    assert "Worlds: seeds 0, 1 (`builtin:world-*@S`, bad_fraction=0.7)." in text
