@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +203,10 @@ class RayEngine:
             import humpback
 
             if workers.address:
-                ctx = ray.init(address=workers.address, log_to_driver=False)
+                check_address(workers.address)
+                with _said("join the Ray cluster at workers.address " + repr(workers.address),
+                           "is its head node running the same Ray version as this machine?"):
+                    ctx = ray.init(address=workers.address, log_to_driver=False)
             else:
                 # Workers of a local cluster import this humpback (a source checkout need not be installed).
                 src = str(Path(humpback.__file__).resolve().parent.parent)
@@ -210,7 +214,9 @@ class RayEngine:
                 # Ray starts workers at niceness 15 (for a driver doing the work); here the workers do
                 # the run's work, and at 15 any other load on the machine starves them. RAY_worker_niceness
                 # set by the user wins.
-                with _env_default("RAY_worker_niceness", "0"):
+                with _env_default("RAY_worker_niceness", "0"), _said(
+                        "start a local Ray cluster", "a start that times out means the machine is too busy: "
+                        "retry, or run with workers.engine: local"):
                     ctx = ray.init(num_cpus=workers.local_cpus, log_to_driver=False,
                                    runtime_env={"env_vars": {"PYTHONPATH": path}})
             dashboard = ctx.dashboard_url
@@ -263,6 +269,34 @@ class RayEngine:
         self.actors, self.free = [], queue.Queue()
         if self.owned and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """A HumpbackError naming ``workers.address`` when it is not a Ray address or nothing answers there
+    (Ray itself retries an unreachable head node for minutes before it gives up). ``auto`` is Ray's."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"workers.address {address!r}: expected HOST:PORT (the head node's address that "
+                          f"`ray start --head` prints), ray://HOST:PORT (Ray Client) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise HumpbackError(f"workers.address {address!r}: nothing answers at {host}:{port} "
+                            f"({e.strerror or type(e).__name__}); start the head node there (`ray start --head "
+                            f"--port {port}`), or leave workers.address empty for a local cluster") from None
+
+
+@contextlib.contextmanager
+def _said(doing: str, hint: str):
+    """Ray's error while ``doing`` as one HumpbackError line with ``hint``, instead of Ray's traceback."""
+    try:
+        yield
+    except HumpbackError:
+        raise
+    except Exception as e:
+        raise HumpbackError(f"[ray] could not {doing}: {type(e).__name__}: {_first_line(e)} ({hint})") from e
 
 
 @contextlib.contextmanager
