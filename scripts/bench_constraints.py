@@ -129,7 +129,7 @@ def engines(args) -> dict:
 def judge(args) -> dict:
     from humpback.builtins import resolve
     from humpback.config import CurateConfig
-    from humpback.data.io import iter_records
+    from humpback.data.records import iter_records
     from humpback.generation.base import SamplingParams
     from humpback.generation.constraints import parse_constraint
     from humpback.generation.hf import HFGenerator

@@ -226,7 +226,7 @@ def measure_augment(spec: dict, cfg, src) -> dict:
     from humpback.chat import load_chat_tokenizer
     from humpback.generation import SamplingParams
     from humpback.generation.base import encode_prompts
-    from humpback.stages.augment import backward_prompts, backward_sampling
+    from humpback.data.instructions import backward_prompts, backward_sampling
 
     variant, backend = spec["variant"], cfg.generation.backend
     tok = load_chat_tokenizer(src.base_model, cfg.base_model_revision)
@@ -343,7 +343,7 @@ class TransformersGenerate:
 
 
 def measure_train(spec: dict, cfg, src) -> dict:
-    from humpback.stages.finetune import mixture_rows
+    from humpback.data.mixture import mixture_rows
     from humpback.store import write_table
     from humpback.training import TrainJob, train_model
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..config import SeedConfig
 from ..errors import DataError
-from .io import iter_hub_records, iter_records
+from .records import iter_hub_records, iter_records
 
 FORMAT_KEYS = {
     "messages": ("messages",),

@@ -130,7 +130,7 @@ def load_rubric(ref: Optional[str], field: str = "text", split: str = "train") -
         return parse_rubric(path.read_text(encoding="utf-8"), str(path))
     if ref.startswith("builtin:"):
         raise ConfigError(f"curate.rubric: unknown builtin {ref!r}; known: {PAPER_RUBRIC}")
-    from ..data.io import iter_hub_records
+    from ..data.records import iter_hub_records
 
     texts = []
     for location, record in iter_hub_records(ref, None, split, streaming=False):
