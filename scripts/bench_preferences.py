@@ -137,7 +137,7 @@ def model_k(cfg, folder: Path) -> str:
 
 def measure(spec: dict) -> dict:
     from humpback.config import load_config
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
 
     cfg = load_config(spec["recipe"], spec["overrides"])
     cfg = dataclasses.replace(cfg, base_model=resolve(cfg.base_model))

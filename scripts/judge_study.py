@@ -71,7 +71,7 @@ def main(argv=None) -> int:
 
 def study_pairs(name: str, n: int, seed: int) -> tuple[list[dict], list[str]]:
     """(real pairs, off-topic paragraphs) for a model of the study."""
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
 
     if name == "smollm2":
         from humpback import assets

@@ -112,7 +112,7 @@ def test_world_files_are_cached_by_content(tmp_path):
 
 def test_builtin_names_resolve(monkeypatch, tmp_path):
     from humpback.errors import ConfigError
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
 
     monkeypatch.setenv("HUMPBACK_CACHE", str(tmp_path))
     assert resolve("builtin:world-eval").endswith("eval.jsonl")
@@ -121,7 +121,7 @@ def test_builtin_names_resolve(monkeypatch, tmp_path):
 
 
 def test_a_world_of_another_seed_is_named_with_at(monkeypatch, tmp_path):
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
     from humpback.errors import ConfigError
     from humpback.worlds import parse
 

@@ -47,7 +47,7 @@ def prompt_bank(rt: RunContext, k: int) -> tuple[list[dict], dict, list[str]]:
         rows, duplicates = bank_from_rows(rt.store.read_rows(SEED), "id")
         identity, inputs = {"bank": "seed"}, [SEED]
     else:
-        from ..builtins import resolve
+        from ..builtin_names import resolve
 
         path = resolve(cfg.prompts)
         rows, duplicates = bank_from_rows(load_prompt_bank(path), "prompt_id")
@@ -73,7 +73,7 @@ def _judge(rt: RunContext, k: int, model) -> tuple[CurationJudge, list[str], dic
         return CurationJudge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
     budget = rt.cfg.generation.max_prompt_tokens
     if cfg.judge:
-        from ..builtins import resolve
+        from ..builtin_names import resolve
 
         outside = resolve(cfg.judge)
         return (CurationJudge(outside, cfg, rt.model(outside=outside), rt.cfg.random_seed, budget), [],
