@@ -2,7 +2,8 @@
 
 Every generation is kept: usable ones become candidates, the rest go to ``rejected`` with the
 reason (empty, echoed prompt, degenerate, or truncated: it ran out of ``augment.max_new_tokens``
-before it ended), so nothing is lost silently.
+before it ended), so nothing is lost silently. The prompts, the sampling and the filter are pure
+functions of rows in :mod:`humpback.data.instructions`.
 """
 
 from __future__ import annotations
