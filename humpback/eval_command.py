@@ -25,7 +25,7 @@ def evaluate_run(run_dir: Path, iteration: Optional[int] = None, overrides: list
                  log: Callable[[str], None] = print, command: str = "eval") -> list[dict]:
     """Evaluate the run's trained models (model K alone with ``iteration`` K, M0 with 0); returns
     their stats, in training order."""
-    from .stages.evaluation import evaluate, preflight, prompts_stage
+    from .stages.evaluate import evaluate, preflight, prompts_stage
 
     run_dir = Path(run_dir)
     if not (run_dir / layout.MANIFEST).exists() or not (run_dir / layout.CONFIG).exists():

@@ -21,7 +21,7 @@ from .config import RunConfig, to_dict
 from .run import RunContext, Sources, config_text, guard_recipe
 from .stages.augment import augment_stage
 from .stages.curate import compare_stages, score_stage, select_stage
-from .stages.evaluation import evaluate, preflight, prompts_stage
+from .stages.evaluate import evaluate, preflight, prompts_stage
 from .stages.finetune import backward_stage, dpo_stage, m0_stage, next_model_stage
 from .stages.preferences import preferences_stage, responses_stage
 from .stages.prepare import segments_stage, seed_stage

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from .chat import messages_for
 from .errors import DataError
+from .judges.health import judge_health, merge_health_counts
 
 if TYPE_CHECKING:
     from .config import CurateConfig, PreferencesConfig
@@ -128,7 +129,7 @@ def load_prompt_bank(source: str, where: str = "preferences.prompts") -> list[di
     """The records of a prompt bank file or folder (JSON, JSONL, Parquet; ``datasets`` ids too), each with
     an ``instruction`` (an alpaca ``input`` is appended after a blank line); ``prompt_id`` is the record's
     place. A bank without a single prompt is an error, never an empty preference set."""
-    from .data.io import iter_hub_records, iter_records
+    from .data.records import iter_hub_records, iter_records
 
     local = Path(source).expanduser()
     records = iter_records(local) if local.exists() else iter_hub_records(source, None, "train", streaming=False)
@@ -176,3 +177,19 @@ def sample_seed(seed: int, sample: int) -> int:
 
 def response_id(prompt_id: str, sample: int) -> str:
     return f"{prompt_id}#{sample}"
+
+
+def merge_response_stats(shards: list[dict]) -> dict:
+    """The shards' counts summed; the mean judge value over every scored answer."""
+    failures: dict[str, int] = {}
+    for s in shards:
+        for kind, count in s["failures"].items():
+            failures[kind] = failures.get(kind, 0) + count
+    value_n = sum(s["value_n"] for s in shards)
+    responses = sum(s["responses"] for s in shards)
+    return {"prompts": sum(s["prompts"] for s in shards), "responses": responses,
+            "truncated": sum(s["truncated"] for s in shards), "failures": failures,
+            "response_chars_mean": sum(s["response_chars"] for s in shards) / responses if responses else None,
+            "value_mean": sum(s["value_sum"] for s in shards) / value_n if value_n else None,
+            "health": judge_health(merge_health_counts([s["health_counts"] for s in shards])),
+            "served_by": sorted({s["served_by"] for s in shards if s.get("served_by")})}

@@ -36,7 +36,7 @@ class Sources:
 
     @classmethod
     def resolve(cls, cfg: RunConfig) -> "Sources":
-        from .builtins import resolve
+        from .builtin_names import resolve
         from .models import resolve_model
 
         with progress_bars(cfg.tracking.progress):  # building a builtin model writes shards

@@ -10,6 +10,7 @@ states in words; ``agreement`` compares two scores of the same pairs.
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -205,3 +206,11 @@ def describe_rule(rule: dict, short: bool = False) -> str:
 def short_rule(rule: dict) -> str:
     """``describe_rule`` in a few words."""
     return describe_rule(rule, short=True)
+
+
+def length_stats(curated: list[dict]) -> dict:
+    """The median instruction and output length (characters) of the curated pairs (None for none)."""
+    out = {}
+    for name, col in (("instruction_chars_median", "instruction"), ("output_chars_median", "output")):
+        out[name] = statistics.median(len(c[col]) for c in curated) if curated else None
+    return out

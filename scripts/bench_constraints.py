@@ -81,7 +81,7 @@ class OutlinesMasks:
 
 
 def engines(args) -> dict:
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
     from humpback.generation.base import SamplingParams
     from humpback.generation.constraints import BUILTINS, parse_constraint
     from humpback.generation.grammar import GrammarCache
@@ -127,9 +127,9 @@ def engines(args) -> dict:
 
 
 def judge(args) -> dict:
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
     from humpback.config import CurateConfig
-    from humpback.data.io import iter_records
+    from humpback.data.records import iter_records
     from humpback.generation.base import SamplingParams
     from humpback.generation.constraints import parse_constraint
     from humpback.generation.hf import HFGenerator

@@ -111,7 +111,7 @@ def measure_corpus(spec: dict, cfg) -> dict:
     """The real Python-docs corpus through iter_documents and the Segmenter, as the segments stage runs them."""
     from humpback.data.corpus import iter_documents
     from humpback.data.segment import Segmenter
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
 
     cfg = dataclasses.replace(cfg, path=resolve("builtin:python-docs"))
 

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     from humpback.generation.hf import HFGenerator
     from humpback.models import SHIPPED, resolve_model
     from humpback.progress import progress_bars
-    from humpback.stages.augment import backward_prompts, backward_sampling
+    from humpback.data.instructions import backward_prompts, backward_sampling
 
     from benchmark import segment_texts  # the same real segments as the main benchmark
 

@@ -137,7 +137,7 @@ def model_k(cfg, folder: Path) -> str:
 
 def measure(spec: dict) -> dict:
     from humpback.config import load_config
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
 
     cfg = load_config(spec["recipe"], spec["overrides"])
     cfg = dataclasses.replace(cfg, base_model=resolve(cfg.base_model))
@@ -185,7 +185,7 @@ def measure_judging(spec: dict, cfg, adapter: str, tmp: Path) -> dict:
     """The additive judge on ``n`` answers per prompt (seed answers stand in for model K's)."""
     from types import SimpleNamespace
 
-    from humpback.judges import Judge, score_rows
+    from humpback.judges import CurationJudge, score_rows
     from humpback.preferences import judge_settings
 
     judging = judge_settings(cfg.curate, dataclasses.replace(cfg.preferences, judge_kind="additive", judge=None))
@@ -194,7 +194,8 @@ def measure_judging(spec: dict, cfg, adapter: str, tmp: Path) -> dict:
     seed = seed_rows(spec["prompts"] + n)
     rows = [{"candidate_id": f"{i}#{j}", "instruction": seed[i]["instruction"], "output": seed[i + j]["output"]}
             for i in range(spec["prompts"]) for j in range(n)]
-    judge = Judge("bench", judging, SimpleNamespace(tokenizer=tok, generator=gen), 0, cfg.generation.max_prompt_tokens)
+    judge = CurationJudge("bench", judging, SimpleNamespace(tokenizer=tok, generator=gen), 0,
+                          cfg.generation.max_prompt_tokens)
 
     def run() -> dict:
         scored = score_rows(rows, judge)

@@ -180,7 +180,7 @@ def seed_pairs(n: int) -> list[dict]:
     """``n`` (id, instruction, output) pairs: the Python-docs seed set, repeated if needed."""
     from humpback.config import SeedConfig
     from humpback.data.seed import load_seed
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
 
     pairs = load_seed(SeedConfig(path=resolve("builtin:python-docs-seed"), format="alpaca")).pairs
     return [{"id": f"seed-{i}", "instruction": pairs[i % len(pairs)].instruction,
@@ -192,7 +192,7 @@ def segment_texts(n: int) -> list[str]:
     from humpback.config import CorpusConfig
     from humpback.data.corpus import iter_documents
     from humpback.data.segment import Segmenter
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
 
     cfg = CorpusConfig(path=resolve("builtin:python-docs"), drop_seed_overlap=False)
     segments = [s.text for s in Segmenter(cfg).segments(iter_documents(cfg))]
@@ -226,7 +226,7 @@ def measure_augment(spec: dict, cfg, src) -> dict:
     from humpback.chat import load_chat_tokenizer
     from humpback.generation import SamplingParams
     from humpback.generation.base import encode_prompts
-    from humpback.stages.augment import backward_prompts, backward_sampling
+    from humpback.data.instructions import backward_prompts, backward_sampling
 
     variant, backend = spec["variant"], cfg.generation.backend
     tok = load_chat_tokenizer(src.base_model, cfg.base_model_revision)
@@ -343,7 +343,7 @@ class TransformersGenerate:
 
 
 def measure_train(spec: dict, cfg, src) -> dict:
-    from humpback.stages.finetune import mixture_rows
+    from humpback.data.mixture import mixture_rows
     from humpback.store import write_table
     from humpback.training import TrainJob, train_model
 

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
 
 def study_pairs(name: str, n: int, seed: int) -> tuple[list[dict], list[str]]:
     """(real pairs, off-topic paragraphs) for a model of the study."""
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
 
     if name == "smollm2":
         from humpback import assets
@@ -109,7 +109,7 @@ class _Model:
 
 def study_model(name: str, model_ref: str, judges: list[str], args) -> dict:
     from humpback.config import CurateConfig
-    from humpback.judges import Judge, score_rows
+    from humpback.judges import CurationJudge, score_rows
     from humpback.judges.health import auc, auc_interval, health_counts, judge_health, ranking_field
     from humpback.judges.study import DEGRADED, study_rows
     from humpback.models import resolve_model
@@ -125,7 +125,8 @@ def study_model(name: str, model_ref: str, judges: list[str], args) -> dict:
     for judge_name in judges:
         kind, settings = JUDGES[judge_name]
         cfg = dataclasses.replace(CurateConfig(), judge_kind=kind, **settings)
-        judge = Judge(f"{model_ref} ({judge_name})", cfg, None if kind == "verifier" else model, args.seed, 2048)
+        judge = CurationJudge(f"{model_ref} ({judge_name})", cfg, None if kind == "verifier" else model, args.seed,
+                              2048)
         harness.log(f"{name}/{judge_name} ...")
         started = time.process_time()
         scored = score_rows(rows, judge)

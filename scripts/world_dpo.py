@@ -65,7 +65,7 @@ def dpo_arm(source: Path, out: Path, judge: str, extra: list[str] = (), log=lamb
     """Replay ``source``'s iteration 1 with DPO judged by ``judge``, evaluate it, and compare with M1."""
     from humpback import layout
     from humpback.eval_command import evaluate_run
-    from humpback.evaluation.exact import paired_difference
+    from humpback.evaluation.exact import exact_match_change
     from humpback.replay import replay
 
     started = time.time()
@@ -77,7 +77,7 @@ def dpo_arm(source: Path, out: Path, judge: str, extra: list[str] = (), log=lamb
             "sft_bit_identical": same_weights(source / it.model, out / it.sft_model),
             "responses": stages[it.stage("responses")]["stats"], "pairs": stages[it.stage("preferences")]["stats"],
             "dpo": {k: v for k, v in result["train"].items() if k not in ("losses",)},
-            "exact_match": paired_difference(exact_matches(source, "iter_1"), exact_matches(out, "iter_1"))}
+            "exact_match": exact_match_change(exact_matches(source, "iter_1"), exact_matches(out, "iter_1"))}
 
 
 def markdown(meta: dict, arms: list[dict]) -> str:

@@ -1,7 +1,7 @@
 import pytest
 
 from humpback.config import AugmentConfig
-from humpback.stages.augment import clean_instruction, is_generic
+from humpback.data.instructions import clean_instruction, is_generic
 
 SEGMENT = ("The with statement wraps the execution of a block with methods defined by a context manager. "
            "This allows common try, except and finally usage patterns to be encapsulated for reuse.")

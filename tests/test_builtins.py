@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from humpback import assets, tiny, worlds
-from humpback.builtins import known, resolve
+from humpback.builtin_names import known, resolve
 from humpback.errors import ConfigError
 
 

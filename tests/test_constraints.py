@@ -236,17 +236,17 @@ def test_the_rating_judge_obeys_builtin_score_and_records_its_checks(gen):
     from types import SimpleNamespace
 
     from humpback.config import CurateConfig
-    from humpback.judges import Judge, score_rows
+    from humpback.judges import CurationJudge, score_rows
 
     model = SimpleNamespace(tokenizer=gen.tokenizer, generator=gen, usage=lambda: gen.usage)
     cfg = CurateConfig(mode="generate", max_new_tokens=40, constraint="builtin:score")
     rows = [{"candidate_id": str(i), "instruction": p, "output": "An answer."} for i, p in enumerate(PROMPTS)]
-    judge = Judge("tiny", cfg, model, seed=0)
+    judge = CurationJudge("tiny", cfg, model, seed=0)
     scored = score_rows(rows, judge)
     assert [r["parse_status"] for r in scored] == ["ok"] * len(rows) and all(r["score"] in range(1, 6) for r in scored)
     [checks] = judge.take_checks()
     assert checks["rows"] == checks["accepted"] == len(rows) and checks["violations"] == 0 and not judge.checks
-    free = score_rows(rows, Judge("tiny", CurateConfig(mode="generate", max_new_tokens=40), model, seed=0))
+    free = score_rows(rows, CurationJudge("tiny", CurateConfig(mode="generate", max_new_tokens=40), model, seed=0))
     assert sum(r["parse_status"] != "ok" for r in free) == len(rows)  # the random model never writes a score
 
 

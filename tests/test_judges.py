@@ -10,7 +10,7 @@ import pytest
 from humpback.config import CurateConfig, load_config
 from humpback.errors import ConfigError, DataError
 from humpback.generation import ChoiceProbs, LogLik
-from humpback.judges import SCORE_COLUMNS, Judge, score_rows
+from humpback.judges import SCORE_COLUMNS, CurationJudge, score_rows
 from humpback.judges.health import (health_counts, is_positive, judge_health, merge_health_counts,
                                     selection_quality)
 from humpback.judges.likelihood import ifd, likelihood_rows
@@ -104,7 +104,7 @@ def test_score_rows_dispatches_on_judge_kind_and_a_verifier_run_survives_excepti
         "def check(row):\n    if row['candidate_id'] == 'b':\n        raise KeyError('boom')\n    return 0.5\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = CurateConfig(judge_kind="verifier", verifier="half_broken:check", select="threshold", threshold=0.5)
-    rows = score_rows(ROWS, Judge("half_broken:check", cfg))
+    rows = score_rows(ROWS, CurationJudge("half_broken:check", cfg))
     assert [(r["value"], r["parse_status"], r["raw"]) for r in rows] == [(0.5, "ok", "0.5"),
                                                                          (None, "error", "KeyError: 'boom'")]
     health = judge_health(health_counts(rows))

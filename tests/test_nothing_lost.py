@@ -11,7 +11,7 @@ from humpback.config import AugmentConfig, CurateConfig
 from humpback.generation import ChoiceProbs, Completion
 from humpback.generation.base import encode_prompts
 from humpback.generation.budget import fit_pair, prompt_tokens
-from humpback.stages.augment import clean_instruction, merge_shard_stats
+from humpback.data.instructions import clean_instruction, merge_shard_stats
 from humpback.judges.rating import judge_prompts, rows_both, rows_logits
 from humpback.judges.stats import merge_score_stats, shard_score_stats
 

@@ -278,14 +278,14 @@ def test_preference_file_is_what_trl_preprocesses(tmp_path, tiny_model_dir):
 
 
 def test_paired_difference_of_exact_match():
-    from humpback.evaluation.exact import paired_difference
+    from humpback.evaluation.exact import exact_match_change
 
     before = {"a": True, "b": False, "c": False, "d": True, "x": True}
     after = {"a": True, "b": True, "c": True, "d": False, "y": False}
-    d = paired_difference(before, after, n_resamples=500)
+    d = exact_match_change(before, after, n_resamples=500)
     assert ((d["prompts"], d["before"], d["after"], d["difference"], d["gained"], d["lost"])
             == (4, 0.5, 0.75, 0.25, 2, 1))
     lo, hi = d["difference_ci"]
     assert -1 <= lo < 0.25 < hi <= 1
-    same = paired_difference(before, before)
+    same = exact_match_change(before, before)
     assert same["difference"] == 0 and same["difference_ci"] == [0.0, 0.0]

@@ -1,6 +1,6 @@
 from humpback.chat import messages_for
 from humpback.prompts import render_backward, render_curation, template
-from humpback.stages.finetune import backward_rows, mixture_rows
+from humpback.data.mixture import backward_rows, mixture_rows
 
 BACKWARD_HEAD = ("Below is a candidate answer to a question or instruction from an user. Write the most likely "
                  "question to which the text below would be a great answer.")

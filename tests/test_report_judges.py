@@ -13,7 +13,7 @@ from humpback.generation.base import AnswerLogprobs
 from humpback.judges.likelihood import likelihood_rows
 from humpback.judges.rating import rows_generate, rows_logits
 from humpback.judges.rubric import parse_rubric, principle_stats
-from humpback.judges.rubric import score_rows as rubric_rows
+from humpback.judges.rubric import rows_from_answers as rubric_rows
 from humpback.judges.verifier import verify_rows
 from humpback.view.judged import judge_cells, judge_columns
 from humpback.view.read import TRACKER_PAIR_KEYS, IterationView, read_iteration, tracker_payload

@@ -10,7 +10,7 @@ from humpback.errors import DataError
 from humpback.generation.base import AnswerLogprobs
 from humpback.generation.logprobs import answer_logprobs_from_top
 from humpback.judges.rubric import (ANSWERS, answer_log_odds, combine, histogram_bin, load_rubric, parse_rubric,
-                                    principle_stats, score_rows)
+                                    principle_stats, rows_from_answers)
 
 LAYOUT = """==[PREAMBLE]==
 Answer yes or no and only yes or no.
@@ -118,12 +118,12 @@ def test_log_odds_from_top_logprobs():
     assert answer_log_odds(*neither.logprobs, neither.floor) is None
 
 
-def test_score_rows_sign_weight_and_count_failures():
+def test_rows_from_answers_sign_weight_and_count_failures():
     rubric = parse_rubric(LAYOUT)
     cands = [{"candidate_id": "a"}, {"candidate_id": "b"}]
     answers = [[AnswerLogprobs((math.log(0.8), math.log(0.2))), AnswerLogprobs((math.log(0.3), math.log(0.6)))],
                [AnswerLogprobs((None, None), math.log(0.01)), AnswerLogprobs((None, None), math.log(0.01))]]
-    a, b = score_rows(cands, rubric, answers, "judge", "mean", 1.0)
+    a, b = rows_from_answers(cands, rubric, answers, "judge", "mean", 1.0)
     s1, s2 = math.log(4), -math.log(0.5)  # Answer: No flips the sign: "does not ramble" is good
     assert a["principles"] == pytest.approx([s1, s2])
     assert a["value"] == pytest.approx((2 * s1 + 0.5 * s2) / 2.5) and a["parse_status"] == "ok"

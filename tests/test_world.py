@@ -132,7 +132,7 @@ def test_the_base_models_key_is_what_it_is_made_of(tmp_path, monkeypatch):
 
 def test_builtin_names_resolve(monkeypatch, tmp_path):
     from humpback.errors import ConfigError
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
 
     monkeypatch.setenv("HUMPBACK_CACHE", str(tmp_path))
     assert resolve("builtin:world-eval").endswith("eval.jsonl")
@@ -141,7 +141,7 @@ def test_builtin_names_resolve(monkeypatch, tmp_path):
 
 
 def test_a_world_of_another_seed_is_named_with_at(monkeypatch, tmp_path):
-    from humpback.builtins import resolve
+    from humpback.builtin_names import resolve
     from humpback.errors import ConfigError
     from humpback.worlds import parse
 

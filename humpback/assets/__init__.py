@@ -1,5 +1,5 @@
 """Real text and real pairs that need no download: what ships with the interpreter, with Debian, or in
-this package. ``builtin:<name>`` in a recipe resolves here (through :func:`humpback.builtins.resolve`):
+this package. ``builtin:<name>`` in a recipe resolves here (through :func:`humpback.builtin_names.resolve`):
 
 - ``python-reference``: Python's own reference documentation, the 79 topics of ``pydoc_data.topics``
   (about 465,000 characters), one JSONL document per topic, its text as the interpreter ships it: reST

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from ..config import CorpusConfig
 from ..errors import DataError
-from .io import RECORD_SUFFIXES, expand_files, has_suffix, is_url, iter_hub_records, iter_records, open_stream
+from .records import RECORD_SUFFIXES, expand_files, has_suffix, is_url, iter_hub_records, iter_records, open_stream
 from .warc import WARC_SUFFIXES, iter_warc_pages
 from .webpage import BadEncoding, decode_page
 

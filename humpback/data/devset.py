@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..errors import DataError
 from ..judges.health import is_positive
-from .io import iter_records
+from .records import iter_records
 
 
 def load_dev_set(path: str, positive_score: int = 5) -> list[dict]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..config import SeedConfig
 from ..errors import DataError
-from .io import iter_hub_records, iter_records
+from .records import iter_hub_records, iter_records
 
 FORMAT_KEYS = {
     "messages": ("messages",),
@@ -109,7 +109,7 @@ def load_seed(cfg: SeedConfig, format_set_by: str = "the config", random_seed: i
     pairs = pairs[: cfg.max_examples] if cfg.max_examples is not None else pairs
     if cfg.sample is not None:
         extra["sample"] = {"asked": cfg.sample, "drawn_from": len(pairs), "random_seed": random_seed}
-        pairs = sample_pairs(pairs, cfg.sample, random_seed)
+        pairs = subsample(pairs, cfg.sample, random_seed)
     stats = {"records_read": counted.n, "pairs": len(pairs), "skipped": dict(skips.counts),
              "skipped_examples": skips.shown, **extra}
     if not pairs:
@@ -158,7 +158,7 @@ def load_seed_tasks(cfg: SeedConfig, format_set_by: str = "the config",
         if cfg.max_examples is not None and len(tasks) >= cfg.max_examples:
             break
     if cfg.sample is not None:
-        tasks = sample_pairs(tasks, cfg.sample, random_seed)
+        tasks = subsample(tasks, cfg.sample, random_seed)
     if not tasks:
         raise DataError(f"{where}: no seed task found: read {counted.n} records, skipped {skips.describe()}")
     return tasks, fmt
@@ -175,7 +175,7 @@ def drop_duplicate_pairs(pairs: list[SeedPair]) -> list[SeedPair]:
     return out
 
 
-def sample_pairs(pairs: list[SeedPair], n: int, random_seed: int) -> list[SeedPair]:
+def subsample(pairs: list[SeedPair], n: int, random_seed: int) -> list[SeedPair]:
     """``n`` of ``pairs`` drawn uniformly without replacement with ``random.Random(random_seed)``, in
     their reading order (all of them when there are no more than ``n``)."""
     if len(pairs) <= n:
@@ -185,7 +185,7 @@ def sample_pairs(pairs: list[SeedPair], n: int, random_seed: int) -> list[SeedPa
 
 class _Skips:
     """Invalid records, in reading order: counted by reason (the text before any ':'), the first few kept
-    with their location. ``strict`` raises instead. io's readers append to it like to a list."""
+    with their location. ``strict`` raises instead. The record readers append to it like to a list."""
 
     def __init__(self, strict: bool):
         self.strict = strict

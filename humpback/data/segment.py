@@ -259,7 +259,8 @@ def has_repeated_sentences(text: str, n: int = 3, threshold: float = 0.8,
     return False
 
 
-def normalise(text: str) -> str:
+def normalise_for_dedup(text: str) -> str:
+    """The text lower-cased with runs of whitespace as one space: what exact-duplicate detection compares."""
     return " ".join(text.lower().split())
 
 
@@ -284,7 +285,7 @@ class Segmenter:
         self._seed_exact: set[str] = set()
         self._seed_near = LSHIndex(cfg.near_dedup_threshold) if cfg.drop_seed_overlap and seed_outputs else None
         for output in seed_outputs if cfg.drop_seed_overlap else ():
-            norm = normalise(output)
+            norm = normalise_for_dedup(output)
             self._seed_exact.add(text_id(norm))
             self._seed_near.add(self._hasher.signature(norm))
 
@@ -334,7 +335,7 @@ class Segmenter:
             return "repetitive"
         if self._language is not None and not self._language.keeps(text):
             return "other_language"
-        norm = normalise(text)
+        norm = normalise_for_dedup(text)
         sid = text_id(norm)
         if sid in self._seen:
             return "exact_duplicate"

@@ -33,7 +33,7 @@ _LIST_ITEM = re.compile(r"\n\d+\s?\. ")
 _SPACES = re.compile(r"\s+")
 
 
-def normalise(instruction: str) -> str:
+def listed_instruction(instruction: str) -> str:
     """An instruction as it is listed in a prompt: whitespace runs as one space, no trailing colon."""
     return _SPACES.sub(" ", instruction).strip().rstrip(":")
 
@@ -41,7 +41,7 @@ def normalise(instruction: str) -> str:
 def render_task_prompt(instructions: Sequence[str]) -> str:
     """"Come up with a series of tasks:", the numbered instructions, and the next number for the model."""
     lines = [template("self_instruct_tasks")]
-    lines += [f"{i}. {normalise(x)}" for i, x in enumerate(instructions, 1)]
+    lines += [f"{i}. {listed_instruction(x)}" for i, x in enumerate(instructions, 1)]
     return "\n".join(lines) + f"\n{len(instructions) + 1}."
 
 

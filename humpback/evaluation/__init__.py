@@ -1,4 +1,4 @@
-"""Evaluation of every model of a run, as pure pieces the eval stages (``humpback.stages.evaluation``) use:
+"""Evaluation of every model of a run, as pure pieces the eval stages (``humpback.stages.evaluate``) use:
 
 - ``winrate``: pairwise outcomes -> win rate, bootstrap interval, length-controlled win rate,
   position consistency;

@@ -47,7 +47,7 @@ def exact_match_stats(matches: Sequence[Optional[bool]]) -> dict:
             "exact_match_n": len(known)}
 
 
-def paired_difference(before: dict, after: dict, n_resamples: int = 2000, seed: int = 0) -> dict:
+def exact_match_change(before: dict, after: dict, n_resamples: int = 2000, seed: int = 0) -> dict:
     """How exact match changed between two models answering the same prompts (``before``/``after``: prompt
     id -> matched, for the prompts that carry a reference): the difference of the rates over the prompts
     both answered, its 95% percentile bootstrap interval (the prompts resampled together, so the pairing is

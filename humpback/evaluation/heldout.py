@@ -21,7 +21,7 @@ IGNORE = -100
 
 
 def heldout_messages(pair: dict) -> list[dict]:
-    """The chat of a held-out pair, as :func:`humpback.stages.finetune.mixture_rows` builds a seed pair's."""
+    """The chat of a held-out pair, as :func:`humpback.data.mixture.mixture_rows` builds a seed pair's."""
     return messages_for(pair["instruction"], pair["output"], system=SEED_SYSTEM_PROMPT)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .. import layout
 from ..prompts import render_pairwise
@@ -96,6 +96,16 @@ def judgement_schema():
                       ("verdict", pa.string()), ("p_a", pa.float64()), ("p_b", pa.float64()),
                       ("outcome", pa.float64()), ("raw", pa.string()), ("parse_status", pa.string()),
                       ("judge", pa.string())])
+
+
+@dataclass
+class PairwiseJudge:
+    """The judge of a run's evaluation, which compares a model's answer with a reference answer (not the
+    curation judge, which scores rows one by one: :class:`humpback.judges.CurationJudge`)."""
+
+    model: Any  # a lazy model with .tokenizer and .generator (run.LazyModel), loaded on first use
+    name: str
+    identity: dict
 
 
 def reference_of(kind: str, label: str) -> Optional[str]:

@@ -105,7 +105,7 @@ def _text(record: dict, key: str, location: str) -> Optional[str]:
 
 def load_prompts(source: str, config: Optional[str] = None, split: str = "train") -> list[dict]:
     """The eval prompts of ``eval.prompts``: a local file or folder of records, else a ``datasets`` id."""
-    from ..data.io import iter_hub_records, iter_records
+    from ..data.records import iter_hub_records, iter_records
 
     local = Path(source).expanduser()
     if local.exists():

@@ -1,7 +1,7 @@
 """Judges: rows in, score rows out. One module per judge, one function shape.
 
 Each judge module has ``score(rows, judge) -> list[dict]``: ``rows`` carry ``candidate_id``,
-``instruction`` and ``output``; ``judge`` is the :class:`Judge` of this scoring (its name, the curate
+``instruction`` and ``output``; ``judge`` is the :class:`CurationJudge` of this scoring (its name, the curate
 settings, the model when it needs one). Every judge writes the same score row (:data:`SCORE_COLUMNS`),
 so selection, replay re-scoring, agreement and judge health never ask which judge ran:
 
@@ -38,8 +38,10 @@ SCORE_COLUMNS = ("candidate_id", "judge_kind", "mode", "score", "logits_score", 
 
 
 @dataclass
-class Judge:
-    """One scoring: who judges (``name``, for provenance), with which settings, on which model."""
+class CurationJudge:
+    """One scoring of rows, each on its own (curation's candidates, the preference stage's answers): who
+    judges (``name``, for provenance), with which curate settings, on which model. Not the evaluation's
+    judge, which compares two answers (:class:`humpback.evaluation.pairwise.PairwiseJudge`)."""
 
     name: str
     cfg: "CurateConfig"
@@ -81,7 +83,7 @@ def score_row(candidate_id: str, judge_kind: str, mode: str, judge: str, *, valu
             "judge_input_cut_tokens": None}
 
 
-def score_rows(rows: list[dict], judge: Judge) -> list[dict]:
+def score_rows(rows: list[dict], judge: CurationJudge) -> list[dict]:
     """Score ``rows`` with the judge ``judge.cfg.judge_kind`` names: one score row per row, in order."""
     kind = judge.cfg.judge_kind
     if kind == "rating":

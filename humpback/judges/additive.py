@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..chat import messages_for, render_prompt
 from ..prompts import render_additive
-from . import Judge, rating
+from . import CurationJudge, rating
 
 if TYPE_CHECKING:
     from ..config import CurateConfig
@@ -62,7 +62,7 @@ def rows_both(rows: list[dict], outputs: list[str], choice_probs: list, judge: s
     return rating.rows_both(rows, outputs, choice_probs, judge, "additive", POINTS)
 
 
-def score(rows: list[dict], judge: Judge) -> list[dict]:
+def score(rows: list[dict], judge: CurationJudge) -> list[dict]:
     cfg, model = judge.cfg, judge.model
     if not rows:
         return []

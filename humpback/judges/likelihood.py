@@ -21,7 +21,7 @@ import math
 from typing import Optional
 
 from ..chat import messages_for, render_prompt
-from . import Judge, score_row
+from . import CurationJudge, score_row
 
 
 def pair_texts(tokenizer, rows: list[dict], system: Optional[str],
@@ -69,7 +69,7 @@ def likelihood_rows(rows: list[dict], given: list, alone: Optional[list], judge:
     return out
 
 
-def score(rows: list[dict], judge: Judge) -> list[dict]:
+def score(rows: list[dict], judge: CurationJudge) -> list[dict]:
     if not rows:
         return []
     tok, gen = judge.model.tokenizer, judge.model.generator

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..chat import messages_for, render_prompt
 from ..prompts import render_curation
 from ..scoring import CHOICES, SCORES, parse_score, score_from_probs
-from . import Judge, score_row
+from . import CurationJudge, score_row
 
 if TYPE_CHECKING:
     from ..config import CurateConfig
@@ -102,7 +102,7 @@ def rows_both(rows: list[dict], outputs: list[str], choice_probs: list, judge: s
             for g, lg in zip(generated, logits, strict=True)]
 
 
-def score(rows: list[dict], judge: Judge) -> list[dict]:
+def score(rows: list[dict], judge: CurationJudge) -> list[dict]:
     import contextlib
 
     from .. import progress

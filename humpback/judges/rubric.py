@@ -130,7 +130,7 @@ def load_rubric(ref: Optional[str], field: str = "text", split: str = "train") -
         return parse_rubric(path.read_text(encoding="utf-8"), str(path))
     if ref.startswith("builtin:"):
         raise ConfigError(f"curate.rubric: unknown builtin {ref!r}; known: {PAPER_RUBRIC}")
-    from ..data.io import iter_hub_records
+    from ..data.records import iter_hub_records
 
     texts = []
     for location, record in iter_hub_records(ref, None, split, streaming=False):
@@ -187,7 +187,7 @@ def histogram_bin(score: float) -> int:
     return 1 + min(4, int(p * 5))
 
 
-def score_rows(candidates: list[dict], rubric: Rubric, answers: list, judge: str, how: str,
+def rows_from_answers(candidates: list[dict], rubric: Rubric, answers: list, judge: str, how: str,
                temperature: float) -> list[dict]:
     """One score row per pair from ``answers[i][j]``, the :class:`~humpback.generation.base.AnswerLogprobs`
     of pair i's principle j: ``value`` is the pair's score (what selection reads), ``principles`` each
@@ -225,11 +225,11 @@ def questions(tokenizer, rows: list[dict], rubric: Rubric, system: Optional[str]
 
 def judge_rows(model, rows: list[dict], rubric: Rubric, cfg, judge: str) -> list[dict]:
     """The rubric judge on ``rows`` with ``model`` (a lazy model: ``.tokenizer``, ``.generator``): one
-    forward pass per (pair, principle), read as yes/no log-probabilities, then :func:`score_rows`."""
+    forward pass per (pair, principle), read as yes/no log-probabilities, then :func:`rows_from_answers`."""
     prompts = questions(model.tokenizer, rows, rubric, cfg.system_prompt)
     answers = model.generator.answer_logprobs(prompts, ANSWERS) if prompts else []
     n = len(rubric.principles)
-    return score_rows(rows, rubric, [answers[i * n:(i + 1) * n] for i in range(len(rows))], judge,
+    return rows_from_answers(rows, rubric, [answers[i * n:(i + 1) * n] for i in range(len(rows))], judge,
                       cfg.rubric_combine, cfg.rubric_temperature)
 
 

@@ -21,7 +21,7 @@ import re
 from typing import Callable
 
 from ..errors import ConfigError
-from . import Judge, score_row
+from . import CurationJudge, score_row
 
 _PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
@@ -89,5 +89,5 @@ def _number(result: object) -> float | None:
     return None
 
 
-def score(rows: list[dict], judge: Judge) -> list[dict]:
+def score(rows: list[dict], judge: CurationJudge) -> list[dict]:
     return verify_rows(rows, load_verifier(judge.cfg.verifier), judge.name)

@@ -6,7 +6,7 @@ the local folder or hub id that transformers then loads.
   into an ordinary transformers folder in the cache (:mod:`humpback.models.gguf`);
 - ``builtin:<name>``: a model the project builds (``tiny-llama``, ``world-base``) or one shipped as a GGUF
   file inside an installed Python package (:mod:`humpback.models.shipped`), converted the same way
-  (:mod:`humpback.builtins` resolves every ``builtin:`` name).
+  (:mod:`humpback.builtin_names` resolves every ``builtin:`` name).
 
 Everything downstream (LoRA, training, the generation backends, ``transformers serve``, export) sees an
 ordinary model folder.
@@ -26,7 +26,7 @@ def is_gguf(ref: str) -> bool:
 def resolve_model(ref: str, cache_dir: str | Path | None = None) -> str:
     """The hub id or local folder transformers loads for the model reference ``ref`` (see the module doc)."""
     if ref.startswith("builtin:"):
-        from ..builtins import resolve
+        from ..builtin_names import resolve
 
         return resolve(ref)
     if is_gguf(ref):

@@ -9,10 +9,8 @@ the judge again. With ``curate.dev_set``, the same judge also scores the labelle
 
 from __future__ import annotations
 
-import statistics
-
 from .. import layout
-from ..judges import Judge, score_rows, score_schema
+from ..judges import CurationJudge, score_rows, score_schema
 from ..judges.health import dev_auc, health_counts, judge_health, ranking_field, selection_quality
 from ..judges.stats import compare_scores, merge_score_stats, shard_score_stats
 from ..generation.rejection import describe_checked, merge_checked
@@ -20,11 +18,11 @@ from ..layout import CANDIDATES
 from ..prompts import template_hash
 from ..review.apply import describe_applied, review_key, reviewed
 from ..run import RunContext
-from ..scoring import select, select_by_cutoff, selection_cutoff, selection_rule, short_rule
+from ..scoring import length_stats, select, select_by_cutoff, selection_cutoff, selection_rule, short_rule
 from ..store import StageResult, model_identity, shard_file, source_identity
 
 
-def open_judge(rt: RunContext, k: int, cfg=None, model=None) -> tuple[Judge, list[str], dict | None]:
+def open_curation_judge(rt: RunContext, k: int, cfg=None, model=None) -> tuple[CurationJudge, list[str], dict | None]:
     """(the judge of iteration K, the run-folder models it reads, what identifies an outside one).
     ``cfg``: other curate settings (a comparison judge's); ``model``: a judging model already open."""
     cfg = cfg or rt.cfg.curate
@@ -33,13 +31,13 @@ def open_judge(rt: RunContext, k: int, cfg=None, model=None) -> tuple[Judge, lis
         from ..judges.verifier import load_verifier, verifier_identity
 
         load_verifier(cfg.verifier)  # a clear error now, before any work
-        return Judge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
+        return CurationJudge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
     budget = rt.cfg.generation.max_prompt_tokens
     if rt.sources.judge:  # an outside judge replaces the run's own model
         model = model or rt.model(outside=rt.sources.judge)
-        return (Judge(rt.sources.judge, cfg, model, rt.cfg.random_seed, budget), [],
+        return (CurationJudge(rt.sources.judge, cfg, model, rt.cfg.random_seed, budget), [],
                 model_identity(rt.sources.judge, None))
-    return (Judge(rt.model_name(it.judge), cfg, model or rt.model(it.judge), rt.cfg.random_seed, budget),
+    return (CurationJudge(rt.model_name(it.judge), cfg, model or rt.model(it.judge), rt.cfg.random_seed, budget),
             [it.judge], None)
 
 
@@ -51,7 +49,7 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
     it = layout.iteration(k)
     candidates = rt.rows(CANDIDATES)
     dev = _dev_rows(rt)  # a bad dev set stops the stage before any model is loaded
-    judge, judge_inputs, judge_identity = open_judge(rt, k)
+    judge, judge_inputs, judge_identity = open_curation_judge(rt, k)
     deps, rubric = _judge_deps(rt, cfg, judge_identity)
 
     def do_shard(shard: int, start: int, end: int) -> dict:
@@ -129,10 +127,10 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
     it = layout.iteration(k)
     candidates = rt.rows(CANDIDATES)
     dev = _dev_rows(rt)
-    main, judge_inputs, _ = open_judge(rt, k)
+    main, judge_inputs, _ = open_curation_judge(rt, k)
     judges, deps, shared = {}, {}, main.model  # one judging model for all (a verifier has none)
     for kind in cfg.compare_judges:
-        judge, inputs, identity = open_judge(rt, k, cfg.as_judge(kind), model=shared)
+        judge, inputs, identity = open_curation_judge(rt, k, cfg.as_judge(kind), model=shared)
         judges[kind], shared = judge, shared or judge.model
         judge_inputs = list(dict.fromkeys(judge_inputs + inputs))
         deps[kind], _ = _judge_deps(rt, judge.cfg, identity)
@@ -219,7 +217,7 @@ def _dev_rows(rt: RunContext) -> list[dict] | None:
     return load_dev_set(rt.sources.dev_set, rt.cfg.curate.dev_positive_score)
 
 
-def _dev_stage(rt: RunContext, k: int, judge: Judge, dev: list[dict], deps: dict,
+def _dev_stage(rt: RunContext, k: int, judge: CurationJudge, dev: list[dict], deps: dict,
                judge_inputs: list[str]) -> StageResult:
     """iter_K/dev_scores: the dev pairs' score rows, with their label, by this iteration's judge."""
     it = layout.iteration(k)
@@ -260,7 +258,7 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
         rt.metric("select", "curated", len(curated), iteration=k)
         rt.metric("select", "acceptance_rate", rate, iteration=k)
         stats = {"curated": len(curated), "acceptance_rate": rate, "rule": rule,
-                 "threshold": cfg.threshold if cfg.select == "threshold" else None, **_length_stats(curated)}
+                 "threshold": cfg.threshold if cfg.select == "threshold" else None, **length_stats(curated)}
         if dev:
             stats["dev"] = _dev_quality(rt, k, rule, judged)
         if cfg.review:
@@ -311,13 +309,6 @@ def _auc_text(q: dict) -> str:
 
 def _pct(x) -> str:
     return "-" if x is None else f"{x:.3f}"
-
-
-def _length_stats(curated: list[dict]) -> dict:
-    out = {}
-    for name, col in (("instruction_chars_median", "instruction"), ("output_chars_median", "output")):
-        out[name] = statistics.median(len(c[col]) for c in curated) if curated else None
-    return out
 
 
 def _score_stats(rt: RunContext, k: int, stats: dict) -> dict:

@@ -1,8 +1,8 @@
 """Training stages: the backward model, the seed model M0, each iteration's model M_K, and with
 ``train.objective: dpo`` the DPO of M_K on its own judged answers.
 
-The mixtures are pure functions of rows (tested exactly); the training itself, in this process or
-under ``accelerate launch``, is :func:`humpback.training.train_model`.
+The mixtures are pure functions of rows (:mod:`humpback.data.mixture`, tested exactly); the training
+itself, in this process or under ``accelerate launch``, is :func:`humpback.training.train_model`.
 """
 
 from __future__ import annotations
@@ -10,28 +10,13 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import layout
-from ..chat import messages_for
 from ..config import to_dict
+from ..data.mixture import backward_rows, mixture_rows
 from ..errors import DataError
 from ..layout import BACKWARD, BACKWARD_TRAIN, M0, M0_TRAIN, SEED
-from ..prompts import SEED_SYSTEM_PROMPT, WEB_SYSTEM_PROMPT, render_backward, template_hash
+from ..prompts import SEED_SYSTEM_PROMPT, WEB_SYSTEM_PROMPT, template_hash
 from ..run import RunContext
 from ..store import StageResult, Step
-
-
-def backward_rows(seed: list[dict]) -> list[dict]:
-    """Flipped seed pairs: the output is the prompt, the instruction the target (M_yx = p(x|y))."""
-    return [{"id": r["id"], "source": "seed", "messages": messages_for(render_backward(r["output"]), r["instruction"])}
-            for r in seed]
-
-
-def mixture_rows(seed: list[dict], curated: list[dict]) -> list[dict]:
-    """Seed pairs tagged as AI-assistant answers, curated pairs tagged as web-search knowledge."""
-    rows = [{"id": r["id"], "source": "seed",
-             "messages": messages_for(r["instruction"], r["output"], system=SEED_SYSTEM_PROMPT)} for r in seed]
-    rows += [{"id": r["candidate_id"], "source": "augmented",
-              "messages": messages_for(r["instruction"], r["output"], system=WEB_SYSTEM_PROMPT)} for r in curated]
-    return rows
 
 
 def backward_stage(rt: RunContext) -> StageResult:

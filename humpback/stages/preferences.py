@@ -19,11 +19,12 @@ import statistics
 from .. import layout
 from ..chat import messages_for, render_prompt
 from ..errors import DataError
-from ..judges import Judge, score_rows, score_schema
-from ..judges.health import health_counts, judge_health, merge_health_counts
+from ..judges import CurationJudge, score_rows, score_schema
+from ..judges.health import health_counts
 from ..layout import SEED
-from ..preferences import (SKIPS, bank_from_rows, describe_pairing, judge_settings, load_prompt_bank, pair_responses,
-                           pairing_rule, preferences_schema, response_id, responses_schema, sample_seed)
+from ..preferences import (SKIPS, bank_from_rows, describe_pairing, judge_settings, load_prompt_bank,
+                           merge_response_stats, pair_responses, pairing_rule, preferences_schema, response_id,
+                           responses_schema, sample_seed)
 from ..prompts import template_hash
 from ..run import RunContext
 from ..store import StageResult, model_identity, shard_file, source_identity
@@ -46,7 +47,7 @@ def prompt_bank(rt: RunContext, k: int) -> tuple[list[dict], dict, list[str]]:
         rows, duplicates = bank_from_rows(rt.store.read_rows(SEED), "id")
         identity, inputs = {"bank": "seed"}, [SEED]
     else:
-        from ..builtins import resolve
+        from ..builtin_names import resolve
 
         path = resolve(cfg.prompts)
         rows, duplicates = bank_from_rows(load_prompt_bank(path), "prompt_id")
@@ -61,7 +62,7 @@ def prompt_bank(rt: RunContext, k: int) -> tuple[list[dict], dict, list[str]]:
                   "duplicates": duplicates}, inputs
 
 
-def _judge(rt: RunContext, k: int, model) -> tuple[Judge, list[str], dict | None]:
+def _judge(rt: RunContext, k: int, model) -> tuple[CurationJudge, list[str], dict | None]:
     """(the judge of model K's answers, the run-folder models it reads, what identifies an outside one)."""
     cfg = judge_settings(rt.cfg.curate, rt.cfg.preferences)
     it = layout.iteration(k)
@@ -69,15 +70,15 @@ def _judge(rt: RunContext, k: int, model) -> tuple[Judge, list[str], dict | None
         from ..judges.verifier import load_verifier, verifier_identity
 
         load_verifier(cfg.verifier)  # a clear error now, before any work
-        return Judge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
+        return CurationJudge(cfg.verifier, cfg, None, rt.cfg.random_seed), [], verifier_identity(cfg.verifier)
     budget = rt.cfg.generation.max_prompt_tokens
     if cfg.judge:
-        from ..builtins import resolve
+        from ..builtin_names import resolve
 
         outside = resolve(cfg.judge)
-        return (Judge(outside, cfg, rt.model(outside=outside), rt.cfg.random_seed, budget), [],
+        return (CurationJudge(outside, cfg, rt.model(outside=outside), rt.cfg.random_seed, budget), [],
                 model_identity(outside, None))
-    return Judge(rt.model_name(it.sft_model), cfg, model, rt.cfg.random_seed, budget), [it.sft_model], None
+    return CurationJudge(rt.model_name(it.sft_model), cfg, model, rt.cfg.random_seed, budget), [it.sft_model], None
 
 
 def responses_stage(rt: RunContext, k: int) -> StageResult:
@@ -161,22 +162,6 @@ def responses_stage(rt: RunContext, k: int) -> StageResult:
     finally:
         model.close()
         judge.close()
-
-
-def merge_response_stats(shards: list[dict]) -> dict:
-    """The shards' counts summed; the mean judge value over every scored answer."""
-    failures: dict[str, int] = {}
-    for s in shards:
-        for kind, count in s["failures"].items():
-            failures[kind] = failures.get(kind, 0) + count
-    value_n = sum(s["value_n"] for s in shards)
-    responses = sum(s["responses"] for s in shards)
-    return {"prompts": sum(s["prompts"] for s in shards), "responses": responses,
-            "truncated": sum(s["truncated"] for s in shards), "failures": failures,
-            "response_chars_mean": sum(s["response_chars"] for s in shards) / responses if responses else None,
-            "value_mean": sum(s["value_sum"] for s in shards) / value_n if value_n else None,
-            "health": judge_health(merge_health_counts([s["health_counts"] for s in shards])),
-            "served_by": sorted({s["served_by"] for s in shards if s.get("served_by")})}
 
 
 def preferences_stage(rt: RunContext, k: int) -> StageResult:

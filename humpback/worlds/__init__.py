@@ -2,7 +2,7 @@
 an unlabelled pool of which a set fraction is wrong, held-out eval prompts with exact answers, a labelled
 dev set, a verifier, and a small base model pretrained on the world's text. Nothing is downloaded.
 
-``builtin:<name>`` in a recipe resolves here (through :func:`humpback.builtins.resolve`):
+``builtin:<name>`` in a recipe resolves here (through :func:`humpback.builtin_names.resolve`):
 
 - ``world-base``: the base model folder (a small Llama + its tokenizer, pretrained on the world's text);
 - ``world-seed``: seed pairs, alpaca form (``instruction``, ``output``);

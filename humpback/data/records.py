@@ -193,8 +193,10 @@ def _kind(value: Any) -> str:
     )
 
 
-def _looks_local(dataset: str) -> bool:
-    """A hub id is ``name`` or ``owner/name``; anything else is meant as a local folder."""
+def _local_folder(dataset: str) -> bool:
+    """Whether ``dataset`` names a local folder rather than a hub id: a hub id is ``name`` or ``owner/name``;
+    anything else, or a folder that exists, is meant as a local folder. (The config's check of
+    ``eval.prompts`` judges by the form alone, a record suffix meaning a file: ``humpback.config``.)"""
     return dataset.startswith((".", "/", "~")) or dataset.count("/") > 1 or Path(dataset).exists()
 
 
@@ -204,13 +206,13 @@ def iter_hub_records(
     """Yield ``("<dataset>[<split>]#<i>", record)`` (``i`` 0-based, the dataset's own index) for each row
     of ``datasets.load_dataset(dataset, config, split=split, streaming=streaming)``. ``dataset`` is a
     hub id or a local folder of data files."""
-    if _looks_local(dataset) and not Path(dataset).expanduser().exists():
+    if _local_folder(dataset) and not Path(dataset).expanduser().exists():
         raise DataError(f"dataset {dataset!r}: no such local folder (and not a hub id 'owner/name')")
     from datasets import load_dataset
 
     what = f"dataset {dataset!r}" + (f" (config {config!r})" if config else "") + f" split {split!r}"
     try:
-        ds = load_dataset(str(Path(dataset).expanduser()) if _looks_local(dataset) else dataset,
+        ds = load_dataset(str(Path(dataset).expanduser()) if _local_folder(dataset) else dataset,
                           config, split=split, streaming=streaming)
     except Exception as e:  # datasets raises many types; the message is what the user needs
         raise DataError(f"{what}: cannot load: {type(e).__name__}: {e}") from None

@@ -1,4 +1,4 @@
-"""humpback.data.io: local files (JSONL, JSON, Parquet, gzip), folders, errors, and local `datasets` folders."""
+"""humpback.data.records: local files (JSONL, JSON, Parquet, gzip), folders, errors, and local `datasets` folders."""
 
 import gzip
 import json
@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from records import write_jsonl
 
-from humpback.data import io
-from humpback.data.io import expand_files, iter_hub_records, iter_records
+from humpback.data import records as data_records
+from humpback.data.records import expand_files, iter_hub_records, iter_records
 from humpback.errors import DataError
 
 
@@ -45,7 +45,7 @@ def test_gzipped_json(tmp_path):
 
 
 def test_parquet_in_batches(tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "PARQUET_BATCH_ROWS", 2)
+    monkeypatch.setattr(data_records, "PARQUET_BATCH_ROWS", 2)
     f = write_parquet(tmp_path / "a.parquet", [{"x": i, "s": f"t{i}"} for i in range(5)])
     assert list(iter_records(f)) == [(f"{f}:row {i + 1}", {"x": i, "s": f"t{i}"}) for i in range(5)]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from .. import layout
@@ -24,7 +23,7 @@ from ..device import pick_device
 from ..chat import messages_for, render_prompt
 from ..errors import ConfigError, StoreError
 from ..evaluation.heldout import loss_schema
-from ..evaluation.pairwise import reference_of
+from ..evaluation.pairwise import PairwiseJudge, reference_of
 from ..layout import EVAL_PROMPTS, HELDOUT
 from ..prompts import SEED_SYSTEM_PROMPT, template_hash
 from ..run import LazyModel, RunContext
@@ -83,7 +82,7 @@ def preflight(rt: RunContext) -> None:
 
         check_endpoint(cfg.judge_api_base, "eval.judge_api_base", "the judge")
     if cfg.lm_eval_tasks:
-        from ..evaluation.harness import task_manager
+        from ..evaluation.lm_harness import task_manager
 
         task_manager(cfg.lm_eval_tasks, cfg.lm_eval_include_path)
 
@@ -108,7 +107,7 @@ def evaluate(rt: RunContext, labels: list[str]) -> list[dict]:
             model.close()
         if label in labels and cfg.lm_eval_tasks:
             results[label].append(lm_eval_stage(rt, label))
-    judge = open_judge(rt)
+    judge = open_pairwise_judge(rt)
     try:
         for label in labels:
             if refs[label] is not None:
@@ -256,30 +255,22 @@ def answers_stage(rt: RunContext, label: str, model: LazyModel) -> StageResult:
 # --------------------------------------------------------------------------- pairwise judging
 
 
-@dataclass
-class Judge:
-    """The pairwise judge of a run's evaluation, loaded on first use."""
-
-    model: LazyModel
-    name: str
-    identity: dict
-
-
-def open_judge(rt: RunContext) -> Judge:
+def open_pairwise_judge(rt: RunContext) -> PairwiseJudge:
+    """The judge ``eval.judge`` names (the base model by default, or one an endpoint serves)."""
     cfg = rt.cfg.eval
     target = rt.sources.eval_judge or rt.base_model
     if cfg.judge_api_base:
         served = cfg.judge if cfg.judge != "base" else None
         gen = dataclasses.replace(rt.cfg.generation, backend="openai", api_base=cfg.judge_api_base,
                                   served_model_name=served)
-        return Judge(rt.model(outside=target, generation=gen), served or rt.cfg.base_model,
+        return PairwiseJudge(rt.model(outside=target, generation=gen), served or rt.cfg.base_model,
                      {"api_base": cfg.judge_api_base, "model": served or target})
     if rt.sources.eval_judge is None:
-        return Judge(rt.model(None), rt.cfg.base_model, {"base": rt.base_identity})
-    return Judge(rt.model(outside=target), cfg.judge, model_identity(target, None))
+        return PairwiseJudge(rt.model(None), rt.cfg.base_model, {"base": rt.base_identity})
+    return PairwiseJudge(rt.model(outside=target), cfg.judge, model_identity(target, None))
 
 
-def judge_stage(rt: RunContext, label: str, reference: str, judge: Judge) -> StageResult:
+def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge) -> StageResult:
     """``judgements/``: two judgements per prompt (each order), with the raw text or probabilities."""
     from ..evaluation.pairwise import (CHOICES, VERDICT_PREFILL, judge_tasks, judgement_rows_generate,
                                        judgement_rows_logits, judgement_schema)
@@ -365,7 +356,7 @@ def lm_eval_stage(rt: RunContext, label: str) -> StageResult:
     ev = layout.evaluation(label)
 
     def work() -> dict:
-        from ..evaluation.harness import flat_metrics, model_args, run_tasks, task_manager
+        from ..evaluation.lm_harness import flat_metrics, model_args, run_tasks, task_manager
         from ..progress import progress_bars
 
         manager = task_manager(cfg.lm_eval_tasks, cfg.lm_eval_include_path)
