@@ -25,11 +25,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..cache import build_dir, cache_root
 from .build import WorldSpec
 
 WORLD_VERSION = 2
@@ -68,19 +67,17 @@ def _key(kind: str, spec: WorldSpec) -> str:
 def materialize_world(spec: WorldSpec = WorldSpec(), cache_dir: str | Path | None = None,
                       with_model: bool = True) -> WorldPaths:
     """Build (once) the world of ``spec`` and return where its files are."""
-    from ..tiny import cache_root
-
     root = cache_root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     data = root / f"world-data-v{WORLD_VERSION}-{_key('data', spec)}"
     if not (data / "dev.jsonl").is_file():
-        _atomic_dir(data, lambda tmp: _write_data(tmp, spec))
+        build_dir(data, lambda tmp: _write_data(tmp, spec))
     base = root / f"world-base-v{WORLD_VERSION}-{_key('base', spec)}"
     if with_model and not (base / "config.json").is_file():
         from ..console import info
 
         info(f"[world] pretraining the world's base model (once: cached as {base})")
-        _atomic_dir(base, lambda tmp: _write_base(tmp, spec))
+        build_dir(base, lambda tmp: _write_base(tmp, spec))
         done = json.loads((base / "pretraining.json").read_text())
         info(f"  world: {done['steps']} steps on {done['documents']} documents, loss {done['first_loss']:.3f} -> "
              f"{done['last_loss']:.3f}")
@@ -139,18 +136,4 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _atomic_dir(final: Path, fill) -> None:
-    """Fill a scratch folder, then move it to ``final`` (a concurrent build of the same key may win)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        fill(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not final.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
