@@ -156,7 +156,8 @@ def test_sharded_and_round_stages_open_and_finish_as_a_plain_stage_does(tmp_path
     assert layout.progress_dir("iter_1/rounds") == ".progress/iter_1_rounds"
     kept = rounds()
     assert not kept.ran and kept.reason == "up to date" and rounds_done == [0, 1]
-    assert lines.count("[sharded] up to date, skipped") == 1 and lines.count("[iter_1/rounds] up to date, skipped") == 1
+    assert lines.count("[sharded] up to date, skipped") == 1
+    assert lines.count("[iter_1/rounds] up to date, skipped") == 1
 
 
 def test_store_modules_import_one_way_and_tiny_and_worlds_not_each_other():
