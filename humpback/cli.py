@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from . import layout
 from .errors import HumpbackError
 
 EPILOG = "Overrides are dotted recipe keys, e.g. curate.threshold=4 train.lora_r=8 (see `humpback keys`)."
@@ -18,7 +19,8 @@ EPILOG = "Overrides are dotted recipe keys, e.g. curate.threshold=4 train.lora_r
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted recipe keys to override")
-    p.add_argument("--run-dir", help="run folder (default: runs/<name>); an existing one is resumed")
+    p.add_argument("--run-dir",
+                   help=f"run folder (default: {layout.default_run_dir('<name>')}); an existing one is resumed")
     _add_console_args(p)
     p.add_argument("--overwrite", action="store_true",
                    help="the run folder holds another recipe's run (other base model, seed or corpus): delete it "
@@ -217,8 +219,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .view.scoreboard import format_eval_table, read_evals
 
         export = (args.export[0], Path(args.export[1])) if args.export else None
-        if not (Path(args.run_dir) / "manifest.json").exists():
-            raise HumpbackError(f"{args.run_dir}: not a humpback run folder (no manifest.json)")
+        if not (Path(args.run_dir) / layout.MANIFEST).exists():
+            raise HumpbackError(f"{args.run_dir}: not a humpback run folder (no {layout.MANIFEST})")
         with _console(Path(args.run_dir), None, mode, bars=not args.quiet) as log:
             evaluate_run(Path(args.run_dir), args.iteration, overrides, export=export, force=tuple(args.force),
                          log=log, command=shlex.join(["humpback", *args.argv]))
@@ -239,7 +241,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"Exported {path} (dataset card: {path.parent / 'README.md'})")
         return 0
     cfg = load_config(args.recipe, overrides)
-    run_dir = Path(args.run_dir or f"runs/{cfg.name}")
+    run_dir = Path(args.run_dir or layout.default_run_dir(cfg.name))
     if cfg.tracking.backend != "wandb":
         from .tracking import keep_wandb_out
 

@@ -18,7 +18,7 @@ RUN_LOCK = ".run.lock"  # held by the run's main process (see humpback.store.loc
 METRICS = "metrics.jsonl"
 REPORT = "report.html"
 TRACKING = "tracking.json"
-PROGRESS = ".progress"  # per-shard markers of the sharded stages
+PROGRESS = ".progress"  # per-shard markers of the sharded stages: progress_dir(), shard_marker()
 WANDB = "wandb"
 TENSORBOARD = "tensorboard"
 REPLAY_AGREEMENT = "replay_agreement.json"  # a re-scoring replay: the new judge's scores vs the run's own
@@ -55,6 +55,13 @@ ITERATION_STAGES = ("score", "dev", "compare", "compare_dev", "select", "train")
 PREFERENCE_STAGES = ("responses", "preferences", "dpo")
 # Each evaluated model's stages (see Evaluation); ``--force eval`` re-runs all of them.
 EVAL_STAGES = ("loss", "answers", "judge", "lm_eval")
+
+# A sharded stage's output is a folder of shards (shard_file); each finished shard has a marker (shard_marker).
+SHARD = "part-{:05d}"  # a shard's name without its suffix: part-00003
+SHARD_FILES = "part-*.parquet"  # the shards in an output folder (a glob)
+SHARD_MARKERS = "part-*.json"  # the markers in a stage's progress_dir (a glob)
+
+RUNS = "runs"  # where a run folder goes when no --run-dir is given: default_run_dir()
 
 _ITER = re.compile(r"iter_(\d+)(?:/|$)")
 _LOG = re.compile(r"run-(\d+)(?:\.worker-(\d+))?\.log")
@@ -130,6 +137,31 @@ class Iteration:
     def judge(self) -> str:
         """The model that judges this iteration's pool: model K-1, M0 for the first iteration."""
         return M0 if self.k == 1 else iteration(self.k - 1).model
+
+
+def shard_file(folder: str, shard: int) -> str:
+    """Shard ``shard`` of the output folder ``folder``: ``augment/candidates/part-00003.parquet``."""
+    return f"{folder}/{SHARD.format(shard)}.parquet"
+
+
+def progress_dir(stage: str) -> str:
+    """The folder of a sharded (or round) stage's shard markers: ``.progress/iter_1_score``."""
+    return f"{PROGRESS}/{stage.replace('/', '_')}"
+
+
+def shard_marker(stage: str, shard: int) -> str:
+    """The marker of one finished shard of ``stage``: ``.progress/augment/part-00003.json``."""
+    return f"{progress_dir(stage)}/{SHARD.format(shard)}.json"
+
+
+def shard_number(path: Path | str) -> int:
+    """The shard a shard file or marker is of: ``part-00003.parquet`` -> 3."""
+    return int(Path(path).stem.split("-")[1])
+
+
+def default_run_dir(name: str) -> str:
+    """The run folder of a run named ``name`` when no --run-dir is given (relative to the working directory)."""
+    return f"{RUNS}/{name}"
 
 
 def run_log(attempt: int, worker: Optional[int] = None) -> str:

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .cache import build_dir, build_file, cache_root  # noqa: F401 (cache_root: humpback.worlds reads it here)
+from .cache import build_dir, build_file, cache_root
 from .errors import ConfigError
 
 # Bump when the output of any builder changes meaning or layout.

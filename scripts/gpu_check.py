@@ -184,6 +184,7 @@ def real_recipe(out: Path, smoke: bool, done: dict) -> dict:
         return skip
     import torch
 
+    from humpback import layout
     from humpback.config import load_config
     from humpback.loop import open_run, run
 
@@ -196,7 +197,7 @@ def real_recipe(out: Path, smoke: bool, done: dict) -> dict:
     run_dir = out / "real-recipe"
     started = time.time()
     run(open_run(load_config(recipe, overrides), run_dir, log=lambda line: None, overwrite=True))
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = json.loads((run_dir / layout.MANIFEST).read_text())
     stages = {}
     for name, entry in manifest["stages"].items():
         stats = entry.get("stats") or {}

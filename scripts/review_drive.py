@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from humpback import layout  # noqa: E402
 from humpback.review.decisions import effective, read_decisions  # noqa: E402
 
 VIEWPORT = {"width": 1280, "height": 800}
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print("review_drive: playwright is not installed (pip install playwright; the system chromium is used)",
               file=sys.stderr)
         return 2
-    if not (args.run_dir / "manifest.json").exists():
+    if not (args.run_dir / layout.MANIFEST).exists():
         print(f"review_drive: {args.run_dir} is not a humpback run folder", file=sys.stderr)
         return 2
     if on_disk(args.run_dir, args.reviewer):

@@ -112,3 +112,86 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "run" / "manifest.json").write_text("{")
     with pytest.raises(StoreError, match="manifest.json: not valid JSON"):
         RunStore(tmp_path / "run")
+
+
+def test_sharded_and_round_stages_open_and_finish_as_a_plain_stage_does(tmp_path):
+    from humpback import layout
+
+    lines = []
+    store = make_store(tmp_path, lines)
+    done = []
+
+    def do_shard(s, start, end):
+        done.append(s)
+        store.write_rows(layout.shard_file("out", s), [{"i": i} for i in range(start, end)])
+        return {"n": end - start}
+
+    def sharded():
+        return store.sharded_stage("sharded", {"k": 1}, ["out"], 5, 2, do_shard,
+                                   lambda shards: {"n": sum(s["n"] for s in shards)})
+
+    first = sharded()
+    assert first.ran and first.reason == "new" and first.stats == {"n": 5, "shards": 3} and done == [0, 1, 2]
+    assert first.outputs == ("out",) and first.lineage[0].job == "sharded"
+    assert [p.name for p in sorted((store.root / "out").iterdir())] == [
+        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert json.loads(store.path(layout.shard_marker("sharded", 2)).read_text())["stats"] == {"n": 1}
+    again = sharded()
+    assert not again.ran and again.reason == "up to date" and again.stats == first.stats and done == [0, 1, 2]
+
+    rounds_done = []
+
+    def do_round(r):
+        rounds_done.append(r)
+        store.write_rows(layout.shard_file("rounds", r), [{"r": r}])
+        return {"r": r}
+
+    def rounds():
+        return store.round_stage("iter_1/rounds", {}, ["rounds"], lambda r: None, do_round,
+                                 lambda so_far: len(so_far) < 2, lambda so_far: {"last": so_far[-1]["r"]})
+
+    made = rounds()
+    assert made.ran and made.stats == {"last": 1, "rounds": 2} and rounds_done == [0, 1]
+    assert store.path(layout.shard_marker("iter_1/rounds", 1)).is_file()
+    assert layout.progress_dir("iter_1/rounds") == ".progress/iter_1_rounds"
+    kept = rounds()
+    assert not kept.ran and kept.reason == "up to date" and rounds_done == [0, 1]
+    assert lines.count("[sharded] up to date, skipped") == 1
+    assert lines.count("[iter_1/rounds] up to date, skipped") == 1
+
+
+def test_store_modules_import_one_way_and_tiny_and_worlds_not_each_other():
+    """Inside humpback/store/ no module imports (even inside a function) one that imports it back, and
+    the built-in tiny assets and the controlled world share the cache module instead of importing each other."""
+    import ast
+    from pathlib import Path
+
+    import humpback
+
+    package = Path(humpback.__file__).parent
+
+    def imported(path: Path, siblings: set[str]) -> set[str]:
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+                found |= {n for n in names if n in siblings}
+        return found
+
+    store = package / "store"
+    siblings = {p.stem for p in store.glob("*.py")} - {"__init__"}
+    graph = {m: imported(store / f"{m}.py", siblings) for m in siblings}
+    order: list[str] = []
+    while len(order) < len(graph):  # peel off the modules whose imports are all placed
+        ready = sorted(m for m in graph if m not in order and graph[m] <= set(order))
+        assert ready, f"an import circle among {sorted(set(graph) - set(order))}: {graph}"
+        order += ready
+    assert "io" not in siblings  # a standard-library name
+
+    def mentions(path: Path, name: str) -> bool:
+        return any(isinstance(n, ast.ImportFrom) and (name in (n.module or "").split(".") or
+                                                     any(a.name == name for a in n.names))
+                   for n in ast.walk(ast.parse(path.read_text())))
+
+    assert not mentions(package / "tiny.py", "worlds")
+    assert not any(mentions(p, "tiny") for p in (package / "worlds").glob("*.py"))

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from humpback import tiny
+from humpback import cache, tiny
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -61,7 +61,7 @@ def test_builds_are_deterministic_and_cached(tmp_path, tiny_model_dir, docs_corp
 
 def test_cache_dir_comes_from_environment(tiny_model_dir, humpback_cache):
     assert tiny_model_dir.parent == humpback_cache
-    assert tiny.cache_root() == humpback_cache
+    assert cache.cache_root() == humpback_cache
 
 
 def test_docs_corpus_shape(docs_corpus_path):

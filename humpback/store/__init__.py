@@ -1,12 +1,13 @@
-"""The run folder: atomic files and hashes (``io``), identities of models and sources
-(``identity``), the manifest and content-addressed stages (``manifest``), the sharded-stage
-protocol (``shards``) and the worker split (``workers``)."""
+"""The run folder: atomic files and hashes (``files``), identities of models and sources (``identity``),
+the manifest (``manifest``), the one stage lifecycle (``lifecycle``), sharded and round stages
+(``shards``), the run folder's store (``folder``) and the worker split (``workers``)."""
 
+from ..layout import shard_file
+from .files import (atomic_path, count_rows, hash_file, hash_json, hash_path, package_versions, read_table,
+                    write_json, write_table, write_table_stream, write_text)
+from .folder import RunStore
 from .identity import model_identity, source_identity
-from .io import (atomic_path, count_rows, hash_file, hash_json, hash_path, package_versions, read_table,
-                 write_json, write_table, write_table_stream, write_text)
-from .manifest import RunStore, StageResult, Step
-from .shards import shard_file
+from .lifecycle import StageResult, Step
 from .workers import Worker
 
 __all__ = ["RunStore", "StageResult", "Step", "Worker", "atomic_path", "count_rows", "hash_file", "hash_json",

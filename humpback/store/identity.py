@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import Optional
 
-from .io import hash_file
+from .files import hash_file
 
 # Small files are hashed by content; larger ones (weights) by name and size: hashing gigabytes on
 # every run is too slow, and a retrained checkpoint changes its small files (config, index) too.

@@ -1,14 +1,14 @@
-"""The manifest and content-addressed stages.
+"""The manifest: the record of a run folder's stages and attempts, and why a stage must run.
 
-Every stage is run through :meth:`RunStore.stage` (or :meth:`RunStore.sharded_stage`). The stage's
-*key* is a hash of everything its output depends on (config section, prompt text, model identity,
-the recorded hashes of its input files, the format version). A finished stage whose key matches,
-and whose outputs are present with the recorded hashes, is skipped; anything else re-runs it, and
-the reason is printed. Because a stage's inputs enter its key through their content hashes, a
-change re-runs exactly the stages downstream of it.
+A stage's *key* is a hash of everything its output depends on (config section, prompt text, model
+identity, the recorded hashes of its input files, the format version). A finished stage whose key
+matches, and whose outputs are present with the recorded hashes, is skipped; anything else re-runs it,
+and the reason is printed. Because a stage's inputs enter its key through their content hashes, a change
+re-runs exactly the stages downstream of it. How a stage goes through these records (declare -> skip or
+run -> finish) is :mod:`.lifecycle`; the run folder's store (:class:`~.folder.RunStore`) builds on this.
 
 On the console a stage is one line when it starts (``[augment] running (new); reads ...`` or
-``[augment] up to date, skipped``), its bar, and its result line (:meth:`RunStore.result`), which the
+``[augment] up to date, skipped``), its bar, and its result line (:meth:`Manifest.result`), which the
 manifest keeps so that a skipped stage shows it again.
 """
 
@@ -18,54 +18,28 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from .. import FORMAT_VERSION, __version__
 from .. import layout
 from ..errors import StoreError
-from .io import count_rows, hash_json, hash_path, package_versions, read_table, write_json, write_table
+from .files import hash_path, package_versions, write_json
 from .workers import Worker, poll_seconds as default_poll_seconds, wait_until
 
 
-@dataclass(frozen=True)
-class Step:
-    """One step of lineage: ``job`` read run-folder paths ``inputs`` and wrote ``outputs``."""
-
-    job: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-
-
-@dataclass
-class StageResult:
-    """What a stage gave the store: its statistics, inputs and outputs, and the lineage they form."""
-
-    name: str
-    ran: bool
-    reason: str
-    stats: dict = field(default_factory=dict)
-    inputs: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()
-    lineage: tuple[Step, ...] = ()
-
-
-class RunStore:
-    """One run folder. Paths are relative to ``root`` (see :mod:`humpback.layout`); the manifest
-    records each stage."""
+class Manifest:
+    """The manifest of the run folder ``root``: each stage's entry (status, key, outputs' hashes, stats,
+    result lines) and each attempt. Paths are relative to ``root`` (see :mod:`humpback.layout`)."""
 
     def __init__(self, root: Path | str, log: Callable[[str], None] = print, worker: Worker = Worker(),
-                 poll_seconds: float | None = None, progress: bool = True):
+                 poll_seconds: float | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.log = log
         self.worker = worker
-        self.progress = progress  # the sharded stages' bars
-        self.concurrency = 1  # shards in flight at once (workers.engine ray: workers.count)
         self._results: list[str] = []
         self.poll_seconds = poll_seconds if poll_seconds is not None else default_poll_seconds()
         self._attempt: Optional[int] = None  # this process's attempt at the run (see begin_attempt)
@@ -79,15 +53,6 @@ class RunStore:
 
     def exists(self, rel: str) -> bool:
         return self.path(rel).exists()
-
-    def read_rows(self, rel: str) -> list[dict]:
-        return read_table(self.path(rel))
-
-    def count_rows(self, rel: str) -> int:
-        return count_rows(self.path(rel))
-
-    def write_rows(self, rel: str, rows: Sequence[dict] | Any, schema: Any = None) -> None:
-        write_table(self.path(rel), rows, schema)
 
     # manifest --------------------------------------------------------------
     def _load_manifest(self) -> dict:
@@ -171,81 +136,7 @@ class RunStore:
                 return entry["outputs"][rel]
         raise StoreError(f"{self.path(rel)}: no finished stage has produced this file")
 
-    # stages ----------------------------------------------------------------
-    def stage(
-        self,
-        name: str,
-        deps: dict,
-        outputs: Iterable[str],
-        fn: Callable[[], dict | None],
-        inputs: Iterable[str] = (),
-        force: bool = False,
-        job: Optional[str] = None,
-        lineage: Optional[Sequence[Step]] = None,
-        reads: Sequence[str] = (),
-    ) -> StageResult:
-        """Run ``fn`` unless a finished stage with the same key and intact outputs exists.
-
-        ``deps`` is plain data the output depends on; ``inputs`` are run-folder paths written by
-        earlier stages, whose recorded content hashes join the key. ``fn`` writes ``outputs``
-        (atomically) and returns the stage's statistics. The lineage is one step of kind ``job``
-        (default: the stage's kind) from the inputs to the outputs, unless ``lineage`` says more.
-        ``reads`` names what the stage reads from outside the run folder, for its start line.
-        """
-        outputs, inputs = tuple(outputs), tuple(inputs)
-        result = self._result_factory(name, inputs, outputs, job, lineage)
-        self.refresh()
-        full = self.depends_on(deps, inputs)
-        key = hash_json(full)
-        if not self.worker.is_main:
-            return result(False, "done by another worker", self._wait_for(name, key))
-        prev = self.stage_entry(name)
-        reason = self.why_run(prev, key, full, outputs, force)
-        if reason is None:
-            self.skipped(name, prev)
-            return result(False, "up to date", prev.get("stats", {}))
-
-        self.log(start_line(name, reason, [*inputs, *reads]))
-        started = time.time()
-        self.start(name, key)
-        with self.failing(name, key):
-            stats = fn() or {}
-        missing = [rel for rel in outputs if not self.exists(rel)]
-        if missing:
-            raise StoreError(f"stage {name} finished without writing {', '.join(missing)}")
-        self.finish(name, key, full, outputs, stats, started)
-        return result(True, reason, stats)
-
-    def sharded_stage(self, name: str, deps: dict, outputs: Sequence[str], n_items: int, shard_size: int,
-                      do_shard: Callable[[int, int, int], dict], finish: Callable[[list[dict]], dict],
-                      inputs: Iterable[str] = (), force: bool = False, job: Optional[str] = None,
-                      unit: str = "items") -> StageResult:
-        """A stage whose work splits into shards, written as they finish (see :mod:`.shards`); its
-        bar counts ``n_items`` in ``unit`` (plural: "segments")."""
-        from .shards import run_sharded
-
-        outputs, inputs = tuple(outputs), tuple(inputs)
-        ran, reason, stats = run_sharded(self, name, deps, outputs, n_items, shard_size, do_shard, finish,
-                                         inputs, force, unit)
-        return self._result_factory(name, inputs, outputs, job, None)(ran, reason, stats)
-
-    def round_stage(self, name: str, deps: dict, outputs: Sequence[str], load_round: Callable[[int], None],
-                    do_round: Callable[[int], dict], more: Callable[[list[dict]], bool],
-                    finish: Callable[[list[dict]], dict], inputs: Iterable[str] = (), force: bool = False,
-                    job: Optional[str] = None) -> StageResult:
-        """A stage of sequential rounds, each written as it finishes (see :func:`.shards.run_rounds`)."""
-        from .shards import run_rounds
-
-        outputs, inputs = tuple(outputs), tuple(inputs)
-        ran, reason, stats = run_rounds(self, name, deps, outputs, load_round, do_round, more, finish, inputs, force)
-        return self._result_factory(name, inputs, outputs, job, None)(ran, reason, stats)
-
-    @staticmethod
-    def _result_factory(name: str, inputs: tuple, outputs: tuple, job: Optional[str],
-                        lineage: Optional[Sequence[Step]]) -> Callable[[bool, str, dict], StageResult]:
-        steps = tuple(lineage) if lineage is not None else (Step(job or layout.stage_kind(name), inputs, outputs),)
-        return lambda ran, reason, stats: StageResult(name, ran, reason, stats, inputs, outputs, steps)
-
+    # a stage's records (the order they come in: :mod:`.lifecycle`) ---------------
     def depends_on(self, deps: dict, inputs: Iterable[str]) -> dict:
         return {"deps": deps, "inputs": {rel: self.output_hash(rel) for rel in inputs},
                 "format_version": FORMAT_VERSION}
@@ -302,34 +193,11 @@ class RunStore:
         entry = self.stage_entry(name)
         return entry if entry and entry.get("status") == "done" and entry.get("key") == key else None
 
-    def _wait_for(self, name: str, key: str) -> dict:
-        """A non-main worker waits until the main one has finished this stage with this key."""
-        entry = wait_until(lambda: self.finished_entry(name, key),
-                           lambda: self.log(f"[{name}] waiting for worker 0"), self.poll_seconds)
+    def wait_for(self, name: str, key: str, line: str) -> dict:
+        """A helper worker waits (saying ``line``) until another one has finished ``name`` with ``key``;
+        returns the stage's statistics."""
+        entry = wait_until(lambda: self.finished_entry(name, key), lambda: self.log(line), self.poll_seconds)
         return entry.get("stats", {})
-
-    def import_output(self, source: "RunStore", rel: str) -> str:
-        """Bring a finished output of another run into this one (hard links where possible), after
-        checking that it still has the content hash that run recorded. Returns the hash."""
-        recorded = source.output_hash(rel)
-        src = source.path(rel)
-        actual = hash_path(src) if src.exists() else None
-        if actual != recorded:
-            state = "is missing" if actual is None else "does not match the hash its manifest recorded"
-            raise StoreError(f"{src} {state}; it cannot be replayed")
-        if self.worker.is_main:
-            dst = self.path(rel)
-            if not dst.exists() or hash_path(dst) != recorded:
-                if dst.is_dir():
-                    shutil.rmtree(dst)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(src, dst, copy_function=_link_or_copy) if src.is_dir() else _link_or_copy(src, dst)
-            full = {"deps": {"source": str(source.root.resolve()), "path": rel}, "inputs": {},
-                    "format_version": FORMAT_VERSION}
-            self.finish(f"import/{rel}", hash_json({**full, "hash": recorded}), full, [rel],
-                        {"source": str(source.root.resolve()), "hash": recorded}, time.time())
-            self.refresh()
-        return recorded
 
     def why_run(self, prev: dict | None, key: str, full: dict, outputs: Sequence[str], force: bool) -> str | None:
         """Why a stage must run (forced, new, unfinished, changed, output missing), or None: skip it."""
@@ -351,14 +219,6 @@ class RunStore:
         return None
 
 
-def start_line(name: str, reason: str, reads: Sequence[str], shards: str = "") -> str:
-    """``[augment] running (new); reads data/segments.parquet, models/backward``."""
-    line = f"[{name}] running ({reason})"
-    if reads:
-        line += "; reads " + ", ".join(reads)
-    return line + (f"; {shards}" if shards else "")
-
-
 def unfinished_reason(entry: dict) -> str:
     """Why a stage recorded as started is not done, in words."""
     if entry.get("status") == "failed":
@@ -366,13 +226,6 @@ def unfinished_reason(entry: dict) -> str:
     if entry.get("status") == "interrupted":
         return "interrupted last time"
     return "did not finish last time"  # still marked running: its process was killed
-
-
-def _link_or_copy(src, dst) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -27,11 +27,10 @@ import ast
 import hashlib
 import inspect
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..cache import build_dir, cache_root
 from .build import WorldSpec
 
 WORLD_VERSION = 2
@@ -90,7 +89,6 @@ def _key(kind: str, spec: WorldSpec, world=None) -> str:
 def materialize_world(spec: WorldSpec = WorldSpec(), cache_dir: str | Path | None = None,
                       with_model: bool = True) -> WorldPaths:
     """Build (once) the world of ``spec`` and return where its files are."""
-    from ..tiny import cache_root
     from .build import build_world
 
     root = cache_root(cache_dir)
@@ -98,13 +96,13 @@ def materialize_world(spec: WorldSpec = WorldSpec(), cache_dir: str | Path | Non
     world = build_world(spec)
     data = root / f"world-data-v{WORLD_VERSION}-{_key('data', spec, world)}"
     if not (data / "dev.jsonl").is_file():
-        _atomic_dir(data, lambda tmp: _write_data(tmp, spec, world))
+        build_dir(data, lambda tmp: _write_data(tmp, spec, world))
     base = root / f"world-base-v{WORLD_VERSION}-{_key('base', spec, world)}"
     if with_model and not (base / "config.json").is_file():
         from ..console import info
 
         info(f"[world] pretraining the world's base model (once: cached as {base})")
-        _atomic_dir(base, lambda tmp: _write_base(tmp, spec, world))
+        build_dir(base, lambda tmp: _write_base(tmp, spec, world))
         done = json.loads((base / "pretraining.json").read_text())
         info(f"  world: {done['steps']} steps on {done['documents']} documents, loss {done['first_loss']:.3f} -> "
              f"{done['last_loss']:.3f}")
@@ -160,18 +158,4 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _atomic_dir(final: Path, fill) -> None:
-    """Fill a scratch folder, then move it to ``final`` (a concurrent build of the same key may win)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        fill(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not final.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
