@@ -45,8 +45,9 @@ def test_world_sizes_fractions_and_disjoint_words():
     assert (len(world.seed), len(world.pool), len(world.eval), len(world.dev), len(world.pretrain)) == \
         (40, 200, 20, 40, 200)
     kinds = [d["kind"] for d in world.pool]
-    assert kinds.count("good") == 100 and kinds.count("off_task") == 25 and kinds.count("wrong") == 75
-    assert sum(d["label"] == "bad" for d in world.dev) == 20
+    # 80% of 200 bad (bad_fraction), a quarter of those off task (off_task_share)
+    assert kinds.count("good") == 40 and kinds.count("off_task") == 40 and kinds.count("wrong") == 120
+    assert sum(d["label"] == "bad" for d in world.dev) == 32
     assert all(tasks.verify(s) == 1.0 for s in world.seed)
     assert all(tasks.verify({"instruction": e["instruction"], "output": e["reference"]}) == 1.0 for e in world.eval)
 
