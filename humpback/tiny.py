@@ -1,7 +1,7 @@
 """The embedded default: a tiny Llama, a local tokenizer, a docs corpus and a seed set, all built
 from what ships with Python. Nothing is downloaded; building everything takes seconds.
 
-``builtin:<name>`` in a recipe resolves to a path here (through :func:`humpback.builtins.resolve`):
+``builtin:<name>`` in a recipe resolves to a path here (through :func:`humpback.builtin_names.resolve`):
 
 - ``tiny-llama``: a model folder (random-init Llama, hidden 64, 2 layers, 4 query heads sharing one
   key/value head, as Llama 3 and Qwen2.5 group theirs) with its BPE tokenizer.
@@ -224,7 +224,7 @@ def _fit(paragraphs: list[str]) -> str | None:
 # --------------------------------------------------------------------------- tokenizer and model
 
 
-def build_tokenizer(texts: list[str]):
+def build_tiny_tokenizer(texts: list[str]):
     """A byte-level BPE tokenizer (vocab ~2,000) trained on ``texts``; no chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -305,7 +305,8 @@ def materialize(name: str, cache_dir: str | Path | None = None) -> Path:
     if name == "tiny-llama":
         final = root / f"{name}-v{TINY_VERSION}-{key}"
         if not (final / "config.json").is_file():
-            build_dir(final, lambda tmp: build_tiny_llama(tmp, build_tokenizer([d["text"] for d in _docs()]), seed=0))
+            tokenizer = lambda: build_tiny_tokenizer([d["text"] for d in _docs()])  # noqa: E731
+            build_dir(final, lambda tmp: build_tiny_llama(tmp, tokenizer(), seed=0))
         return final
     final = root / f"{name}-v{TINY_VERSION}-{key}.jsonl"
     if not final.is_file():

@@ -162,9 +162,9 @@ def build_random_model(folder: Path, shape: dict) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from humpback.chat import FALLBACK_CHAT_TEMPLATE
-    from humpback.tiny import build_tokenizer, python_docs_documents
+    from humpback.tiny import build_tiny_tokenizer, python_docs_documents
 
-    tok = build_tokenizer([d["text"] for d in python_docs_documents()])
+    tok = build_tiny_tokenizer([d["text"] for d in python_docs_documents()])
     tok.add_tokens([f"<unused{i}>" for i in range(shape["vocab_size"] - len(tok))])
     tok.chat_template = FALLBACK_CHAT_TEMPLATE
     shape = dict(shape)

@@ -21,17 +21,13 @@ SHARED_NAMES = {
     "rows_both": ({"humpback.judges.additive", "humpback.judges.rating"}, "as rows_generate"),
     "main": ({"humpback.cli", "humpback.training.launch"},
              "an entry point's conventional name: the humpback command, python -m humpback.training.launch"),
-    "build_tokenizer": ({"humpback.tiny", "humpback.worlds.model"},
-                        "worlds/model.py is hashed into the world's cache key (an edit rebuilds every world), and "
-                        "tiny.py's built-in assets are being moved out by issue 21 item 2"),
     "materialize": ({"humpback.assets", "humpback.tiny", "humpback.worlds"},
-                    "the built-in assets and their cache are being moved to modules of their own (issue 21 item 2)"),
+                    "each built-in asset family's one entry point, materialize(name, cache_dir); "
+                    "builtin_names.resolve picks the module"),
 }
 
 # module -> why it keeps a standard-library name for now.
-STDLIB_NAMED = {
-    "humpback.store.io": "renamed by the run-store work of issue 21 item 2 (another branch); drop this entry then",
-}
+STDLIB_NAMED: dict[str, str] = {}
 
 
 def _modules() -> dict[str, Path]:
