@@ -73,8 +73,12 @@ def test_exponents_without_a_dot_are_numbers(tmp_path):
         (MINIMAL, ["iterations=0"], "command line: 'iterations' must be > 0, got 0"),
         (MINIMAL + "iterations: 0\n", [], "r.yaml: 'iterations' must be > 0, got 0"),
         (MINIMAL, ["curate.threshold=9"], "command line: 'curate.threshold' must be between 1 and 5"),
-        (MINIMAL, ["seed.dataset=d"], "command line: set exactly one of 'seed.path' and 'seed.dataset'"),
-        (MINIMAL, ["generation.backend=openai"], "command line: generation.backend 'openai' needs"),
+        # A conflict between keys names each key with who set it.
+        (MINIMAL, ["seed.dataset=d"], "r.yaml, seed.dataset set on the command line: set exactly one of 'seed.path' "
+                                      "and 'seed.dataset'"),
+        (MINIMAL, ["generation.backend=openai"],
+         "generation.backend set on the command line, generation.api_base left at the default: generation.backend "
+         "'openai' needs"),
         (MINIMAL, ["train={lora_r: 0}"], "command line: 'train.lora_r' must be > 0"),
     ],
 )
@@ -168,7 +172,8 @@ def test_warnings_for_selection_settings_that_do_nothing(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="humpback.config"):
         load_config(write(tmp_path, MINIMAL + "curate: {mode: logits}\n"), ["curate.select_on=expected"])
     assert caplog.messages == [
-        f"{p}: 'curate.threshold: 5' on the expected score keeps almost nothing: an expected score of 5 needs "
+        "curate.threshold left at the default, curate.select_on set on the command line: 'curate.threshold: 5' on "
+        "the expected score keeps almost nothing: an expected score of 5 needs "
         "P('5') >= 100% (all of it, at 5). The paper's A5 is a threshold of 5 on the generated or argmax score "
         "(curate.select_on); on the expected score use at most 4.5, or curate.select top_fraction"]
     caplog.clear()
@@ -177,3 +182,44 @@ def test_warnings_for_selection_settings_that_do_nothing(tmp_path, caplog):
                     ["curate.threshold=4.2"])
         load_config(write(tmp_path, MINIMAL))
     assert caplog.messages == []
+
+
+def test_eval_errors_blame_who_set_the_value(tmp_path):
+    # EvalConfig.validate blamed the recipe file even for a value given on the command line.
+    recipe = write(tmp_path, MINIMAL + "eval: {top_p: 0}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(recipe)
+    assert str(e.value) == f"{recipe}: 'eval.top_p' must be in (0, 1], got 0.0"
+    missing = tmp_path / "nope.jsonl"
+    for override, message in [
+        ("eval.temperature=-1", "'eval.temperature' must be >= 0, got -1.0"),
+        ("eval.top_p=0", "'eval.top_p' must be in (0, 1], got 0.0"),
+        ("eval.lm_eval_num_fewshot=-1", "'eval.lm_eval_num_fewshot' must be >= 0, got -1"),
+        ("eval.length_drift_ratio=1", "'eval.length_drift_ratio' must be > 1, got 1.0"),
+        ("eval.judge_api_base=ftp://x", "'eval.judge_api_base' must start with http:// or https://, got 'ftp://x'"),
+        (f"eval.prompts={missing}", f"'eval.prompts': no such file or folder '{missing}'"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            load_config(write(tmp_path, MINIMAL), [override])
+        assert str(e.value) == f"command line: {message}"
+
+
+def test_a_conflict_names_each_key_with_who_set_it():
+    # The recipe sets curate.select_on: expected; the command line only chooses the judge.
+    tiny = Path(__file__).parent.parent / "recipes" / "tiny-cpu.yaml"
+    assert load_config(tiny).curate.select_on == "expected"
+    with pytest.raises(ConfigError) as e:
+        load_config(tiny, ["curate.judge_kind=rubric"])
+    assert str(e.value) == (
+        f"curate.select_on set in {tiny}, curate.judge_kind set on the command line: 'curate.select_on: expected' "
+        "is a rating-judge score; the rubric judge selects on its value (curate.select_on auto or value)")
+    # Both keys from one source: that source, once.
+    with pytest.raises(ConfigError) as e:
+        load_config(tiny, ["curate.judge_kind=rubric", "curate.select_on=argmax"])
+    assert str(e.value) == ("command line: 'curate.select_on: argmax' is a rating-judge score; the rubric judge "
+                            "selects on its value (curate.select_on auto or value)")
+    # A key nobody set is the default's.
+    with pytest.raises(ConfigError) as e:
+        load_config(tiny, ["curate.judge_kind=verifier", "curate.select_on=auto"])
+    assert str(e.value) == ("curate.judge_kind set on the command line, curate.verifier left at the default: "
+                            "curate.judge_kind 'verifier' needs 'curate.verifier' (package.module:function)")

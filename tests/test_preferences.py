@@ -225,7 +225,8 @@ def test_an_empty_prompt_bank_is_a_clear_error(tmp_path):
     (["preferences.prompts=no/such/bank.jsonl"], "command line: 'preferences.prompts': no such file or folder "
                                                  "'no/such/bank.jsonl'"),
     (["train.objective=dpo", "train.lr_scheduler_type=constant"],
-     "command line: 'dpo.min_lr_ratio' needs train.lr_scheduler_type linear or cosine, got 'constant'"),
+     "dpo.min_lr_ratio left at the default, train.lr_scheduler_type set on the command line: 'dpo.min_lr_ratio' "
+     "needs train.lr_scheduler_type linear or cosine, got 'constant'"),
 ])
 def test_bad_preference_settings_are_clear_errors(overrides, message):
     with pytest.raises(ConfigError) as e:
