@@ -111,3 +111,24 @@ def test_dpo_runs_under_accelerate_launch(model_k, tiny_model_dir, tmp_path, mon
     assert any("trainer step 2" in m and "rewards/margins" in m for m in launched), launched
     assert result["steps"] == 2 and result["curve"][0]["loss"] == pytest.approx(math.log(2), abs=1e-4)
     assert (tmp_path / "model" / "adapter_model.safetensors").is_file() and not (tmp_path / "model" / "ref").exists()
+
+
+def test_sft_weight_adds_the_chosen_answers_nll_to_the_loss(model_k, tiny_model_dir, tmp_path):
+    """RPO: DPO's loss plus sft_weight x the chosen answers' mean NLL. Before the first update DPO's part is
+    log 2, so the first loss is log 2 + w x NLL: doubling w doubles what lies above log 2."""
+    import dataclasses
+
+    first = {}
+    for w in (1.0, 2.0):
+        job = PreferenceJob(str(tiny_model_dir), str(model_k), TrainConfig(**CFG),
+                            dataclasses.replace(DPO, sft_weight=w), seed=0, progress=False)
+        first[w] = train_dpo(job, PAIRS, tmp_path / f"dpo-{w}").summary()["curve"][0]["loss"] - math.log(2)
+    assert first[1.0] > 0.1 and first[2.0] == pytest.approx(2 * first[1.0], rel=1e-4)
+
+
+def test_a_negative_sft_weight_is_named():
+    from humpback.config import load_config
+    from humpback.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"command line: 'dpo.sft_weight' must be >= 0, got -1.0"):
+        load_config(ROOT / "recipes" / "tiny-cpu.yaml", ["dpo.sft_weight=-1"])

@@ -225,6 +225,10 @@ class DPOSettings:
                           "LMs and the DPO paper: 0.1).")
     loss_type: Literal[DPO_LOSS_TYPES] = _f("sigmoid", "TRL's DPO loss: `sigmoid` is the DPO paper's; `ipo`, `hinge`, "
                                                        "`robust`, ... are TRL's variants.")
+    sft_weight: float = _f(
+        0.0, "Weight of a negative log-likelihood term on the chosen answer added to the DPO loss (RPO, Pang et al. "
+             "2024, 'Iterative Reasoning Preference Optimization': 1.0); 0: DPO alone. Without it DPO can lower the "
+             "chosen answers' likelihood too (docs/preferences.md#measured-the-world-and-the-real-model).")
     learning_rate: float = _f(1e-5, "Peak learning rate (LoRA: ~10x Self-Rewarding LMs' full-finetuning 1e-6).")
     min_lr_ratio: Optional[float] = _f(
         0.1, "Decay linearly to this fraction of the peak (Self-Rewarding LMs: 1e-6 to 1e-7, 0.1); null: to 0.")
@@ -239,6 +243,8 @@ class DPOSettings:
             positive(where, f"dpo.{key}", getattr(self, key))
         if self.min_lr_ratio is not None and not 0 <= self.min_lr_ratio < 1:
             raise where.invalid("dpo.min_lr_ratio", f"must be in [0, 1), got {self.min_lr_ratio!r}")
+        if not self.sft_weight >= 0:
+            raise where.invalid("dpo.sft_weight", f"must be >= 0, got {self.sft_weight!r}")
 
 
 @dataclass
