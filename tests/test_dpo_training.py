@@ -56,7 +56,8 @@ def test_lora_dpo_starts_from_model_k_as_its_own_reference(model_k, tiny_model_d
     assert "ref" not in files and "training_args.bin" not in files
     before, after = _weights(model_k, "adapter_model.safetensors"), _weights(out, "adapter_model.safetensors")
     assert set(before) == set(after) and any(not torch.equal(before[k], after[k]) for k in before)
-    assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and adapter["target_modules"] == sorted(adapter["target_modules"])
 
 
 def test_full_model_dpo_precomputes_its_reference(tiny_model_dir, tmp_path):

@@ -358,3 +358,22 @@ def test_accelerate_config_parses_and_points_at_a_deepspeed_json(path):
     for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
         assert ds[key] == "auto"
     assert ds["bf16"]["enabled"] == "auto" and ds["fp16"]["enabled"] == "auto"
+
+
+def test_a_saved_adapter_is_the_same_bytes_whatever_the_hash_seed(tmp_path):
+    """PEFT writes target_modules from a set: its order followed PYTHONHASHSEED, so two identical trainings
+    wrote different files. tidy_saved_model sorts it and drops the Trainer's pickle."""
+    import json
+
+    from humpback.training.saved import tidy_saved_model
+
+    config = {"r": 4, "target_modules": ["v_proj", "q_proj", "o_proj"], "modules_to_save": None,
+              "layers_to_transform": [3, 1]}
+    for name, order in (("a", ["v_proj", "q_proj", "o_proj"]), ("b", ["o_proj", "v_proj", "q_proj"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text(json.dumps({**config, "target_modules": order}))
+        (tmp_path / name / "training_args.bin").write_bytes(b"pickle")
+        tidy_saved_model(tmp_path / name)
+        assert not (tmp_path / name / "training_args.bin").exists()
+    a, b = ((tmp_path / n / "adapter_config.json").read_text() for n in "ab")
+    assert a == b and json.loads(a) == {**config, "target_modules": ["o_proj", "q_proj", "v_proj"]}

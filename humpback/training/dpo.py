@@ -29,6 +29,7 @@ from ..config import DPOSettings, TrainConfig
 from ..device import free_memory
 from ..errors import DataError
 from ..progress import progress_bars
+from .saved import tidy_saved_model
 from .schedule import lr_schedule
 from .sft import dropout_settings
 from .steps import StepBar, step_callback
@@ -109,7 +110,7 @@ def train_dpo(job: PreferenceJob, rows: list[dict], output_dir: Path,
                                   losses=[{"step": c["step"], "loss": c["loss"]} for c in curve], curve=curve,
                                   runtime_s=float(out.metrics.get("train_runtime", 0.0)), dropped_examples=dropped)
         if trainer.args.should_save:
-            (Path(output_dir) / "training_args.bin").unlink(missing_ok=True)
+            tidy_saved_model(output_dir)
             shutil.rmtree(Path(output_dir) / "ref", ignore_errors=True)  # TRL's frozen copy of model K
         del trainer
         return result

@@ -22,6 +22,7 @@ from ..config import TrainConfig
 from ..device import free_memory
 from ..errors import DataError
 from ..progress import progress_bars
+from .saved import tidy_saved_model
 from .schedule import lr_schedule, paper_accumulation, paper_steps
 from .steps import StepBar, step_callback
 
@@ -123,7 +124,7 @@ def train_sft(job: TrainJob, rows: list[dict], output_dir: Path,
             dropout=dropout,
         )
         if trainer.args.should_save:
-            (Path(output_dir) / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it
+            tidy_saved_model(output_dir)
         del trainer
         return result
     finally:
