@@ -32,11 +32,13 @@ sys.path.insert(0, str(ROOT))
 
 RECIPE = ROOT / "recipes" / "world-cpu.yaml"
 # The world's M1 answers in a few tokens under the seed tag (the recipe's eval system prompt); eight samples
-# at temperature 1 give the verifier right and wrong answers to tell apart. DPO on a fully finetuned model
-# this small (its SFT learning rate is 3e-3) at 1e-4, two passes over the pairs.
+# at temperature 1 give the verifier right and wrong answers to tell apart. DPO with RPO's NLL term on the
+# chosen answer (dpo.sft_weight 1), lr 1e-5, two passes over the pairs. Chosen on seed 0's M1 of the proof
+# (docs/preferences.md): DPO alone at 1e-4 lowered exact match by 0.37, with the NLL term by 0.01; at 1e-5,
+# +0.015 alone and +0.020 with it.
 ARM = ["train.objective=dpo", "preferences.n=8", "preferences.temperature=1.0", "preferences.top_p=1.0",
        "preferences.max_new_tokens=40", "preferences.system_prompt=Answer in the style of an AI Assistant.",
-       "dpo.learning_rate=1e-4", "dpo.num_train_epochs=2", "tracking.progress=false"]
+       "dpo.learning_rate=1e-5", "dpo.sft_weight=1.0", "dpo.num_train_epochs=2", "tracking.progress=false"]
 JUDGES = {"verifier": ["preferences.judge_kind=verifier", "curate.verifier=humpback.worlds.tasks:verify"],
           "likelihood": ["preferences.judge_kind=likelihood"],
           "additive": ["preferences.judge_kind=additive", "curate.mode=logits"]}
