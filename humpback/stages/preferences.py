@@ -187,9 +187,10 @@ def preferences_stage(rt: RunContext, k: int) -> StageResult:
             line += (f"; {counts['invalid_unpaired']} answers that never passed preferences.constraint or "
                      f"preferences.validator left out")
         if not pairs:
+            checks = "; or raise preferences.max_tries or loosen the checks" if counts["invalid_unpaired"] else ""
             raise DataError(f"{line}. DPO has nothing to train on: the judge ranked no two answers apart "
                             f"({describe_pairing(rule)}); lower preferences.min_margin, raise preferences.n or "
-                            f"preferences.temperature, or choose another preferences.judge_kind")
+                            f"preferences.temperature, or choose another preferences.judge_kind{checks}")
         rt.store.write_rows(it.preferences, pairs, schema=preferences_schema())
         rt.result(line)
         margins = [p["margin"] for p in pairs]
