@@ -12,7 +12,10 @@ their scores are equal. A prompt is not paired, and is counted by why, when:
 - ``below_margin``: they differ by less than ``preferences.min_margin``.
 
 Answers that ran out of ``preferences.max_new_tokens`` are judged and kept, but only paired with
-``preferences.keep_truncated`` (a cut-off answer would teach the model to stop mid-sentence). Among
+``preferences.keep_truncated`` (a cut-off answer would teach the model to stop mid-sentence). With
+``preferences.constraint`` or ``preferences.validator`` the answers are rejection sampled
+(:func:`sample_answers`): one that never passed in ``preferences.max_tries`` attempts is kept with its last
+attempt, judged and counted (``invalid_unpaired``), never paired. Among
 answers with equal scores the one sampled first is taken, so a pairing is the same whatever order the
 rows come in.
 
@@ -35,6 +38,58 @@ if TYPE_CHECKING:
     from .config import CurateConfig, PreferencesConfig
 
 SKIPS = ("none_scored", "one_scored", "tie", "below_margin")
+SAMPLING_KEYS = ("n", "temperature", "top_p", "max_new_tokens", "system_prompt")
+CHECK_KEYS = {"constraint": None, "validator": None, "max_tries": 1}  # their defaults
+
+
+def sampling_settings(cfg: "PreferencesConfig") -> dict:
+    """What the answers' sampling depends on (the responses stage's key): the checks' keys only when set,
+    so runs made before they existed keep their key."""
+    return {**{key: getattr(cfg, key) for key in SAMPLING_KEYS},
+            **{key: getattr(cfg, key) for key, default in CHECK_KEYS.items() if getattr(cfg, key) != default}}
+
+
+def answer_constraint(cfg: "PreferencesConfig"):
+    """The parsed ``preferences.constraint`` (sized for ``preferences.max_new_tokens``), or None."""
+    if cfg.constraint is None:
+        return None
+    from .generation.constraints import parse_constraint
+
+    return parse_constraint(cfg.constraint, cfg.max_new_tokens)
+
+
+def checked(cfg: "PreferencesConfig") -> bool:
+    """Whether the answers are checked (a constraint or a validator): their rows then say so."""
+    return cfg.constraint is not None or cfg.validator is not None
+
+
+def sample_answers(generate, prompts: list[str], part: list[dict], cfg: "PreferencesConfig", seed: int,
+                   generator: str, validator=None, constraint=None) -> tuple[list[dict], list[dict]]:
+    """(answer rows, the checks' stats of each of the ``n`` calls): ``cfg.n`` answers to each prompt of
+    ``part`` (rendered as ``prompts``), answer i sampled with :func:`sample_seed` and, with a constraint
+    or a validator, rejection sampled up to ``cfg.max_tries`` attempts. The rows of checked answers also
+    hold ``tries`` and ``passed`` (the kept attempt passed) and the seed of the attempt kept."""
+    from .generation.base import SamplingParams
+    from .generation.rejection import generate_checked, retry_seed
+
+    calls = []
+    for i in range(cfg.n):
+        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                                seed=sample_seed(seed, i), constraint=constraint)
+        calls.append(generate_checked(generate, prompts, params, validator, cfg.max_tries))
+    rows = []
+    for j, p in enumerate(part):
+        for i, call in enumerate(calls):
+            out, tries = call.texts[j], call.tries[j]
+            row = {"response_id": response_id(p["prompt_id"], i), "prompt_id": p["prompt_id"],
+                   "instruction": p["instruction"], "system": cfg.system_prompt, "sample": i, "response": str(out),
+                   "truncated": getattr(out, "finish_reason", None) == "length", "generator": generator,
+                   "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
+                   "seed": retry_seed(sample_seed(seed, i), tries - 1)}
+            if checked(cfg):
+                row.update(tries=tries, passed=call.passed[j])
+            rows.append(row)
+    return rows, [call.stats for call in calls]
 
 
 def pairing_rule(min_margin: float, keep_truncated: bool) -> dict:
@@ -59,7 +114,8 @@ def judge_settings(curate: "CurateConfig", prefs: "PreferencesConfig") -> "Curat
 def pair_responses(responses: list[dict], scores: list[dict], min_margin: float = 0.0,
                    keep_truncated: bool = False) -> tuple[list[dict], dict]:
     """(preference rows, counts) from the answers and their score rows (joined on ``response_id`` =
-    ``candidate_id``). Counts: ``prompts``, ``pairs``, each of :data:`SKIPS`, ``truncated_unpaired``."""
+    ``candidate_id``). Counts: ``prompts``, ``pairs``, each of :data:`SKIPS`, ``truncated_unpaired`` and
+    ``invalid_unpaired`` (answers that never passed the sampler's checks: judged, never paired)."""
     by_id = {s["candidate_id"]: s for s in scores}
     missing = [r["response_id"] for r in responses if r["response_id"] not in by_id]
     if missing:
@@ -67,12 +123,15 @@ def pair_responses(responses: list[dict], scores: list[dict], min_margin: float 
     groups: dict[str, list[dict]] = {}
     for r in responses:
         groups.setdefault(r["prompt_id"], []).append(r)
-    counts = {"prompts": len(groups), "pairs": 0, **dict.fromkeys(SKIPS, 0), "truncated_unpaired": 0}
+    counts = {"prompts": len(groups), "pairs": 0, **dict.fromkeys(SKIPS, 0), "truncated_unpaired": 0,
+              "invalid_unpaired": 0}
     pairs = []
     for prompt_id, answers in groups.items():
         scored = [a for a in answers if by_id[a["response_id"]]["value"] is not None]
-        usable = [a for a in scored if keep_truncated or not a["truncated"]]
-        counts["truncated_unpaired"] += len(scored) - len(usable)
+        valid = [a for a in scored if a.get("passed") is not False]  # rows of unchecked answers have no flag
+        counts["invalid_unpaired"] += len(scored) - len(valid)
+        usable = [a for a in valid if keep_truncated or not a["truncated"]]
+        counts["truncated_unpaired"] += len(valid) - len(usable)
         if len(usable) < 2:
             counts["none_scored" if not usable else "one_scored"] += 1
             continue
@@ -149,13 +208,17 @@ def load_prompt_bank(source: str, where: str = "preferences.prompts") -> list[di
     return rows
 
 
-def responses_schema():
+def responses_schema(with_checks: bool = False):
+    """The answers' columns; checked answers (:func:`checked`) also have ``tries`` and ``passed``."""
     import pyarrow as pa
 
-    return pa.schema([("response_id", pa.string()), ("prompt_id", pa.string()), ("instruction", pa.string()),
-                      ("system", pa.string()), ("sample", pa.int64()), ("response", pa.string()),
-                      ("truncated", pa.bool_()), ("generator", pa.string()), ("temperature", pa.float64()),
-                      ("top_p", pa.float64()), ("max_new_tokens", pa.int64()), ("seed", pa.int64())])
+    fields = [("response_id", pa.string()), ("prompt_id", pa.string()), ("instruction", pa.string()),
+              ("system", pa.string()), ("sample", pa.int64()), ("response", pa.string()),
+              ("truncated", pa.bool_()), ("generator", pa.string()), ("temperature", pa.float64()),
+              ("top_p", pa.float64()), ("max_new_tokens", pa.int64()), ("seed", pa.int64())]
+    if with_checks:
+        fields += [("tries", pa.int64()), ("passed", pa.bool_())]
+    return pa.schema(fields)
 
 
 def preferences_schema():

@@ -126,7 +126,7 @@ def test_best_against_worst_and_every_skip_counted():
     scores = [s for _, ss in parts for s in ss][::-1]  # the order of the score rows does not matter
     pairs, counts = _pair(responses, scores, min_margin=1.0)
     assert counts == {"prompts": 5, "pairs": 1, "none_scored": 1, "one_scored": 1, "tie": 1, "below_margin": 1,
-                      "truncated_unpaired": 0}
+                      "truncated_unpaired": 0, "invalid_unpaired": 0}
     assert pairs == [{"prompt_id": "a", "prompt": [{"role": "system", "content": "S"},
                                                    {"role": "user", "content": "do a"}],
                       "chosen": [{"role": "assistant", "content": "a answer 1"}],

@@ -290,6 +290,15 @@ class PreferencesConfig:
                                     "answers (self-rewarding).")
     min_margin: float = _f(0.0, "A pair needs best - worst >= this (and always > 0: equal scores are a tie, not a "
                                 "pair).")
+    constraint: Optional[str] = _f(
+        None, "The format every answer must obey, enforced while decoding and checked after (docs/constraints.md): "
+              "`regex:...`, `json:FILE`, `choice:a|b`, `grammar:FILE` or a `builtin:...`. An answer that breaks it "
+              "is kept and judged, but not paired.")
+    validator: Optional[str] = _f(
+        None, "`package.module:function` called on each answer's text, true to accept (rejection sampling with "
+              "max_tries). USER CODE THE RECIPE TRUSTS: it is imported and run.")
+    max_tries: int = _f(1, "Attempts per answer until it passes preferences.constraint and preferences.validator; one "
+                           "that never passes keeps its last attempt, counted, and is not paired.")
 
     def validate(self, where: Source) -> None:
         if self.n < 2:
@@ -310,6 +319,8 @@ class PreferencesConfig:
         if self.prompts not in ("curated", "seed") and not self.prompts.startswith("builtin:") \
                 and looks_local(self.prompts) and not Path(self.prompts).expanduser().exists():
             raise where.invalid("preferences.prompts", f": no such file or folder {self.prompts!r}")
+        check_rejection(where, "preferences", self.constraint, self.validator, self.max_tries, self.max_new_tokens,
+                        "temperature", self.temperature)
 
 
 def config_warnings(cfg: RunConfig, data: dict, src: Source | None = None) -> list[str]:

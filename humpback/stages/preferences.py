@@ -22,9 +22,9 @@ from ..errors import DataError
 from ..judges import CurationJudge, score_rows, score_schema
 from ..judges.health import health_counts
 from ..layout import SEED
-from ..preferences import (SKIPS, bank_from_rows, describe_pairing, judge_settings, load_prompt_bank,
-                           merge_response_stats, pair_responses, pairing_rule, preferences_schema, response_id,
-                           responses_schema, sample_seed)
+from ..preferences import (SKIPS, answer_constraint, bank_from_rows, checked, describe_pairing, judge_settings,
+                           load_prompt_bank, merge_response_stats, pair_responses, pairing_rule, preferences_schema,
+                           responses_schema, sample_answers, sampling_settings)
 from ..prompts import template_hash
 from ..run import RunContext
 from ..store import StageResult, model_identity, shard_file, source_identity
@@ -83,12 +83,19 @@ def _judge(rt: RunContext, k: int, model) -> tuple[CurationJudge, list[str], dic
 
 def responses_stage(rt: RunContext, k: int) -> StageResult:
     """iter_K/responses and iter_K/response_scores: ``preferences.n`` answers of model K to each prompt of
-    the bank and the judge's score of each, written in shards of ``shard_size`` prompts."""
-    from ..generation.base import SamplingParams
+    the bank and the judge's score of each, written in shards of ``shard_size`` prompts. With
+    ``preferences.constraint`` / ``validator`` the answers are checked and rejection sampled; the checks
+    are in the stats as augment's are."""
+    from ..generation.rejection import describe_checked, load_validator, merge_checked
+    from ..judges.verifier import verifier_identity
 
     cfg = rt.cfg.preferences
     it = layout.iteration(k)
     bank, bank_identity, bank_inputs = prompt_bank(rt, k)
+    constraint = answer_constraint(cfg)
+    validator = load_validator(cfg.validator, "preferences.validator") if cfg.validator else None
+    checks = {"constraint": constraint.identity() if constraint else None,
+              "validator": verifier_identity(cfg.validator) if cfg.validator else None}
     model = rt.model(it.sft_model)
     judge, judge_inputs, judge_identity = _judge(rt, k, model)
     generator = rt.model_name(it.sft_model)
@@ -98,20 +105,11 @@ def responses_stage(rt: RunContext, k: int) -> StageResult:
         part = bank[start:end]
         prompts = [render_prompt(model.tokenizer, messages_for(p["instruction"], system=cfg.system_prompt))
                    for p in part]
-        answers = []
-        for i in range(cfg.n):
-            params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                                    seed=sample_seed(seed, i))
-            answers.append(model.generator.generate(prompts, params))
-        rows = [{"response_id": response_id(p["prompt_id"], i), "prompt_id": p["prompt_id"],
-                 "instruction": p["instruction"], "system": cfg.system_prompt, "sample": i, "response": str(out[j]),
-                 "truncated": getattr(out[j], "finish_reason", None) == "length", "generator": generator,
-                 "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
-                 "seed": sample_seed(seed, i)}
-                for j, p in enumerate(part) for i, out in enumerate(answers)]
+        rows, calls = sample_answers(model.generator.generate, prompts, part, cfg, seed, generator, validator,
+                                     constraint)
         scores = score_rows([{"candidate_id": r["response_id"], "instruction": r["instruction"],
                               "output": r["response"]} for r in rows], judge)
-        rt.store.write_rows(shard_file(it.responses, shard), rows, schema=responses_schema())
+        rt.store.write_rows(shard_file(it.responses, shard), rows, schema=responses_schema(checked(cfg)))
         rt.store.write_rows(shard_file(it.response_scores, shard), scores, schema=score_schema(judge.cfg.judge_kind))
         failures: dict[str, int] = {}
         for s in scores:
@@ -121,12 +119,16 @@ def responses_stage(rt: RunContext, k: int) -> StageResult:
         return {"prompts": len(part), "responses": len(rows), "truncated": sum(r["truncated"] for r in rows),
                 "response_chars": sum(len(r["response"]) for r in rows), "failures": failures,
                 "value_sum": sum(values), "value_n": len(values), "health_counts": health_counts(scores),
-                "served_by": model.served}
+                "served_by": model.served, "checks": merge_checked(calls)}
 
     def finish(shards: list[dict]) -> dict:
         model.close()
         stats = merge_response_stats(shards)
         stats.update(generator=generator, judge=judge.name, judge_kind=judge.cfg.judge_kind, bank=bank_identity)
+        stats["checks"] = merge_checked([s.get("checks") for s in shards], checks["constraint"], checks["validator"],
+                                        cfg.max_tries)
+        for note in describe_checked(f"responses {k}", stats["checks"], rt.cfg.generation.backend):
+            rt.warn(note + " (judged, not paired)" if "never passed" in note else note)
         failed = sum(stats["failures"].values())
         rt.result(f"responses: {stats['prompts']} prompts x {cfg.n} answers = {stats['responses']}, "
                   f"{stats['truncated']} cut at max_new_tokens; {judge.cfg.judge_kind} judge: value mean "
@@ -139,14 +141,19 @@ def responses_stage(rt: RunContext, k: int) -> StageResult:
                     ("paired like the others" if cfg.keep_truncated else "judged, but not paired"))
         for name in ("prompts", "responses", "truncated", "value_mean"):
             rt.metric("responses", name, stats[name], iteration=k)
+        if checked(cfg):
+            for name in ("tries", "never_passed", "violations", "acceptance_rate"):
+                if stats["checks"][name] is not None:
+                    rt.metric("responses", f"checks/{name}", stats["checks"][name], iteration=k)
         return stats
 
     judging = judge_settings(rt.cfg.curate, rt.cfg.preferences)
-    deps = {"sampling": {key: getattr(cfg, key) for key in ("n", "temperature", "top_p", "max_new_tokens",
-                                                            "system_prompt")},
+    # The checks join the stage key only when set (sampling_settings too): runs made before them keep theirs.
+    deps = {"sampling": sampling_settings(cfg),
             "bank": bank_identity, "judge": {"judge_kind": judging.judge_kind,
                                              **{key: getattr(judging, key) for key in JUDGE_KEYS[judging.judge_kind]}},
-            "judge_identity": judge_identity, "base": rt.base_identity, **rt.generation_key()}
+            "judge_identity": judge_identity, "base": rt.base_identity, **rt.generation_key(),
+            **({"checks": checks} if any(checks.values()) else {})}
     if judging.judge_kind in ("additive", "rating"):
         deps["template"] = template_hash("additive" if judging.judge_kind == "additive" else "curate")
     if judging.judge_kind == "rubric":
@@ -176,10 +183,14 @@ def preferences_stage(rt: RunContext, k: int) -> StageResult:
                                        cfg.min_margin, cfg.keep_truncated)
         skipped = ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in SKIPS if counts[s]) or "none"
         line = f"preferences: {counts['prompts']} prompts -> {counts['pairs']} pairs; not paired: {skipped}"
+        if counts["invalid_unpaired"]:
+            line += (f"; {counts['invalid_unpaired']} answers that never passed preferences.constraint or "
+                     f"preferences.validator left out")
         if not pairs:
+            checks = "; or raise preferences.max_tries or loosen the checks" if counts["invalid_unpaired"] else ""
             raise DataError(f"{line}. DPO has nothing to train on: the judge ranked no two answers apart "
                             f"({describe_pairing(rule)}); lower preferences.min_margin, raise preferences.n or "
-                            f"preferences.temperature, or choose another preferences.judge_kind")
+                            f"preferences.temperature, or choose another preferences.judge_kind{checks}")
         rt.store.write_rows(it.preferences, pairs, schema=preferences_schema())
         rt.result(line)
         margins = [p["margin"] for p in pairs]
