@@ -9,7 +9,6 @@ dequantized weights into it, so the folder it writes is a plain safetensors chec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from ..cache import build_dir, cache_root
 from ..errors import ConfigError
+from ..store.files import hash_file
 
 CONVERT_VERSION = 1  # bump when the folder's layout or contents change meaning
 GGUF_MAGIC = b"GGUF"
@@ -62,18 +62,10 @@ def check_gguf(path: Path, label: str) -> str:
     return arch
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def converted_folder(path: Path, cache_dir: str | Path | None = None) -> Path:
     """Where the conversion of the GGUF file ``path`` lives in the cache (by name and content hash)."""
     stem = re.sub(r"[^\w.-]+", "-", path.name[: -len(".gguf")])
-    return cache_root(cache_dir) / f"gguf-{stem}-v{CONVERT_VERSION}-{file_hash(path)[:12]}"
+    return cache_root(cache_dir) / f"gguf-{stem}-v{CONVERT_VERSION}-{hash_file(path)[:12]}"
 
 
 def convert(path: Path, cache_dir: str | Path | None = None, label: str | None = None) -> Path:
@@ -121,7 +113,7 @@ def _write(path: Path, out: Path, label: str) -> None:
         model.generation_config = quantized.generation_config
         model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    source = {"source": label, "file": path.name, "sha256": file_hash(path), "architecture": config.model_type,
+    source = {"source": label, "file": path.name, "sha256": hash_file(path), "architecture": config.model_type,
               "parameters": sum(p.numel() for p in model.parameters()), "dtype": "float32",
               "transformers": transformers.__version__, "convert_version": CONVERT_VERSION}
     (out / "humpback-source.json").write_text(json.dumps(source, indent=1) + "\n")
