@@ -238,12 +238,24 @@ def preference_provenance(store: RunStore, iteration: int) -> dict:
                   else None, "value_mean": responses.get("value_mean"), "failures": responses.get("failures")},
         "rule": pairs.get("rule"),
         "counts": {k: pairs.get(k) for k in ("prompts", "pairs", "tie", "below_margin", "none_scored", "one_scored",
-                                             "truncated_unpaired")},
+                                             "truncated_unpaired", "invalid_unpaired")},
+        "checks": responses.get("checks"),
         "responses": responses.get("responses"), "truncated": responses.get("truncated"),
         "dpo": cfg.get("dpo"), "prompt": template("additive") if kind == "additive" else
         template("curate") if kind == "rating" else None,
         "packages": store.manifest.get("packages", {}),
     }
+
+
+def _checks_line(checks: Optional[dict]) -> list[str]:
+    """The card's line on the sampler's constraint and validator (preferences.constraint / validator), if any."""
+    if not checks or not (checks.get("constraint") or checks.get("validator")):
+        return []
+    what = [f"constraint `{checks['constraint']['spec']}`" if checks.get("constraint") else None,
+            f"validator `{checks['validator']['verifier']}`" if checks.get("validator") else None]
+    return [f"- Checks on the answers: {', '.join(w for w in what if w)}, up to {checks['max_tries']} tries each; "
+            f"{checks['passed_attempts']} of {checks['tries']} attempts passed, {checks['never_passed']} answers "
+            f"never passed (judged, not paired)"]
 
 
 def preference_card(store: RunStore, iteration: int, n_rows: int, data_file: str) -> str:
@@ -268,13 +280,15 @@ def preference_card(store: RunStore, iteration: int, n_rows: int, data_file: str
         f"- Prompt source: `{json.dumps(p['bank'])}`",
         f"- Sampler: `{s['model']}`, {s['n']} answers per prompt, temperature {s['temperature']}, top_p {s['top_p']}, "
         f"max_new_tokens {s['max_new_tokens']}, system prompt {json.dumps(s['system_prompt'])}",
+        *_checks_line(p["checks"]),
         f"- Judge: `{j['name']}` ({j['kind']}" + (f", mode {j['mode']}" if j["mode"] else "") +
         f"); mean score {j['value_mean']}; failures {json.dumps(j['failures'])}",
         f"- Pairing rule: `{json.dumps(p['rule'])}`",
         f"- Counts: {c['prompts']} prompts, {p['responses']} answers ({p['truncated']} cut at the token limit), "
         f"{c['pairs']} pairs; not paired: {c['tie']} ties, {c['below_margin']} below the margin, "
         f"{c['none_scored']} with no scored answer, {c['one_scored']} with one; {c['truncated_unpaired']} scored "
-        f"answers left out as cut off",
+        f"answers left out as cut off"
+        + (f", {c['invalid_unpaired']} that never passed the sampler's checks" if c.get("invalid_unpaired") else ""),
         f"- DPO settings of the run: `{json.dumps(p['dpo'])}`",
         f"- Packages: `{json.dumps(p['packages'])}`", "",
     ]

@@ -238,3 +238,46 @@ def test_a_recipe_file_is_named_as_who_set_the_key(tmp_path):
     recipe.write_text(TINY.read_text() + "\npreferences:\n  constraint: choice:yes\n  max_tries: 0\n")
     with pytest.raises(ConfigError, match=re.escape("r.yaml") + r".*'preferences.max_tries' must be > 0, got 0"):
         load_config(recipe, [])
+
+
+def test_the_preference_card_names_the_samplers_checks(tmp_path):
+    """The export card says what the answers were checked against and how many never passed (unpaired)."""
+    import json
+
+    import yaml
+
+    from humpback import FORMAT_VERSION, layout
+    from humpback.export import preference_card
+    from humpback.store import RunStore
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / layout.CONFIG).write_text(yaml.safe_dump({
+        "base_model": "m", "curate": {"mode": "logits"}, "dpo": {"beta": 0.1},
+        "preferences": {"n": 4, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8, "system_prompt": None}}))
+    checks = {"rows": 8, "tries": 16, "passed_attempts": 5, "accepted": 5, "never_passed": 3, "violations": 0,
+              "validator_rejections": 11, "validator_errors": 0, "acceptance_rate": 5 / 16,
+              "constraint": {"spec": "choice:yes|no", "kind": "choice", "hash": "h"},
+              "validator": {"verifier": "mine:only_no", "source": "s"}, "max_tries": 3}
+    it = layout.iteration(1)
+    rule = {"pair": "best_vs_worst", "score": "value", "min_margin": 0.0, "keep_truncated": False}
+    pairs = {"judge": "j", "judge_kind": "verifier", "rule": rule, "prompts": 2, "pairs": 1, "tie": 0,
+             "below_margin": 0, "none_scored": 0, "one_scored": 1, "truncated_unpaired": 0, "invalid_unpaired": 3}
+    responses = {"responses": 8, "truncated": 0, "checks": checks, "generator": "m+iter_1/sft_model"}
+    stages = {it.stage("responses"): {"status": "done", "stats": responses},
+              it.stage("preferences"): {"status": "done", "stats": pairs}}
+
+    def manifest():
+        (run / layout.MANIFEST).write_text(json.dumps({"format_version": FORMAT_VERSION, "stages": stages,
+                                                       "packages": {"humpback": "0"}}))
+
+    manifest()
+    card = preference_card(RunStore(run), 1, 1, "preferences.jsonl")
+    assert ("- Checks on the answers: constraint `choice:yes|no`, validator `mine:only_no`, up to 3 tries each; 5 "
+            "of 16 attempts passed, 3 answers never passed (judged, not paired)") in card
+    assert "0 scored answers left out as cut off, 3 that never passed the sampler's checks" in card
+    del responses["checks"]
+    pairs["invalid_unpaired"] = 0
+    manifest()
+    card = preference_card(RunStore(run), 1, 1, "preferences.jsonl")
+    assert "Checks on the answers" not in card and "never passed the sampler" not in card
