@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tiny_runs import TINY_RUNS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -98,3 +101,40 @@ def tiny_world_run(tmp_path_factory: pytest.TempPathFactory, humpback_cache: Pat
                           env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+# Named tiny runs that test modules share: the tiny recipe with the overrides of tiny_runs.TINY_RUNS[name],
+# run once per session in this process (loop.open_run) the first time a test asks for it by name, e.g.
+# ``tiny_run("sharded").run_dir``. The folders are shared: a test that changes a run (a rerun, a rejudge, a
+# damaged file) copies it first (shutil.copytree). Modules that need a run of their own (killed midway, under
+# Ray, two settings compared) keep it and say why.
+
+
+@dataclass
+class TinyRun:
+    """A finished run of the tiny recipe: its folder, the loop's summaries and its console lines."""
+
+    run_dir: Path
+    summaries: list
+    lines: list[str]
+    overrides: list[str]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, humpback_cache: Path) -> Callable[[str], TinyRun]:
+    """``tiny_run(name)``: the run of TINY_RUNS[name], made the first time it is asked for, then cached."""
+    from humpback.config import load_config
+    from humpback.loop import open_run, run
+
+    runs: dict[str, TinyRun] = {}
+
+    def get(name: str) -> TinyRun:
+        if name not in runs:
+            overrides = list(TINY_RUNS[name])
+            run_dir = tmp_path_factory.mktemp(f"tiny-{name}") / "run"
+            lines: list[str] = []
+            summaries = run(open_run(load_config(TINY_RECIPE, overrides), run_dir, log=lines.append))
+            runs[name] = TinyRun(run_dir, summaries, lines, overrides)
+        return runs[name]
+
+    return get

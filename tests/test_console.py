@@ -19,6 +19,7 @@ from humpback.progress import PlainBar
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
+# A run of its own, not conftest's tiny_run: these tests read the console of `humpback run` in a subprocess.
 FAST = ["corpus.max_segments=6", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
         "augment.max_new_tokens=8", "generation.batch_size=4", "curate.select=threshold", "curate.select_on=argmax",
         "curate.threshold=1"]

@@ -15,6 +15,7 @@ from humpback.stages.finetune import backward_stage
 from humpback.store import read_table
 
 TINY = Path(__file__).parent.parent / "recipes" / "tiny-cpu.yaml"
+# A run of its own, not conftest's tiny_run: it stops after augment and reruns it under other checks.
 FAST = ["corpus.max_segments=12", "shard_size=4", "train.max_steps=2", "train.max_length=256",
         "augment.max_new_tokens=16",
         "generation.batch_size=4", "tracking.progress=false", "eval.enabled=false"]

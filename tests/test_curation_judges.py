@@ -20,6 +20,7 @@ from humpback.view.summary import format_summary
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
+# Runs of their own, not conftest's tiny_run: one per judge, compared with each other (same pool, dev set).
 FAST = ["iterations=1", "corpus.max_segments=12", "train.max_steps=2", "train.logging_steps=1",
         "train.max_length=256", "augment.max_new_tokens=12", "generation.batch_size=8", "tracking.progress=false"]
 

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow  # each test runs the tiny loop or a replay of it:
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
+# A run of its own, not conftest's tiny_run: train.objective=dpo, and its kill test reruns it in a subprocess.
 # 12 segments in shards of 4; every candidate is curated (the tiny judge gives them all a 5), so the prompt
 # bank (the curated instructions) is 12 prompts: three shards of answers per iteration. A random model
 # never ends an answer, so the cut-off answers are paired (preferences.keep_truncated).

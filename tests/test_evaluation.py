@@ -17,31 +17,26 @@ from pathlib import Path
 import pytest
 
 from humpback import cli, layout
-from humpback.config import load_config
 from humpback.eval_command import evaluate_run
 from humpback.evaluation.alpaca_eval import read_model_outputs
 from humpback.evaluation.heldout import heldout_messages, tokenize_example
 from humpback.evaluation.prompt_set import load_prompts
 from humpback.evaluation.winrate import summarize
-from humpback.loop import open_run, run
 from humpback.store import hash_file, read_table
 from humpback.view.figures import EVAL_KEYS
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
-# The tiny recipe (8 held-out pairs, logits judging), one iteration, eval shards of 4 prompts (two per stage).
-FAST = ["iterations=1", "curate.select=threshold", "curate.select_on=argmax", "curate.threshold=3",
-        "corpus.max_segments=8", "shard_size=4", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
-        "augment.max_new_tokens=8", "eval.max_new_tokens=12", "generation.batch_size=8", "tracking.progress=false"]
-MODELS = ["base", "m0", "iter_1"]
+# The tiny recipe (8 held-out pairs, logits judging), two iterations, eval shards of 4 prompts (two per stage):
+# conftest's shared run "sharded" (tests/tiny_runs.py), which test_resume reads too.
+MODELS = ["base", "m0", "iter_1", "iter_2"]
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("eval") / "run"
-    lines: list[str] = []
-    run(open_run(load_config(TINY, FAST), run_dir, log=lines.append))
-    return run_dir, lines
+def evaluated(tiny_run):
+    """(run folder, console lines) of the shared run; a test that evaluates again works on a copy."""
+    shared = tiny_run("sharded")
+    return shared.run_dir, shared.lines
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -57,7 +52,7 @@ def test_heldout_pairs_never_reach_a_training_mixture(evaluated):
     outputs = {p["output"] for p in held}
     seed = read_table(run_dir / layout.SEED)
     assert not instructions & {p["instruction"] for p in seed} and not outputs & {p["output"] for p in seed}
-    for rel in (layout.BACKWARD_TRAIN, layout.M0_TRAIN, layout.iteration(1).mixture):
+    for rel in (layout.BACKWARD_TRAIN, layout.M0_TRAIN, layout.iteration(1).mixture, layout.iteration(2).mixture):
         for row in read_table(run_dir / rel):
             texts = [m["content"] for m in row["messages"]]
             assert not any(t in instructions for t in texts), rel
@@ -100,7 +95,7 @@ def test_every_model_has_its_stats_file_with_the_documented_keys(evaluated):
     assert json.loads((run_dir / layout.evaluation("iter_1").stats).read_text())["length_ratio"] is not None
     metrics = [json.loads(line) for line in (run_dir / layout.METRICS).read_text().splitlines()]
     assert {(m["iteration"], m["name"]) for m in metrics if m["stage"] == "eval"} >= {
-        (s, n) for s in (-1, 0, 1) for n in ("heldout_loss", "win_rate", "win_rate_ci_low", "answer_chars_mean")}
+        (s, n) for s in (-1, 0, 1, 2) for n in ("heldout_loss", "win_rate", "win_rate_ci_low", "answer_chars_mean")}
     # the loop evaluated base and M0 right after M0 was trained, model 1 right after it was
     order = [line.split("]")[0][1:] for line in lines if line.startswith("[") and "running" in line]
     assert order.index("m0") < order.index("eval/base/loss") < order.index("eval/m0/judge") < order.index("augment")
@@ -154,10 +149,11 @@ def test_another_reference_and_judge_mode_rejudge_without_answering_again(evalua
                                              "eval.judge_max_new_tokens=6", "tracking.progress=false"],
                                              log=lines.append)
     ran = [line.split("]")[0][1:] for line in lines if line.startswith("[") and "running" in line]
-    assert ran == ["eval/m0/judge", "iter_1/eval/judge"]  # the base model has no previous model
+    assert ran == ["eval/m0/judge", "iter_1/eval/judge", "iter_2/eval/judge"]  # the base model has no previous one
     by = {s["model"]: s for s in stats}
     assert by["base"]["reference"] is None and by["base"]["win_rate"] is None
     assert by["m0"]["reference"] == "base" and by["iter_1"]["reference"] == "m0"
+    assert by["iter_2"]["reference"] == "iter_1"
     judged = read_table(run_dir / layout.evaluation("iter_1").judgements)
     assert all(j["mode"] == "generate" and j["raw"] is not None for j in judged)
     failures = sum(j["parse_status"] != "ok" for j in judged)

@@ -17,14 +17,13 @@ from humpback.export import export
 from humpback.loop import open_run, run
 from humpback.replay import replay
 from humpback.store import hash_json, read_table
+from tiny_runs import TINY_RUNS
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
-# 12 segments in shards of 4: three shards per generation stage.
-# Selection by threshold on the argmax score, which replay changes (the demo keeps a top fraction).
-FAST = ["curate.select=threshold", "curate.select_on=argmax", "curate.threshold=3", "corpus.max_segments=12",
-        "shard_size=4", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
-        "augment.max_new_tokens=12", "generation.batch_size=4", "tracking.progress=false"]
+# conftest's shared run "sharded" (tests/tiny_runs.py): 12 segments in shards of 4, three shards per generation
+# stage; selection by threshold on the argmax score, which replay changes (the demo keeps a top fraction).
+FAST = TINY_RUNS["sharded"]
 TABLES = ["data/seed.parquet", "data/segments.parquet", "augment/candidates", "augment/rejected",
           "iter_1/scores", "iter_1/curated.parquet", "iter_1/train.parquet",
           "iter_2/scores", "iter_2/curated.parquet", "iter_2/train.parquet"]
@@ -41,10 +40,9 @@ def contents(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("baseline") / "run"
-    run(open_run(load_config(TINY, FAST), run_dir, log=lambda _: None))
-    return run_dir
+def baseline(tiny_run):
+    """The uninterrupted run every test here compares with or reads (never changes: a test copies it first)."""
+    return tiny_run("sharded").run_dir
 
 
 def start(run_dir: Path, log: Path, *extra: str, pause: str | None = None) -> subprocess.Popen:

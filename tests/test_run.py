@@ -12,28 +12,24 @@ from humpback.config import load_config
 from humpback.loop import open_run, run
 from humpback.store import read_table
 from humpback.view.summary import format_summary
+from tiny_runs import TINY_RUNS
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
-# The tiny recipe, smaller still: the point is the plumbing.
-# Selection by threshold on the expected score, which these tests change (the demo keeps a top fraction): a
-# random tiny judge gives every pair the same argmax score, but expected scores differ from pair to pair.
-FAST = ["curate.select=threshold", "curate.select_on=expected", "curate.threshold=1", "corpus.max_segments=12",
-        "train.max_steps=2", "train.logging_steps=1", "train.max_length=256", "augment.max_new_tokens=12",
-        "generation.batch_size=8", "tracking.progress=false"]
+# The tiny recipe, smaller still: the point is the plumbing. Selection by threshold on the expected score, which
+# these tests change (the demo keeps a top fraction): conftest's shared run "expected" (tests/tiny_runs.py).
+FAST = TINY_RUNS["expected"]
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run") / "tiny"
-    lines: list[str] = []
-    cfg = load_config(TINY, FAST)
-    summaries = run(open_run(cfg, run_dir, log=lines.append))
-    return run_dir, summaries, lines
+def expected_run(tiny_run):
+    """(run folder, summaries, console lines) of the shared run; a test that reruns it works on a copy."""
+    shared = tiny_run("expected")
+    return shared.run_dir, shared.summaries, shared.lines
 
 
-def test_run_folder_matches_the_contract(tiny_run):
-    run_dir, summaries, _ = tiny_run
+def test_run_folder_matches_the_contract(expected_run):
+    run_dir, summaries, _ = expected_run
     for rel in ["config.yaml", "manifest.json", "metrics.jsonl", "data/seed.parquet", "data/segments.parquet",
                 "models/backward/adapter_config.json", "models/m0/adapter_config.json", "augment/candidates"]:
         assert (run_dir / rel).exists(), rel
@@ -84,8 +80,11 @@ def test_run_folder_matches_the_contract(tiny_run):
                                                               (2, "parse_failure_rate")}
 
 
-def test_rerun_resumes_and_a_new_threshold_reselects_only(tiny_run, tmp_path):
-    run_dir, _, _ = tiny_run
+def test_rerun_resumes_and_a_new_threshold_reselects_only(expected_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(expected_run[0], run_dir)  # the shared run stays as it was
     lines: list[str] = []
     run(open_run(load_config(TINY, FAST), run_dir, log=lines.append))
     assert not any("running" in line for line in lines), lines
@@ -103,11 +102,11 @@ def test_rerun_resumes_and_a_new_threshold_reselects_only(tiny_run, tmp_path):
     assert "[augment] up to date, skipped" in lines
 
 
-def test_both_mode_writes_two_scores_per_pair(tiny_run, tmp_path):
+def test_both_mode_writes_two_scores_per_pair(expected_run, tmp_path):
     import shutil
 
     run_dir = tmp_path / "both"
-    shutil.copytree(tiny_run[0], run_dir)
+    shutil.copytree(expected_run[0], run_dir)
     lines: list[str] = []
     cfg = load_config(TINY, FAST + ["iterations=1", "curate.mode=both", "curate.max_new_tokens=24"])
     summaries = run(open_run(cfg, run_dir, log=lines.append))

@@ -31,6 +31,7 @@ from humpback.view.report import write_report
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
 QUIET = ["tracking.progress=false"]
+# Runs of their own, not conftest's tiny_run: killed midway, fake servers, guards against a second recipe.
 FAST = ["corpus.max_segments=8", "shard_size=4", "train.max_steps=2", "train.logging_steps=1",
         "train.max_length=256", "augment.max_new_tokens=8", "generation.batch_size=4", "iterations=1", *QUIET]
 

@@ -222,6 +222,7 @@ def test_self_instruct_recipe_parses_and_needs_no_corpus(tmp_path):
 
 # --------------------------------------------------------------------------- kill and resume
 
+# A run of its own, not conftest's tiny_run: the self-instruct recipe, killed midway and resumed.
 FAST = ["augment.target_tasks=12", "augment.prompts_per_round=4", "augment.task_max_new_tokens=12",
         "augment.instance_max_new_tokens=12", "augment.classification_max_new_tokens=12", "shard_size=6",
         "generation.max_prompt_tokens=192", "generation.batch_size=4", "train.max_steps=1", "train.max_length=128",

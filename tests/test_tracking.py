@@ -21,6 +21,7 @@ from wandb_reader import read_wandb_run
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
+# A run of its own, not conftest's tiny_run: it logs to wandb (offline) and resumes into the same folder.
 # Threshold 1 keeps every pair, so the curated sets (and their length histograms) are not empty.
 FAST = ["corpus.max_segments=8", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
         "augment.max_new_tokens=8", "generation.batch_size=8", "curate.select=threshold", "curate.select_on=argmax",
