@@ -24,6 +24,7 @@ the base model: its pretraining text, tokenizer texts, training code and library
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import json
@@ -86,18 +87,26 @@ def _key(kind: str, spec: WorldSpec, world=None) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=8)
+def _drawn(spec: WorldSpec) -> tuple:
+    """(the world of ``spec``, its data key, its base model key), once per process: drawing the world and
+    hashing what it is made of takes about half a second, and a run resolves its world's assets several times."""
+    from .build import build_world
+
+    world = build_world(spec)
+    return world, _key("data", spec, world), _key("base", spec, world)
+
+
 def materialize_world(spec: WorldSpec = WorldSpec(), cache_dir: str | Path | None = None,
                       with_model: bool = True) -> WorldPaths:
     """Build (once) the world of ``spec`` and return where its files are."""
-    from .build import build_world
-
     root = cache_root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    world = build_world(spec)
-    data = root / f"world-data-v{WORLD_VERSION}-{_key('data', spec, world)}"
+    world, data_key, base_key = _drawn(spec)
+    data = root / f"world-data-v{WORLD_VERSION}-{data_key}"
     if not (data / "dev.jsonl").is_file():
         build_dir(data, lambda tmp: _write_data(tmp, spec, world))
-    base = root / f"world-base-v{WORLD_VERSION}-{_key('base', spec, world)}"
+    base = root / f"world-base-v{WORLD_VERSION}-{base_key}"
     if with_model and not (base / "config.json").is_file():
         from ..console import info
 
