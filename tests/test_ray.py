@@ -86,6 +86,24 @@ def test_ray_augment_writes_the_local_runs_shards(cluster, local_run, tmp_path):
     assert result.stats["usage"] == local["usage"] and result.stats["candidates"] == local["candidates"]
 
 
+def test_models_reach_the_workers_through_the_model_store(cluster, local_run, tmp_path):
+    """workers.model_store: the driver uploads the base model and the backward adapter once, each worker
+    loads its own downloaded copies, and the shards (and the stage's key) are the local run's."""
+    from humpback.cache import cache_root
+
+    run_dir = ray_copy(local_run, tmp_path)
+    store, lines = tmp_path / "store", []
+    result, _ = augment(run_dir, [*RAY, f"workers.model_store=file://{store}"], lines.append)
+    assert result.ran and files(run_dir) == files(local_run)
+    key = lambda d: json.loads((d / "manifest.json").read_text())["stages"]["augment"]["key"]  # noqa: E731
+    assert key(run_dir) == key(local_run)
+    published = sorted(p.name for p in store.iterdir())
+    uploads = [line for line in lines if line.startswith("[ray] model store: uploaded ")]
+    assert len(published) == len(uploads) == 2 and published[0].startswith("backward-"), (published, lines)
+    assert uploads[1].startswith(f"[ray] model store: uploaded {run_dir.resolve() / 'models' / 'backward'} to ")
+    assert {p.name for p in (cache_root() / "ray-models").iterdir() if not p.name.startswith(".")} >= set(published)
+
+
 def test_a_killed_worker_is_restarted_and_its_shard_redone(cluster, local_run, tmp_path, monkeypatch):
     """Both workers are SIGKILLed while shards are in flight: Ray restarts them, their calls run again."""
     run_dir = ray_copy(local_run, tmp_path)

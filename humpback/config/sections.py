@@ -280,6 +280,11 @@ class WorkersConfig:
         None, "ray: GPUs each worker reserves; null: generation.tensor_parallel_size with the vllm backend, "
               "else 0 (the hf backend on CPU).")
     local_cpus: Optional[int] = _f(None, "ray, no address: CPUs of the local cluster (null: Ray's default, all).")
+    model_store: Optional[str] = _f(
+        None, "ray: an object-store URL (fsspec: `s3://bucket/prefix`, `gs://...`, `file:///mnt/store`) through "
+              "which the workers get the run's models when they cannot read the driver's paths: the driver uploads "
+              "each model folder once (named by its content hash), each worker downloads it into its own "
+              "HUMPBACK_CACHE. Null: the workers read the driver's paths (a shared file system).")
     max_retries: int = _f(
         2, "ray: how often a worker that died (killed, out of memory, node lost) is restarted and its shard "
            "retried; a shard is a pure function of its rows and seeds, so a retry writes the same files.")
@@ -292,6 +297,13 @@ class WorkersConfig:
             raise where.invalid("workers.gpus_per_worker", f"must be >= 0, got {self.gpus_per_worker!r}")
         if self.max_retries < 0:
             raise where.invalid("workers.max_retries", f"must be >= 0, got {self.max_retries!r}")
-        if self.engine == "local" and self.address is not None:
-            raise where.error(("workers.address", "workers.engine"), "'workers.address' is only used by "
-                              "workers.engine ray (set workers.engine: ray, or remove the key)")
+        for key in ("address", "model_store"):
+            if self.engine == "local" and getattr(self, key) is not None:
+                raise where.error((f"workers.{key}", "workers.engine"), f"'workers.{key}' is only used by "
+                                  "workers.engine ray (set workers.engine: ray, or remove the key)")
+        if self.model_store is not None:
+            from ..generation.model_store import url_problem
+
+            problem = url_problem(self.model_store)
+            if problem:
+                raise where.invalid("workers.model_store", f"got {self.model_store!r}: {problem}")

@@ -12,6 +12,7 @@ the shards already written are kept by the run store as for any resumed run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import socket
@@ -48,7 +49,8 @@ def import_ray():
 class ModelSpec:
     """What a worker loads: the arguments of :func:`humpback.generation.load_generator`, all picklable.
     Paths are the driver's (the run folder's adapters, a converted base model): the workers must see them
-    at the same place (a shared file system, as a SLURM array needs)."""
+    at the same place (a shared file system, as a SLURM array needs), or fetch them from
+    ``workers.model_store`` (``sources``; :mod:`.model_store`)."""
 
     generation: "GenerationConfig"
     model: str
@@ -56,6 +58,8 @@ class ModelSpec:
     revision: Optional[str]
     seed: int
     tokenizer: Any = None  # the driver's chat tokenizer, so the workers encode exactly as a local run does
+    # workers.model_store: (driver path, published URL) of each local model folder; a worker fetches them
+    sources: tuple[tuple[str, str], ...] = ()
 
     def paths(self) -> list[str]:
         """The local paths the worker must read (a hub id is not one)."""
@@ -76,6 +80,18 @@ def check_readable(spec: ModelSpec, host: str) -> None:
             raise WorkerError(f"Ray worker on {host} cannot read {p}: permission denied")
 
 
+def fetched(spec: ModelSpec, host: str) -> ModelSpec:
+    """``spec`` with the model paths published to ``workers.model_store`` replaced by this machine's copies."""
+    if not spec.sources:
+        return spec
+    from ..cache import cache_root
+    from .model_store import fetch
+
+    local = {path: str(fetch(url, cache_root(), host)) for path, url in spec.sources}
+    return dataclasses.replace(spec, model=local.get(spec.model, spec.model),
+                               adapter=local.get(spec.adapter, spec.adapter) if spec.adapter else None, sources=())
+
+
 class ModelWorker:
     """A Ray actor's body: the run's models, each loaded on its first call (after a restart, again),
     answering one call (a shard's prompts) at a time."""
@@ -94,6 +110,7 @@ class ModelWorker:
             spec = ray.get(spec_ref[0])
             # A load failure is kept and raised by every call, so the driver gets it as the stage's error.
             try:
+                spec = fetched(spec, socket.gethostname())
                 check_readable(spec, socket.gethostname())
                 self.models[key] = load_generator(spec.generation, spec.model, adapter=spec.adapter,
                                                   revision=spec.revision, progress=False, seed=spec.seed,
@@ -196,6 +213,7 @@ class RayEngine:
     def __init__(self, workers: "WorkersConfig", log=print):
         ray = import_ray()
         self.workers, self._ray, self.actors, self.log = workers, ray, [], log
+        self.published: dict[str, str] = {}  # driver path -> its URL in workers.model_store
         self.free: "queue.Queue" = queue.Queue()
         self.owned = not ray.is_initialized()
         dashboard = None
@@ -250,14 +268,27 @@ class RayEngine:
             self.free.put(a)
 
     def generator(self, spec: ModelSpec) -> RemoteGenerator:
-        import dataclasses
-
         # The driver's relative paths (a run folder given as runs/NAME) mean nothing in a worker's directory.
         local = lambda p: str(Path(p).resolve()) if p and Path(p).exists() else p  # noqa: E731
         spec = dataclasses.replace(spec, model=local(spec.model), adapter=local(spec.adapter))
+        if self.workers.model_store:
+            spec = self._published(spec)
         if not self.actors:
             self._start_workers(spec)
         return RemoteGenerator(self, spec)
+
+    def _published(self, spec: ModelSpec) -> ModelSpec:
+        """``spec`` with its local model folders uploaded to ``workers.model_store`` (once per content)."""
+        from ..store.identity import model_identity
+        from .model_store import publish
+
+        sources = []
+        for path in spec.paths():
+            if path not in self.published:
+                digest = model_identity(path, None)["content"]
+                self.published[path] = publish(path, self.workers.model_store, digest, self.log)
+            sources.append((path, self.published[path]))
+        return dataclasses.replace(spec, sources=tuple(sources))
 
     def pids(self) -> list[int]:
         """The workers' process ids (the tests kill them mid-stage)."""
