@@ -250,7 +250,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from . import loop
     from .data.funnel import describe_funnel
     from .store import Worker
-    from .view.summary import format_summary
+    from .view.run_summary import format_summary
 
     started = time.time()
     worker = Worker.from_env(getattr(args, "worker_index", None), getattr(args, "num_workers", None))

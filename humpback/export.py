@@ -208,7 +208,7 @@ def export_preferences(run_dir: Path, iteration: int, fmt: str, output: Path, pu
     if fmt == "parquet":
         import pyarrow as pa
 
-        from .preferences import preferences_schema
+        from .preference_pairs import preferences_schema
 
         schema = preferences_schema()
         write_table(data, rows, schema=pa.schema([schema.field(c) for c in PREFERENCE_COLUMNS]))
@@ -259,7 +259,7 @@ def _checks_line(checks: Optional[dict]) -> list[str]:
 
 
 def preference_card(store: RunStore, iteration: int, n_rows: int, data_file: str) -> str:
-    from .preferences import describe_pairing
+    from .preference_pairs import describe_pairing
 
     p = preference_provenance(store, iteration)
     header = yaml.safe_dump({"configs": [{"config_name": "default", "data_files": [{"split": "train",

@@ -159,7 +159,7 @@ def measure_generation(spec: dict, cfg, adapter: str, tmp: Path) -> dict:
     """``n`` sampled answers to each prompt, as the responses stage samples them."""
     from humpback.chat import messages_for, render_prompt
     from humpback.generation import SamplingParams
-    from humpback.preferences import sample_seed
+    from humpback.preference_pairs import sample_seed
 
     p = cfg.preferences
     tok, gen = _generator(cfg, adapter)
@@ -186,7 +186,7 @@ def measure_judging(spec: dict, cfg, adapter: str, tmp: Path) -> dict:
     from types import SimpleNamespace
 
     from humpback.judges import CurationJudge, score_rows
-    from humpback.preferences import judge_settings
+    from humpback.preference_pairs import judge_settings
 
     judging = judge_settings(cfg.curate, dataclasses.replace(cfg.preferences, judge_kind="additive", judge=None))
     tok, gen = _generator(cfg, adapter)

@@ -1,9 +1,14 @@
+#!/usr/bin/env python
+# python scripts/bench_self_instruct.py --output runs/benchmark
 """Speed of the two methods issue 15 added, each side by side with what it replaces, in one run.
-    python scripts/bench_self_instruct.py --output bench-self-instruct.json
-    python scripts/bench_self_instruct.py --new 2000 --pool 2000 --reference-sample 10   (a quick look)
 
-1. Self-Instruct's ROUGE-L filter: N generated instructions filtered one by one against a pool that
-   starts with P tasks (each kept instruction joins it), as the tasks stage does.
+    python scripts/bench_self_instruct.py --output runs/benchmark                 # 10,000 against 10,000
+    python scripts/bench_self_instruct.py --new 2000 --pool 2000 --reference-sample 10 --output /tmp/b  # a quick look
+    python scripts/bench_self_instruct.py --reduced --output /tmp/bench           # seconds: what the test suite runs
+
+1. ``rouge/filter``, Self-Instruct's ROUGE-L filter: N (``--new``) generated instructions filtered one by
+   one against a pool that starts with P (``--pool``) tasks (each kept instruction joins it), as the tasks
+   stage does.
    - reference: the reference implementation's approach, ``rouge_score``'s ``RougeScorer(["rougeL"])``
      on every (new, pool) pair. It is too slow to run in full, so the first ``--reference-sample``
      instructions are scored against the whole pool, the time per pair measured, and the full run's
@@ -15,27 +20,98 @@
      instructions are checked against the reference's.
    The instructions are a verb and pieces of two sentences of Python's reference documentation, a third
    of them near-copies (words dropped, inserted or swapped) of earlier ones, so both verdicts occur.
-2. Rubric judging against rating-judge logits mode, on the same (instruction, output) pairs with the
-   tiny model and the hf backend: pairs per second (the rubric asks each of its principles in its own
-   forward pass; the rating judge reads P("1".."5") in one).
+2. ``judges/rubric-vs-rating``, rubric judging against rating-judge logits mode, on the same (instruction,
+   output) pairs (``--judge-pairs``) with the tiny model and the hf backend: pairs per second (the rubric
+   asks each of its principles in its own forward pass; the rating judge reads P("1".."5") in one).
 
-Timings on a shared machine are noisy: each judge measurement is repeated and the median kept, and both
-wall-clock and CPU seconds (``time.process_time``, all threads of this process) are written; the ratios
-are taken on CPU seconds, which another job's load on the machine does not inflate.
+Timings on a shared machine are noisy: each judge measurement is repeated ``--reps`` times, alternating,
+and the median kept, and both wall-clock and CPU seconds (``time.process_time``, all threads of this
+process) are written; the ratios are taken on CPU seconds, which another job's load on the machine does not
+inflate. Each measurement runs in its own process (``--no-isolate`` keeps them in this one), so its peak
+memory is its own. Writes OUTPUT/bench_self_instruct.json and .md; the headline ratios are
+``speedups.rouge_filter`` and ``speedups.rating_over_rubric``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import harness
+
+GROUPS = ("rouge", "judges")
+MEASUREMENTS = (("rouge", "filter"), ("judges", "rubric-vs-rating"))
+FULL = {"new": 10_000, "pool": 10_000, "reference_sample": 20, "judge_pairs": 48, "reps": 3}
+REDUCED = {"new": 300, "pool": 300, "reference_sample": 3, "judge_pairs": 4, "reps": 1}
+HELP = {"new": "generated instructions to filter", "pool": "tasks in the pool before the first",
+        "reference_sample": "instructions the reference scores in full", "judge_pairs": "pairs each judge scores",
+        "reps": "repetitions of each judge, alternating (the median is reported)"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    harness.add_common_args(p, GROUPS, "not used: both measurements take their settings from the options below")
+    for key, value in FULL.items():
+        names = ["--" + key.replace("_", "-")] + (["--repeats"] if key == "reps" else [])
+        p.add_argument(*names, dest=key, type=int,
+                       help=f"{HELP[key]} (default {value:,}; {REDUCED[key]:,} with --reduced)")
+    args = p.parse_args(argv)
+    for key, value in (REDUCED if args.reduced else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.isolate is None:
+        args.isolate = not args.reduced
+    if args.recipe:
+        p.error("--recipe: this benchmark has no recipe settings (the tiny model, the hf backend)")
+    if min(args.new, args.pool, args.reference_sample, args.judge_pairs, args.reps) < 1:
+        p.error("--new, --pool, --reference-sample, --judge-pairs and --reps must be >= 1")
+    if args.reference_sample > args.new:
+        p.error(f"--reference-sample {args.reference_sample} is more than --new {args.new}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return harness.worker_main(args.worker, measure)
+    groups = harness.chosen_groups(args, GROUPS, "the other steps: scripts/benchmark.py")
+    if groups is None:
+        return 2
+    settings = {**harness.recipe_settings(args), **{k: getattr(args, k) for k in FULL}, "machine": harness.machine()}
+    out_dir = Path(args.output)
+    report = {"speedups": {}, "settings": settings, "results": {}}
+
+    def write(results: dict) -> None:
+        report["results"] = results
+        rouge = results.get("rouge", {}).get("filter", {})
+        judges = results.get("judges", {}).get("rubric-vs-rating", {})
+        report["speedups"] = {"rouge_filter": rouge.get("speedup"),
+                              "rating_over_rubric": judges.get("rating_over_rubric")}
+        (out_dir / "bench_self_instruct.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out_dir / "bench_self_instruct.md").write_text(render_markdown(report))
+
+    failed = harness.run_all(__file__, MEASUREMENTS, groups, settings, out_dir, args.isolate, measure, write)
+    harness.log(f"wrote {out_dir / 'bench_self_instruct.json'} and {out_dir / 'bench_self_instruct.md'}")
+    return 1 if failed else 0
+
+
+# =========================================================================== measurements
+
+
+def measure(spec: dict) -> dict:
+    if spec["group"] == "rouge":
+        with harness.PeakMemory() as mem:
+            out = bench_rouge(spec["new"], spec["pool"], spec["reference_sample"])
+    else:
+        with harness.PeakMemory() as mem:
+            out = bench_judges(spec["judge_pairs"], spec["reps"])
+    return {**out, **mem.figures()}
 
 
 def instructions(n: int, seed: int = 0) -> list[str]:
@@ -158,26 +234,34 @@ def bench_judges(n_pairs: int, repeats: int) -> dict:
             "wall_seconds": {k: [round(x, 3) for x in v] for k, v in wall.items()}}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--output", default="bench-self-instruct.json", help="JSON file the figures are written to")
-    ap.add_argument("--new", type=int, default=10_000, help="generated instructions to filter")
-    ap.add_argument("--pool", type=int, default=10_000, help="tasks in the pool before the first")
-    ap.add_argument("--reference-sample", type=int, default=20, help="instructions the reference scores in full")
-    ap.add_argument("--judge-pairs", type=int, default=48, help="pairs each judge scores")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--skip-judges", action="store_true")
-    args = ap.parse_args(argv)
-    out = {"machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
-           "rouge_filter": bench_rouge(args.new, args.pool, args.reference_sample)}
-    print(json.dumps(out["rouge_filter"], indent=1), flush=True)
-    if not args.skip_judges:
-        out["judges"] = bench_judges(args.judge_pairs, args.repeats)
-        print(json.dumps(out["judges"], indent=1))
-    Path(args.output).write_text(json.dumps(out, indent=1) + "\n")
-    print(f"figures written to {args.output}")
-    return 0
+# =========================================================================== report
+
+
+def render_markdown(report: dict) -> str:
+    s, r = report["settings"], report["results"]
+    lines = ["# Self-Instruct's ROUGE-L filter and the rubric judge, against what they replace", "",
+             f"`{harness.command_line('bench_self_instruct.py', s)}`", "",
+             harness.machine_line(s) + " Times are CPU seconds of the process; the ratios are what to read.", ""]
+    lines += harness.table(MEASUREMENTS, r, ["baseline", "new", "ratio", "peak RSS (MB)", "notes"], _row)
+    return "\n".join(lines) + "\n"
+
+
+def _row(group: str, variant: str, res: dict) -> list[str]:
+    fmt = harness.fmt
+    if group == "rouge":
+        return [f"{fmt(res['reference_cpu_us_per_pair'])} us a pair, "
+                f"~{fmt(res['reference_cpu_seconds_extrapolated'], 0)} s extrapolated",
+                f"{fmt(res['humpback_cpu_seconds'])} s ({fmt(res['humpback_index_cpu_seconds'])} s to index; "
+                f"{res['humpback_exact_lcs_pairs']:,} exact LCS)", f"{fmt(res['speedup'], 1)}x",
+                harness.peak_rss(res), f"{res['new_instructions']:,} new against {res['pool_start']:,} "
+                f"({res['pool_end']:,} at the end; {res['all_pairs']:,} pairs); decisions equal on "
+                f"{res['decisions_equal_on_sample']} sampled"]
+    return [f"rating judge, logits: {fmt(res['rating_logits_pairs_per_s'])} pairs/s",
+            f"rubric, {res['principles']} principles: {fmt(res['rubric_pairs_per_s'])} pairs/s "
+            f"({fmt(res['rubric_forward_passes_per_s'])} forward passes/s)",
+            f"rubric costs {fmt(res['rating_over_rubric'])}x", harness.peak_rss(res),
+            f"{res['pairs']} pairs, {res['model']}, {res['backend']}, median of {res['repeats']}"]
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

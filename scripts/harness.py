@@ -1,7 +1,8 @@
 """What the benchmark scripts share: one measurement per process, timed reps and their medians, peak
 memory, the machine's description, and number formatting. Imported by ``benchmark.py``, ``bench_corpus.py``,
-``bench_preferences.py``, ``bench_llama_cpp.py`` and ``judge_study.py`` (which run as scripts, so this folder
-is on ``sys.path``); it imports no model code. (Not :mod:`humpback.evaluation.lm_harness`, which runs
+``bench_preferences.py``, ``bench_llama_cpp.py``, ``bench_judging.py``, ``bench_constraints.py``,
+``bench_self_instruct.py``, ``bench_ray.py`` and ``judge_study.py`` (which run as scripts, so this folder is on
+``sys.path``); it imports no model code. (Not :mod:`humpback.evaluation.lm_harness`, which runs
 lm-evaluation-harness on a model of a run.)
 """
 

@@ -16,7 +16,7 @@ from humpback.loop import open_run, run
 from humpback.replay import replay
 from humpback.scoring import select_by_cutoff, selection_cutoff
 from humpback.store import read_table
-from humpback.view.summary import format_summary
+from humpback.view.run_summary import format_summary
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"

@@ -1,7 +1,8 @@
 """Every public name of the package says which: no public class or function name is defined in two modules
 (a reader who meets ``Judge`` or ``open_judge`` must not have to ask which), and no module is named like a
-standard-library module (``io.py`` reads as the standard ``io``). The modules are read with ``ast``, not
-imported, so the test is instant and imports nothing heavy."""
+standard-library module (``io.py`` reads as the standard ``io``), and no two modules share a file name
+(``summary.py`` in two packages makes a reader ask which one an import or a traceback means). The modules
+are read with ``ast``, not imported, so the test is instant and imports nothing heavy."""
 
 import ast
 import sys
@@ -69,6 +70,16 @@ def test_no_module_is_named_like_a_standard_library_module():
     stdlib = {n for n in sys.stdlib_module_names if not n.startswith("_")}
     clashes = sorted(m for m in _modules() if m.rsplit(".", 1)[-1] in stdlib and m not in STDLIB_NAMED)
     assert not clashes, f"modules named like a standard-library module (name them for what they hold): {clashes}"
+
+
+def test_no_two_modules_share_a_file_name():
+    # Stage files keep their stage's name; the other module of a pair is named for what it holds.
+    by_name = defaultdict(list)
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name != "__init__.py":
+            by_name[path.name].append(str(path.relative_to(PACKAGE.parent)))
+    clashes = {name: paths for name, paths in by_name.items() if len(paths) > 1}
+    assert not clashes, f"module file names used more than once (name each for what it holds): {clashes}"
 
 
 def test_every_exception_gives_its_reason():

@@ -16,8 +16,8 @@ from humpback.generation.base import Completion
 from humpback.generation.rejection import merge_checked, retry_seed
 from humpback.judges.verifier import verifier_identity
 from humpback.loop import open_run
-from humpback.preferences import (answer_constraint, pair_responses, response_id, sample_answers, sample_seed,
-                                  sampling_settings)
+from humpback.preference_pairs import (answer_constraint, pair_responses, response_id, sample_answers, sample_seed,
+                                       sampling_settings)
 from humpback.stages.preferences import responses_stage
 from humpback.store import read_table
 

@@ -12,8 +12,8 @@ from humpback.errors import ConfigError, DataError
 from humpback.generation import ChoiceProbs
 from humpback.judges import SCORE_COLUMNS
 from humpback.judges.additive import rows_both, rows_generate, rows_logits
-from humpback.preferences import (bank_from_rows, describe_pairing, dpo_rows, load_prompt_bank, pair_responses,
-                                  pairing_rule, preferences_schema, response_id, sample_seed)
+from humpback.preference_pairs import (bank_from_rows, describe_pairing, dpo_rows, load_prompt_bank, pair_responses,
+                                       pairing_rule, preferences_schema, response_id, sample_seed)
 from humpback.prompts import render_additive, template
 from humpback.scoring import parse_score
 

@@ -13,7 +13,7 @@ from humpback.config import load_config
 from humpback.errors import ConfigError
 from humpback.loop import open_run, run
 from humpback.store import read_table
-from humpback.view.summary import format_summary
+from humpback.view.run_summary import format_summary
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "real-cpu.yaml"
 MINIMAL = ["iterations=1", "corpus.max_segments=24", "train.max_steps=4", "seed.heldout=6", "eval.max_new_tokens=32",

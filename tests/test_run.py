@@ -11,7 +11,7 @@ from humpback import cli
 from humpback.config import load_config
 from humpback.loop import open_run, run
 from humpback.store import read_table
-from humpback.view.summary import format_summary
+from humpback.view.run_summary import format_summary
 from tiny_runs import TINY_RUNS
 
 ROOT = Path(__file__).parent.parent

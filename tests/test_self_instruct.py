@@ -14,9 +14,10 @@ import pytest
 
 from humpback.config import SELF_INSTRUCT_KEYWORDS, load_config
 from humpback.data.rouge import RougePool, lcs_length, rouge_l_f, rouge_tokenizer
-from humpback.data.self_instruct import (clean_instances, keyword_pattern, parse_classification, parse_input_first,
-                                         parse_output_first, render_classify_prompt, render_instance_prompt,
-                                         render_task_prompt, sample_prompt_instructions, split_tasks, task_status)
+from humpback.data.self_instruct_text import (clean_instances, keyword_pattern, parse_classification,
+                                              parse_input_first, parse_output_first, render_classify_prompt,
+                                              render_instance_prompt, render_task_prompt, sample_prompt_instructions,
+                                              split_tasks, task_status)
 from humpback.errors import ConfigError
 from humpback.prompts import template
 

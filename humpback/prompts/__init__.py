@@ -4,7 +4,7 @@
 ``curate.txt`` is the self-curation prompt of the paper's Table 1, verbatim; ``pairwise.txt`` is the
 evaluation judge's prompt (ours: the paper judged with AlpacaEval's GPT-4 prompt), which compares two
 answers to one instruction. ``self_instruct_*.txt`` are
-Self-Instruct's published prompts (Wang et al. 2022; rendered by :mod:`humpback.data.self_instruct`), and
+Self-Instruct's published prompts (Wang et al. 2022; rendered by :mod:`humpback.data.self_instruct_text`), and
 ``rubric_paper.txt`` the paper's 5-point criteria as a weave rubric (:mod:`humpback.judges.rubric`).
 ``additive.txt`` is the additive 5-point LLM-as-a-judge prompt of Self-Rewarding Language Models (Yuan et al.
 2024, arXiv:2401.10020, Figure 2), verbatim: the model judges its own answers with it

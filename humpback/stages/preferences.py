@@ -4,7 +4,7 @@ every answer, and the best answer to each prompt is paired against its worst.
 - ``iter_K/responses`` (sharded, resumable): the answers (``iter_K/responses/``) and each one's score
   row (``iter_K/response_scores/``), written shard by shard; every answer is kept, failures as data;
 - ``iter_K/preferences``: the pairs, ``iter_K/preferences.parquet`` in TRL's conversational preference
-  format (:mod:`humpback.preferences`), with the prompts left unpaired counted by why. A new
+  format (:mod:`humpback.preference_pairs`), with the prompts left unpaired counted by why. A new
   ``preferences.min_margin`` re-pairs from the saved answers without sampling or judging again.
 
 The sampler is the finetuned model K (``iter_K/sft_model``); the judge is the same model judging its own
@@ -22,9 +22,9 @@ from ..errors import DataError
 from ..judges import CurationJudge, score_rows, score_schema
 from ..judges.health import health_counts
 from ..layout import SEED
-from ..preferences import (SKIPS, answer_constraint, bank_from_rows, checked, describe_pairing, judge_settings,
-                           load_prompt_bank, merge_response_stats, pair_responses, pairing_rule, preferences_schema,
-                           responses_schema, sample_answers, sampling_settings)
+from ..preference_pairs import (SKIPS, answer_constraint, bank_from_rows, checked, describe_pairing, judge_settings,
+                                load_prompt_bank, merge_response_stats, pair_responses, pairing_rule,
+                                preferences_schema, responses_schema, sample_answers, sampling_settings)
 from ..prompts import template_hash
 from ..run import RunContext
 from ..store import StageResult, model_identity, shard_file, source_identity

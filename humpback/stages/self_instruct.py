@@ -13,7 +13,7 @@ Three stages, each in the shape of the others:
   classification, input-first otherwise), sharded like backtranslation's augmentation, into
   augment/candidates (the same rows curation reads) and augment/rejected (with the reason).
 
-Prompts and parsers are the pure functions of :mod:`humpback.data.self_instruct`.
+Prompts and parsers are the pure functions of :mod:`humpback.data.self_instruct_text`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import hashlib
 import random
 
 from ..config import to_dict, who_set
-from ..data.self_instruct import (CLASSIFY_STOP, INSTANCE_REJECT_REASONS, TASK_REJECT_REASONS, TASK_STOP,
-                                  clean_instances, ends_at_stop, instance_stop, keyword_pattern, pair_instruction,
-                                  parse_classification, parse_input_first, parse_output_first, render_classify_prompt,
-                                  render_instance_prompt, render_task_prompt, sample_prompt_instructions, split_tasks,
-                                  strip_stop, task_status)
+from ..data.self_instruct_text import (CLASSIFY_STOP, INSTANCE_REJECT_REASONS, TASK_REJECT_REASONS, TASK_STOP,
+                                       clean_instances, ends_at_stop, instance_stop, keyword_pattern, pair_instruction,
+                                       parse_classification, parse_input_first, parse_output_first,
+                                       render_classify_prompt, render_instance_prompt, render_task_prompt,
+                                       sample_prompt_instructions, split_tasks, strip_stop, task_status)
 from ..errors import ConfigError
 from ..generation.constraints import parse_constraint
 from ..generation.rejection import describe_checked, generate_checked, merge_checked

@@ -88,7 +88,7 @@ def train_dpo(job: PreferenceJob, rows: list[dict], output_dir: Path,
               events: Optional[Callable[[dict], None]] = None) -> PreferenceResult:
     """DPO of ``job.start`` on preference ``rows`` (TRL's conversational prompt / chosen / rejected); saves
     the trained adapter (or full model) and the tokenizer in ``output_dir``."""
-    from ..preferences import dpo_rows
+    from ..preference_pairs import dpo_rows
 
     rows = dpo_rows(rows)
     if not rows:

@@ -137,7 +137,7 @@ def _summary_table(view: RunView) -> str:
 def _judges_table(view: RunView) -> str:
     """Each iteration's judges: health, dev-set AUC with its interval (with a dev set), agreement with the
     selecting judge (for a compared judge)."""
-    from .summary import health_cell
+    from .run_summary import health_cell
 
     records = [(it.k, j) for it in view.iterations for j in it.judges]
     cols = [("iteration", "iteration"), ("judge", "judge"), ("role", "role"), ("health", "health")]
