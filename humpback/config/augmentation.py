@@ -68,12 +68,27 @@ class AugmentConfig:
     task_constraint: Optional[str] = _f(
         None, "self_instruct: the format of the task-list continuation, enforced while decoding and checked after "
               "(docs/constraints.md), e.g. `builtin:task-list`.")
+    task_validator: Optional[str] = _f(
+        None, "self_instruct: `package.module:function` called on each task-list continuation's text, true to "
+              "accept (rejection sampling with task_max_tries). USER CODE THE RECIPE TRUSTS: it is imported and run.")
+    task_max_tries: int = _f(1, "self_instruct: attempts per task-list prompt until its continuation passes "
+                                "augment.task_constraint and augment.task_validator; one that never passes is "
+                                "parsed as it is, counted in the tasks stage's checks.")
     instance_presence_penalty: float = _f(1.5, "self_instruct: instance generation presence penalty (paper: 1.5; "
                                                "greedy).")
     instance_max_new_tokens: int = _f(350, "self_instruct: longest instance generation, input-first tasks (paper: "
                                            "350).")
     classification_max_new_tokens: int = _f(300, "self_instruct: longest instance generation, output-first "
                                                  "(classification) tasks (paper: 300).")
+    instance_constraint: Optional[str] = _f(
+        None, "self_instruct: the format of each task's instance generation (both kinds: input-first and "
+              "output-first), enforced while decoding and checked after (docs/constraints.md): `regex:...`, "
+              "`json:FILE`, `grammar:FILE`, `choice:a|b`.")
+    instance_validator: Optional[str] = _f(
+        None, "self_instruct: `package.module:function` called on each instance generation's text, true to accept. "
+              "Instances are decoded greedily (no retries): a generation that fails the constraint or the validator "
+              "has its instances rejected as `invalid` (kept in augment/rejected, counted). USER CODE THE RECIPE "
+              "TRUSTS: it is imported and run.")
     max_instances: int = _f(5, "self_instruct: instances kept per task, sampled when there are more (paper: 5).")
     max_instance_chars: int = _f(3000, "self_instruct: instances whose input and output together are longer are "
                                        "dropped.")
@@ -103,9 +118,11 @@ class AugmentConfig:
         fraction(where, "augment.rouge_threshold", self.rouge_threshold)
         check_rejection(where, "augment", self.constraint, self.validator, self.max_tries, self.max_new_tokens,
                         "temperature", self.temperature)
-        if self.task_constraint is not None:
-            check_rejection(where, "augment", self.task_constraint, None, 1, self.task_max_new_tokens,
-                            "task_temperature", self.task_temperature, key="task_constraint")
+        check_rejection(where, "augment", self.task_constraint, self.task_validator, self.task_max_tries,
+                        self.task_max_new_tokens, "task_temperature", self.task_temperature, prefix="task_")
+        check_rejection(where, "augment", self.instance_constraint, self.instance_validator, 1,  # greedy: one try
+                        max(self.instance_max_new_tokens, self.classification_max_new_tokens), "temperature", 0.0,
+                        prefix="instance_")
         if self.max_task_words < self.min_task_words:
             raise where.invalid("augment.max_task_words", f"({self.max_task_words}) is below "
                                                           f"'augment.min_task_words' ({self.min_task_words})")

@@ -18,28 +18,31 @@ def looks_local(ref: str) -> bool:
 
 def check_rejection(where: Source, section: str, constraint: Optional[str], validator: Optional[str],
                     max_tries: int, max_new_tokens: int, temperature_key: str, temperature: float,
-                    key: str = "constraint") -> None:
-    """A generation step's constraint, validator and max_tries (see humpback.generation.rejection)."""
+                    prefix: str = "") -> None:
+    """A generation step's constraint, validator and max_tries (see humpback.generation.rejection), the keys
+    ``{section}.{prefix}constraint``, ``...validator`` and ``...max_tries``; ``temperature_key`` names the
+    step's sampling temperature (retries of greedy decoding would repeat the same answer)."""
+    keys = {k: f"{section}.{prefix}{k}" for k in ("constraint", "validator", "max_tries")}
     if constraint is not None:
         from ..generation.constraints import parse_constraint
 
         try:
             parse_constraint(constraint, max_new_tokens)
         except ConfigError as e:
-            raise where.invalid(f"{section}.{key}", f": {e}") from None
+            raise where.invalid(keys["constraint"], f": {e}") from None
     if validator is not None:
         from ..judges.verifier import check_path
 
         try:
-            check_path(validator, f"{section}.validator")
+            check_path(validator, keys["validator"])
         except ConfigError as e:
-            raise where.error(f"{section}.validator", str(e)) from None
-    positive(where, f"{section}.max_tries", max_tries)
+            raise where.error(keys["validator"], str(e)) from None
+    positive(where, keys["max_tries"], max_tries)
     if max_tries > 1 and temperature == 0:
-        raise where.error((f"{section}.max_tries", f"{section}.{temperature_key}"),
-                          f"'{section}.max_tries' is {max_tries}, but greedy decoding ({section}.{temperature_key} 0) "
+        raise where.error((keys["max_tries"], f"{section}.{temperature_key}"),
+                          f"'{keys['max_tries']}' is {max_tries}, but greedy decoding ({section}.{temperature_key} 0) "
                           f"gives the same answer every time; set {section}.{temperature_key} > 0 or max_tries 1")
     if max_tries > 1 and constraint is None and validator is None:
-        raise where.error((f"{section}.max_tries", f"{section}.constraint", f"{section}.validator"),
-                          f"'{section}.max_tries' is {max_tries}, but there is nothing to retry against "
-                          f"({section}.constraint and {section}.validator are unset)")
+        raise where.error((keys["max_tries"], keys["constraint"], keys["validator"]),
+                          f"'{keys['max_tries']}' is {max_tries}, but there is nothing to retry against "
+                          f"({keys['constraint']} and {keys['validator']} are unset)")

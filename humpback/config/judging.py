@@ -226,6 +226,14 @@ class EvalConfig:
     judge_constraint: Optional[str] = _f(
         None, "generate mode: the format of the pairwise judge's verdict, enforced while decoding and checked after "
               "(docs/constraints.md), e.g. `builtin:verdict` (reasoning, then 'Winner: A|B|tie').")
+    judge_validator: Optional[str] = _f(
+        None, "generate mode: `package.module:function` called on each judgement's text, true to accept (rejection "
+              "sampling with eval.judge_max_tries). USER CODE THE RECIPE TRUSTS: it is imported and run.")
+    judge_max_tries: int = _f(1, "generate mode: attempts per judgement until it passes eval.judge_constraint and "
+                                 "eval.judge_validator (more than 1 needs eval.judge_temperature > 0); one that never "
+                                 "passes is parsed as it is (a parse failure is counted, as always).")
+    judge_temperature: float = _f(0.0, "generate mode: the pairwise judge's sampling temperature (0: greedy, the "
+                                       "default; retries need > 0).")
     bootstrap_samples: int = _f(2000, "Bootstrap resamples of the prompts for the win rate's 95% interval.")
     length_drift_ratio: float = _f(
         1.5, "Flag a model whose mean answer length is more than this many times M0's, or less than 1/this.")
@@ -248,12 +256,15 @@ class EvalConfig:
         positive(where, "eval.lm_eval_limit", self.lm_eval_limit, allow_none=True)
         if self.lm_eval_num_fewshot is not None and self.lm_eval_num_fewshot < 0:
             raise where.invalid("eval.lm_eval_num_fewshot", f"must be >= 0, got {self.lm_eval_num_fewshot}")
-        if self.judge_constraint is not None:
-            if self.judge_mode != "generate":
-                raise where.error(("eval.judge_constraint", "eval.judge_mode"),
-                                  "'eval.judge_constraint' applies to eval.judge_mode generate")
-            check_rejection(where, "eval", self.judge_constraint, None, 1, self.judge_max_new_tokens, "temperature",
-                            0.0, key="judge_constraint")
+        if self.judge_temperature < 0:
+            raise where.invalid("eval.judge_temperature", f"must be >= 0, got {self.judge_temperature}")
+        for key, unset in (("judge_constraint", None), ("judge_validator", None), ("judge_max_tries", 1),
+                           ("judge_temperature", 0.0)):
+            if getattr(self, key) != unset and self.judge_mode != "generate":
+                raise where.error((f"eval.{key}", "eval.judge_mode"),
+                                  f"'eval.{key}' applies to eval.judge_mode generate")
+        check_rejection(where, "eval", self.judge_constraint, self.judge_validator, self.judge_max_tries,
+                        self.judge_max_new_tokens, "judge_temperature", self.judge_temperature, prefix="judge_")
         if self.length_drift_ratio <= 1:
             raise where.invalid("eval.length_drift_ratio", f"must be > 1, got {self.length_drift_ratio}")
         if self.judge_api_base is not None and not self.judge_api_base.startswith(("http://", "https://")):

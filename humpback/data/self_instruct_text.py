@@ -26,8 +26,9 @@ TASK_STOP = ("\n\n", "\n16", "16.", "16 .")
 CLASSIFY_STOP = ("\n", "Task")
 CLASSIFY_QUESTION = "Is it classification?"
 TASK_REJECT_REASONS = ("unfinished", "too_short", "too_long", "keyword", "punctuation", "non_english", "similar",
-                       "over_target")
-INSTANCE_REJECT_REASONS = ("unfinished", "invalid", "conflicting", "duplicate", "too_long", "over_limit")
+                       "over_target", "failed_check")  # failed_check: augment.task_constraint/task_validator
+INSTANCE_REJECT_REASONS = ("unfinished", "invalid", "conflicting", "duplicate", "too_long", "over_limit",
+                           "failed_check")  # failed_check: the generation broke augment.instance_constraint/validator
 
 _LIST_ITEM = re.compile(r"\n\d+\s?\. ")
 _SPACES = re.compile(r"\s+")

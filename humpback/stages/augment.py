@@ -18,7 +18,9 @@ from ..prompts import template_hash
 from ..run import RunContext
 from ..store import StageResult, shard_file
 
-CHECK_KEYS = {"constraint": None, "validator": None, "max_tries": 1}  # their defaults
+# Keys added after runs existed, with their defaults: left out of the stage key when at them.
+CHECK_KEYS = {"constraint": None, "validator": None, "max_tries": 1, "task_validator": None, "task_max_tries": 1,
+              "instance_constraint": None, "instance_validator": None}
 
 
 def augment_stage(rt: RunContext) -> StageResult:

@@ -276,14 +276,21 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge
                                        judgement_rows_logits, judgement_schema)
     from ..evaluation.winrate import summarize
     from ..generation.constraints import parse_constraint
-    from ..generation.rejection import describe_checked, generate_checked, merge_checked
+    from ..generation.rejection import describe_checked, generate_checked, load_validator, merge_checked
+    from ..judges.verifier import verifier_identity
 
     cfg = rt.cfg.eval
     ev = layout.evaluation(label)
     ref_rel = EVAL_PROMPTS if reference == "outputs" else layout.evaluation(reference).answers
     cache: dict[str, Any] = {}
+    generate = cfg.judge_mode == "generate"
     constraint = parse_constraint(cfg.judge_constraint, cfg.judge_max_new_tokens) \
-        if cfg.judge_constraint and cfg.judge_mode == "generate" else None
+        if cfg.judge_constraint and generate else None
+    validator = load_validator(cfg.judge_validator, "eval.judge_validator") if cfg.judge_validator and generate \
+        else None
+    checks = {"constraint": constraint.identity() if constraint else None,
+              "validator": verifier_identity(cfg.judge_validator) if validator else None,
+              "max_tries": cfg.judge_max_tries}
 
     def pairs() -> list[dict]:
         if "pairs" not in cache:
@@ -306,9 +313,10 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge
         if logits:
             rows = judgement_rows_logits(tasks, judge.model.generator.choice_probs(texts, CHOICES), judge.name)
         else:
-            params = SamplingParams(temperature=0.0, max_new_tokens=cfg.judge_max_new_tokens, seed=rt.cfg.random_seed,
-                                    constraint=constraint)
-            checked = generate_checked(judge.model.generator.generate, texts, params)  # the verdicts checked
+            params = SamplingParams(temperature=cfg.judge_temperature, max_new_tokens=cfg.judge_max_new_tokens,
+                                    seed=rt.cfg.random_seed, constraint=constraint)
+            checked = generate_checked(judge.model.generator.generate, texts, params, validator,
+                                       cfg.judge_max_tries)  # the verdicts checked
             rows, checks = judgement_rows_generate(tasks, checked.texts, judge.name), checked.stats
         rt.store.write_rows(shard_file(ev.judgements, shard), rows, schema=judgement_schema())
         kinds = dict(Counter(r["parse_status"] for r in rows if r["parse_status"] != "ok"))
@@ -327,8 +335,8 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge
         stats = {"judge": judge.name, "judge_mode": cfg.judge_mode, "reference": reference, **summary,
                  "judgements": len(flat("orders")), "parse_failures": sum(kinds.values()),
                  "parse_failure_kinds": kinds, "tie_verdicts": sum(s["tie_verdicts"] for s in shards)}
-        if constraint is not None:
-            stats["checks"] = merge_checked([s.get("checks") for s in shards], constraint.identity())
+        if constraint is not None or validator is not None:
+            stats["checks"] = merge_checked([s.get("checks") for s in shards], **checks)
             for note in describe_checked(f"{label} judge", stats["checks"], rt.cfg.generation.backend):
                 rt.warn(note)
         lo, hi = stats["win_rate_ci"]
@@ -341,7 +349,9 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge
             "system_prompt": cfg.judge_system_prompt, "reference": reference,
             "bootstrap_samples": cfg.bootstrap_samples,
             "max_new_tokens": cfg.judge_max_new_tokens if cfg.judge_mode == "generate" else None,
-            **rt.generation_key(), **({"constraint": constraint.identity()} if constraint else {})}
+            **rt.generation_key(), **({"constraint": constraint.identity()} if constraint else {}),
+            **({"checks": checks, "temperature": cfg.judge_temperature}
+               if validator or cfg.judge_max_tries != 1 or cfg.judge_temperature else {})}
     name = ev.stage("judge")
     return rt.store.sharded_stage(name, deps, [ev.judgements], rt.store.count_rows(ev.answers), rt.cfg.shard_size,
                                   do_shard, finish, inputs=[ev.answers, ref_rel], force=rt.forced(name), job="eval")

@@ -29,7 +29,8 @@ from ..data.self_instruct_text import (CLASSIFY_STOP, INSTANCE_REJECT_REASONS, T
                                        sample_prompt_instructions, split_tasks, strip_stop, task_status)
 from ..errors import ConfigError
 from ..generation.constraints import parse_constraint
-from ..generation.rejection import describe_checked, generate_checked, merge_checked
+from ..generation.rejection import describe_checked, generate_checked, load_validator, merge_checked
+from ..judges.verifier import verifier_identity
 from ..layout import CANDIDATES, REJECTED, SEED_TASKS, TASKS, TASKS_REJECTED
 from ..prompts import template_hash
 from ..run import RunContext
@@ -88,6 +89,8 @@ def tasks_stage(rt: RunContext) -> StageResult:
     pool = RougePool(seed, cfg.rouge_threshold)
     keywords = keyword_pattern(cfg.task_keywords)
     constraint = parse_constraint(cfg.task_constraint, cfg.task_max_new_tokens) if cfg.task_constraint else None
+    validator = load_validator(cfg.task_validator, "augment.task_validator") if cfg.task_validator else None
+    checks = _checks(constraint, cfg.task_validator, cfg.task_max_tries)
     params = SamplingParams(temperature=cfg.task_temperature, top_p=cfg.task_top_p,
                             max_new_tokens=cfg.task_max_new_tokens,
                             seed=rt.cfg.random_seed, presence_penalty=cfg.task_presence_penalty, stop=TASK_STOP,
@@ -103,18 +106,20 @@ def tasks_stage(rt: RunContext) -> StageResult:
         prompts = [render_task_prompt(sample_prompt_instructions(rng, seed, machine, cfg.prompt_instructions,
                                                                  cfg.prompt_machine_instructions))
                    for _ in range(cfg.prompts_per_round)]
-        checked = generate_checked(model.generator.generate, prompts, params)
+        checked = generate_checked(model.generator.generate, prompts, params, validator, cfg.task_max_tries)
         outputs = checked.texts
         scored_before = pool.pairs_scored
         kept, rejected, unfinished, empty = [], [], 0, 0
-        for p, text in enumerate(outputs):
+        for p, (text, passed) in enumerate(zip(outputs, checked.passed, strict=True)):
             items, finished = split_tasks(text)
             unfinished += not finished
             empty += not items
             for j, instruction in enumerate(items):
                 row = {"round": r, "prompt": p, "item": j, "instruction": instruction, "raw_generation": text}
                 reason, similar, score = None, None, None
-                if not finished and not cfg.keep_unfinished:
+                if not passed:  # every attempt broke augment.task_constraint or augment.task_validator
+                    reason = "failed_check"
+                elif not finished and not cfg.keep_unfinished:
                     reason = "unfinished"
                 elif len(machine) >= cfg.target_tasks:
                     reason = "over_target"
@@ -154,8 +159,8 @@ def tasks_stage(rt: RunContext) -> StageResult:
                                                            "generated", "kept", "rouge_pairs_scored")},
                  "rejected": {x: sum(s["rejected"][x] for s in rounds) for x in TASK_REJECT_REASONS},
                  "served_by": sorted({s["served_by"] for s in rounds if s.get("served_by")})}
-        if constraint is not None:
-            stats["checks"] = merge_checked([s.get("checks") for s in rounds], constraint.identity())
+        if checks:
+            stats["checks"] = merge_checked([s.get("checks") for s in rounds], **checks)
             for note in describe_checked("tasks", stats["checks"], rt.cfg.generation.backend):
                 rt.warn(note)
         rt.log(f"  tasks: {stats['prompts']} prompts -> {stats['generated']} tasks written -> {stats['tasks']} kept "
@@ -168,7 +173,8 @@ def tasks_stage(rt: RunContext) -> StageResult:
 
     deps = {"augment": {k: getattr(cfg, k) for k in TASK_KEYS}, "templates": [template_hash("self_instruct_tasks")],
             "base": rt.base_identity, **rt.generation_key(),
-            **({"task_constraint": constraint.identity()} if constraint else {})}
+            **({"task_constraint": checks["constraint"]} if constraint else {}),
+            **({"task_checks": checks} if validator or cfg.task_max_tries != 1 else {})}
     try:
         return rt.store.round_stage("tasks", deps, [TASKS, TASKS_REJECTED], load_round, do_round, more, finish,
                                     inputs=[SEED_TASKS], force=rt.forced("tasks"), job="augment")
@@ -183,6 +189,11 @@ def instances_stage(rt: RunContext) -> StageResult:
     tasks = rt.rows(TASKS)
     model = rt.model(None)
     stop = instance_stop(cfg.max_instances)
+    validator = load_validator(cfg.instance_validator, "augment.instance_validator") \
+        if cfg.instance_validator else None
+    constraints = {max_new: parse_constraint(cfg.instance_constraint, max_new) if cfg.instance_constraint else None
+                   for max_new in (cfg.classification_max_new_tokens, cfg.instance_max_new_tokens)}
+    checks = _checks(constraints[cfg.instance_max_new_tokens], cfg.instance_validator, 1)
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         from ..generation.base import SamplingParams
@@ -193,16 +204,22 @@ def instances_stage(rt: RunContext) -> StageResult:
                             SamplingParams(max_new_tokens=3, stop=CLASSIFY_STOP, **greedy))
         verdicts = [parse_classification(a) for a in answers]
         texts: list = [None] * len(part)
+        passed, check_stats = [True] * len(part), []
         for clf, max_new in ((True, cfg.classification_max_new_tokens), (False, cfg.instance_max_new_tokens)):
             idx = [i for i, v in enumerate(verdicts) if (v == "yes") == clf]
             params = SamplingParams(max_new_tokens=max_new, presence_penalty=cfg.instance_presence_penalty, stop=stop,
-                                    **greedy)
-            for i, text in zip(idx, _generate(model,
-                                              [render_instance_prompt(part[i]["instruction"], clf) for i in idx],
-                                              params)):
-                texts[i] = text
+                                    constraint=constraints[max_new], **greedy)
+            prompts = [render_instance_prompt(part[i]["instruction"], clf) for i in idx]
+            if not checks:
+                for i, text in zip(idx, _generate(model, prompts, params)):
+                    texts[i] = text
+                continue
+            checked = generate_checked(model.generator.generate, prompts, params, validator, 1)  # greedy: one try
+            check_stats.append(checked.stats)
+            for i, text, ok in zip(idx, checked.texts, checked.passed, strict=True):
+                texts[i], passed[i] = text, ok
         candidates, rejected, unparsed, bare = [], [], 0, 0
-        for task, verdict, text in zip(part, verdicts, texts, strict=True):
+        for task, verdict, text, ok in zip(part, verdicts, texts, passed, strict=True):
             clf = verdict == "yes"
             body = strip_stop(text, stop)
             examples = parse_output_first(body) if clf else parse_input_first(body, cfg.bare_output_instances)
@@ -212,6 +229,8 @@ def instances_stage(rt: RunContext) -> StageResult:
             finished = cfg.keep_unfinished or ends_at_stop(text, stop)
             kept, dropped = clean_instances(examples, finished, cfg.max_instance_chars,
                                             cfg.max_instances, rng)
+            if not ok:  # the generation broke augment.instance_constraint or augment.instance_validator
+                kept, dropped = [], dropped + [(ex, "failed_check") for ex in kept]
             base = {"segment_id": task["task_id"], "task_id": task["task_id"], "raw_generation": text,
                     "generator": generator, "temperature": 0.0, "top_p": 1.0,
                     "max_new_tokens": cfg.classification_max_new_tokens if clf else cfg.instance_max_new_tokens,
@@ -231,7 +250,8 @@ def instances_stage(rt: RunContext) -> StageResult:
                 "unparsed_tasks": unparsed, "bare_output_tasks": bare, "tasks_with_instances": len(with_instances),
                 "instances_parsed": len(candidates) + len(rejected), "candidates": len(candidates),
                 "rejected": {x: sum(1 for r in rejected if r["reason"] == x) for x in INSTANCE_REJECT_REASONS},
-                "served_by": model.served if part else None}
+                "served_by": model.served if part else None,
+                **({"checks": merge_checked(check_stats, **checks)} if checks else {})}
 
     def finish(shards: list[dict]) -> dict:
         model.close()
@@ -241,6 +261,10 @@ def instances_stage(rt: RunContext) -> StageResult:
         stats["rejected"] = {x: sum(s["rejected"][x] for s in shards) for x in INSTANCE_REJECT_REASONS}
         stats["generator"] = generator
         stats["served_by"] = sorted({s["served_by"] for s in shards if s.get("served_by")})
+        if checks:
+            stats["checks"] = merge_checked([s.get("checks") for s in shards], **checks)
+            for note in describe_checked("instances", stats["checks"], rt.cfg.generation.backend):
+                rt.warn(note)
         rt.log(f"  augment (self_instruct): {stats['tasks']} tasks ({stats['classification']['yes']} classification) "
                f"-> {stats['instances_parsed']} instances -> {stats['candidates']} candidates; rejected "
                f"{stats['rejected']}")
@@ -253,12 +277,21 @@ def instances_stage(rt: RunContext) -> StageResult:
         return stats
 
     deps = {"source": "self_instruct", "augment": {k: getattr(cfg, k) for k in INSTANCE_KEYS},
-            "templates": [template_hash(t) for t in TEMPLATES[1:]], "base": rt.base_identity, **rt.generation_key()}
+            "templates": [template_hash(t) for t in TEMPLATES[1:]], "base": rt.base_identity, **rt.generation_key(),
+            **({"instance_checks": checks} if checks else {})}
     try:
         return rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.store.count_rows(TASKS),
                                       rt.cfg.shard_size, do_shard, finish, inputs=[TASKS], force=rt.forced("augment"))
     finally:
         model.close()
+
+
+def _checks(constraint, validator: str | None, max_tries: int) -> dict:
+    """What a generation step checks (merge_checked's keywords; part of the stage key), or {} for nothing."""
+    if constraint is None and validator is None:
+        return {}
+    return {"constraint": constraint.identity() if constraint is not None else None,
+            "validator": verifier_identity(validator) if validator else None, "max_tries": max_tries}
 
 
 def _generate(model, prompts: list[str], params) -> list[str]:
