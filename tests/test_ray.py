@@ -212,3 +212,32 @@ def test_the_whole_tiny_run_on_ray_writes_the_local_runs_files(cluster, tmp_path
     local, on_ray = whole(tmp_path / "local", []), whole(tmp_path / "ray", RAY)
     assert {Path(p).parts[0] for p in local} >= {"augment", "iter_1", "iter_2", "eval"}, sorted(local)
     assert on_ray == local
+
+
+# Self-Instruct's generation steps (seed tasks' rounds, instances) and the preference step's answers and
+# their judging (train.objective dpo) call the same generators: on Ray they must write the local run's files.
+SELF_INSTRUCT = (ROOT / "recipes" / "self-instruct-tiny.yaml",
+                 ["augment.target_tasks=12", "augment.prompts_per_round=4", "augment.task_max_new_tokens=12",
+                  "augment.instance_max_new_tokens=12", "augment.classification_max_new_tokens=12", "shard_size=6",
+                  "generation.max_prompt_tokens=192", "generation.batch_size=4", "train.max_steps=1",
+                  "train.max_length=128", "iterations=1", "tracking.progress=false", "eval.enabled=false"])
+DPO = (TINY, [*FAST, "curate.select=threshold", "curate.select_on=argmax", "curate.threshold=3", "iterations=1",
+              "train.objective=dpo", "preferences.n=2", "preferences.max_new_tokens=8",
+              "preferences.keep_truncated=true", "dpo.max_steps=2", "dpo.per_device_train_batch_size=4",
+              "dpo.gradient_accumulation_steps=1"])
+
+
+@pytest.mark.slow  # two whole runs per recipe: about 2-3 min each on 2 cores
+@pytest.mark.parametrize("recipe, overrides", [SELF_INSTRUCT, DPO], ids=["self-instruct", "dpo"])
+def test_self_instruct_and_preference_runs_on_ray_write_the_local_runs_files(cluster, tmp_path, recipe, overrides):
+    def whole(run_dir, extra):
+        loop.run(loop.open_run(load_config(recipe, [*overrides, *extra]), run_dir, log=lambda _: None))
+        keys = {name: entry["key"] for name, entry in json.loads((run_dir / "manifest.json").read_text())["stages"]
+                .items()}
+        return keys, {str(p.relative_to(run_dir)): hash_file(p) for p in sorted(run_dir.rglob("*.parquet"))}
+
+    local, on_ray = whole(tmp_path / "local", []), whole(tmp_path / "ray", RAY)
+    stages = set(local[0])
+    assert stages >= ({"seed_tasks", "tasks", "augment"} if recipe != TINY else {"iter_1/responses", "iter_1/dpo"}), \
+        sorted(stages)
+    assert on_ray == local
