@@ -43,7 +43,14 @@ def prompts_stage(rt: RunContext) -> StageResult:
         raise ConfigError(f"{rt.store.root}: no held-out seed pairs to evaluate on (the run was made without "
                           f"'seed.heldout', or before it existed): name a prompt set with 'eval.prompts'")
 
-    def work() -> dict:
+    local = source is not None and _exists(source)
+    deps = {"prompts": cfg.prompts, "config": cfg.prompts_config, "split": cfg.prompts_split,
+            "max_prompts": cfg.max_prompts, "source": source_identity(source, None, full=True) if local else None}
+    stage = rt.store.stage("eval_prompts", deps, [EVAL_PROMPTS], inputs=[] if source else [HELDOUT],
+                           force=rt.forced("eval_prompts"), job="eval")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         if source is None:
             rows = heldout_prompts(rt.store.read_rows(HELDOUT))
         else:
@@ -54,14 +61,8 @@ def prompts_stage(rt: RunContext) -> StageResult:
                  "with_output": sum(r["output"] is not None for r in rows),
                  "with_reference": sum(r["reference"] is not None for r in rows)}
         rt.result(f"eval prompts: {stats['prompts']} from {stats['source']} ({stats['with_output']} with a reference "
-               f"output, {stats['with_reference']} with an exact answer)")
-        return stats
-
-    local = source is not None and _exists(source)
-    deps = {"prompts": cfg.prompts, "config": cfg.prompts_config, "split": cfg.prompts_split,
-            "max_prompts": cfg.max_prompts, "source": source_identity(source, None, full=True) if local else None}
-    return rt.store.stage("eval_prompts", deps, [EVAL_PROMPTS], work, inputs=[] if source else [HELDOUT],
-                          force=rt.forced("eval_prompts"), job="eval")
+                  f"output, {stats['with_reference']} with an exact answer)")
+    return stage.finish(stats)
 
 
 def preflight(rt: RunContext) -> None:
@@ -172,7 +173,14 @@ def loss_stage(rt: RunContext, label: str, model: LazyModel) -> Optional[StageRe
     if not _recorded(rt, HELDOUT) or rt.store.count_rows(HELDOUT) == 0:
         return None
 
-    def work() -> dict:
+    deps = {"max_length": rt.cfg.train.max_length, "tags": [SEED_SYSTEM_PROMPT], "format": "prompt-completion",
+            "base": rt.base_identity, "dtype": rt.cfg.generation.dtype}
+    name = ev.stage("loss")
+    stage = rt.store.stage(name, deps, [ev.heldout_loss], inputs=[HELDOUT, *_adapter_inputs(label)],
+                           force=rt.forced(name), job="eval")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         pairs = rt.store.read_rows(HELDOUT)
         tok = model.tokenizer
         examples = [tokenize_example(tok, heldout_messages(p), rt.cfg.train.max_length) for p in pairs]
@@ -186,14 +194,8 @@ def loss_stage(rt: RunContext, label: str, model: LazyModel) -> Optional[StageRe
         rt.store.write_rows(ev.heldout_loss, rows, schema=loss_schema())
         stats = loss_stats(rows)
         rt.result(f"{label}: held-out loss {_fmt(stats['heldout_loss'])} over {stats['heldout_tokens']} tokens "
-               f"of {stats['heldout_pairs']} pairs")
-        return stats
-
-    deps = {"max_length": rt.cfg.train.max_length, "tags": [SEED_SYSTEM_PROMPT], "format": "prompt-completion",
-            "base": rt.base_identity, "dtype": rt.cfg.generation.dtype}
-    name = ev.stage("loss")
-    return rt.store.stage(name, deps, [ev.heldout_loss], work, inputs=[HELDOUT, *_adapter_inputs(label)],
-                          force=rt.forced(name), job="eval")
+                  f"of {stats['heldout_pairs']} pairs")
+    return stage.finish(stats)
 
 
 def _torch_model(rt: RunContext, model: LazyModel):
@@ -223,6 +225,11 @@ def answers_stage(rt: RunContext, label: str, model: LazyModel) -> StageResult:
     generator = rt.model_name(ev.adapter)
     settings = {"system_prompt": cfg.system_prompt, "temperature": cfg.temperature, "top_p": cfg.top_p,
                 "max_new_tokens": cfg.max_new_tokens, "seed": rt.cfg.random_seed}
+    deps = {**settings, "base": rt.base_identity, **rt.generation_key()}
+    name = ev.stage("answers")
+    n_prompts = rt.store.count_rows(EVAL_PROMPTS)
+    stage = rt.store.sharded_stage(name, deps, [ev.answers], rt.cfg.shard_size,
+                                   inputs=[EVAL_PROMPTS, *_adapter_inputs(label)], force=rt.forced(name), job="eval")
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         from ..generation.base import SamplingParams
@@ -245,11 +252,7 @@ def answers_stage(rt: RunContext, label: str, model: LazyModel) -> StageResult:
         rt.result(f"{label}: {stats['answers']} answers, mean {_fmt(stats['answer_chars_mean'], 1)} characters{em}")
         return stats
 
-    deps = {**settings, "base": rt.base_identity, **rt.generation_key()}
-    name = ev.stage("answers")
-    return rt.store.sharded_stage(name, deps, [ev.answers], rt.store.count_rows(EVAL_PROMPTS), rt.cfg.shard_size,
-                                  do_shard, finish, inputs=[EVAL_PROMPTS, *_adapter_inputs(label)],
-                                  force=rt.forced(name), job="eval")
+    return stage.run(n_prompts, do_shard, finish)
 
 
 # --------------------------------------------------------------------------- pairwise judging
@@ -284,6 +287,15 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge
     cache: dict[str, Any] = {}
     constraint = parse_constraint(cfg.judge_constraint, cfg.judge_max_new_tokens) \
         if cfg.judge_constraint and cfg.judge_mode == "generate" else None
+    deps = {"judge": judge.identity, "mode": cfg.judge_mode, "template": template_hash("pairwise"),
+            "system_prompt": cfg.judge_system_prompt, "reference": reference,
+            "bootstrap_samples": cfg.bootstrap_samples,
+            "max_new_tokens": cfg.judge_max_new_tokens if cfg.judge_mode == "generate" else None,
+            **rt.generation_key(), **({"constraint": constraint.identity()} if constraint else {})}
+    name = ev.stage("judge")
+    n_answers = rt.store.count_rows(ev.answers)
+    stage = rt.store.sharded_stage(name, deps, [ev.judgements], rt.cfg.shard_size, inputs=[ev.answers, ref_rel],
+                                   force=rt.forced(name), job="eval")
 
     def pairs() -> list[dict]:
         if "pairs" not in cache:
@@ -337,14 +349,7 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge
                f"{_fmt(stats['position_consistency'])}")
         return stats
 
-    deps = {"judge": judge.identity, "mode": cfg.judge_mode, "template": template_hash("pairwise"),
-            "system_prompt": cfg.judge_system_prompt, "reference": reference,
-            "bootstrap_samples": cfg.bootstrap_samples,
-            "max_new_tokens": cfg.judge_max_new_tokens if cfg.judge_mode == "generate" else None,
-            **rt.generation_key(), **({"constraint": constraint.identity()} if constraint else {})}
-    name = ev.stage("judge")
-    return rt.store.sharded_stage(name, deps, [ev.judgements], rt.store.count_rows(ev.answers), rt.cfg.shard_size,
-                                  do_shard, finish, inputs=[ev.answers, ref_rel], force=rt.forced(name), job="eval")
+    return stage.run(n_answers, do_shard, finish)
 
 
 # --------------------------------------------------------------------------- lm-evaluation-harness
@@ -355,7 +360,18 @@ def lm_eval_stage(rt: RunContext, label: str) -> StageResult:
     cfg = rt.cfg.eval
     ev = layout.evaluation(label)
 
-    def work() -> dict:
+    include = cfg.lm_eval_include_path
+    deps = {"tasks": list(cfg.lm_eval_tasks),
+            "include": source_identity(include, None, full=True) if include else None,
+            "limit": cfg.lm_eval_limit, "num_fewshot": cfg.lm_eval_num_fewshot,
+            "chat_template": cfg.lm_eval_chat_template,
+            "system_prompt": cfg.system_prompt if cfg.lm_eval_chat_template else None, "base": rt.base_identity,
+            "dtype": rt.cfg.generation.dtype, "random_seed": rt.cfg.random_seed}
+    name = ev.stage("lm_eval")
+    stage = rt.store.stage(name, deps, [ev.lm_eval], inputs=_adapter_inputs(label), force=rt.forced(name), job="eval")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         from ..evaluation.lm_harness import flat_metrics, model_args, run_tasks, task_manager
         from ..progress import progress_bars
 
@@ -371,18 +387,7 @@ def lm_eval_stage(rt: RunContext, label: str) -> StageResult:
         write_json(rt.store.path(ev.lm_eval), summary)
         metrics = flat_metrics(summary)
         rt.result(f"{label}: lm-eval " + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))
-        return {"lm_eval": metrics}
-
-    include = cfg.lm_eval_include_path
-    deps = {"tasks": list(cfg.lm_eval_tasks),
-            "include": source_identity(include, None, full=True) if include else None,
-            "limit": cfg.lm_eval_limit, "num_fewshot": cfg.lm_eval_num_fewshot,
-            "chat_template": cfg.lm_eval_chat_template,
-            "system_prompt": cfg.system_prompt if cfg.lm_eval_chat_template else None, "base": rt.base_identity,
-            "dtype": rt.cfg.generation.dtype, "random_seed": rt.cfg.random_seed}
-    name = ev.stage("lm_eval")
-    return rt.store.stage(name, deps, [ev.lm_eval], work, inputs=_adapter_inputs(label), force=rt.forced(name),
-                          job="eval")
+    return stage.finish({"lm_eval": metrics})
 
 
 def _fmt(value: Optional[float], digits: int = 3) -> str:

@@ -48,8 +48,11 @@ INSTANCE_KEYS = ("instance_presence_penalty", "instance_max_new_tokens", "classi
 def seed_tasks_stage(rt: RunContext) -> StageResult:
     """The seed as Self-Instruct tasks, each instruction once."""
     cfg = rt.sources.seed
-
-    def work() -> dict:
+    deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
+    stage = rt.store.stage("seed_tasks", deps, [SEED_TASKS], force=rt.forced("seed_tasks"), job="prepare")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         from ..data.seed import load_seed_tasks
 
         tasks, fmt = load_seed_tasks(cfg, format_set_by=who_set(rt.cfg, "seed.format"), random_seed=rt.cfg.random_seed)
@@ -64,11 +67,8 @@ def seed_tasks_stage(rt: RunContext) -> StageResult:
         rt.store.write_rows(SEED_TASKS, rows)
         n_clf = sum(r["is_classification"] for r in rows)
         rt.log(f"  seed tasks: {len(rows)} ({fmt} format), {n_clf} classification")
-        return {"format": fmt, "tasks": len(rows), "classification": n_clf, "duplicates": len(tasks) - len(rows),
-                "instances": sum(len(r["instances"]) for r in rows)}
-
-    deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
-    return rt.store.stage("seed_tasks", deps, [SEED_TASKS], work, force=rt.forced("seed_tasks"), job="prepare")
+    return stage.finish({"format": fmt, "tasks": len(rows), "classification": n_clf,
+                         "duplicates": len(tasks) - len(rows), "instances": sum(len(r["instances"]) for r in rows)})
 
 
 def tasks_stage(rt: RunContext) -> StageResult:
@@ -92,6 +92,11 @@ def tasks_stage(rt: RunContext) -> StageResult:
                             max_new_tokens=cfg.task_max_new_tokens,
                             seed=rt.cfg.random_seed, presence_penalty=cfg.task_presence_penalty, stop=TASK_STOP,
                             constraint=constraint)
+    deps = {"augment": {k: getattr(cfg, k) for k in TASK_KEYS}, "templates": [template_hash("self_instruct_tasks")],
+            "base": rt.base_identity, **rt.generation_key(),
+            **({"task_constraint": constraint.identity()} if constraint else {})}
+    stage = rt.store.round_stage("tasks", deps, [TASKS, TASKS_REJECTED], inputs=[SEED_TASKS],
+                                 force=rt.forced("tasks"), job="augment")
 
     def load_round(r: int) -> None:
         for row in rt.store.read_rows(shard_file(TASKS, r)):
@@ -166,12 +171,8 @@ def tasks_stage(rt: RunContext) -> StageResult:
             rt.metric("tasks", f"rejected/{reason}", n)
         return stats
 
-    deps = {"augment": {k: getattr(cfg, k) for k in TASK_KEYS}, "templates": [template_hash("self_instruct_tasks")],
-            "base": rt.base_identity, **rt.generation_key(),
-            **({"task_constraint": constraint.identity()} if constraint else {})}
     try:
-        return rt.store.round_stage("tasks", deps, [TASKS, TASKS_REJECTED], load_round, do_round, more, finish,
-                                    inputs=[SEED_TASKS], force=rt.forced("tasks"), job="augment")
+        return stage.run(load_round, do_round, more, finish)
     finally:
         model.close()
 
@@ -183,6 +184,11 @@ def instances_stage(rt: RunContext) -> StageResult:
     tasks = rt.rows(TASKS)
     model = rt.model(None)
     stop = instance_stop(cfg.max_instances)
+    deps = {"source": "self_instruct", "augment": {k: getattr(cfg, k) for k in INSTANCE_KEYS},
+            "templates": [template_hash(t) for t in TEMPLATES[1:]], "base": rt.base_identity, **rt.generation_key()}
+    n_tasks = rt.store.count_rows(TASKS)
+    stage = rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.cfg.shard_size, inputs=[TASKS],
+                                   force=rt.forced("augment"))
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         from ..generation.base import SamplingParams
@@ -252,11 +258,8 @@ def instances_stage(rt: RunContext) -> StageResult:
             rt.metric("augment", f"rejected/{reason}", n)
         return stats
 
-    deps = {"source": "self_instruct", "augment": {k: getattr(cfg, k) for k in INSTANCE_KEYS},
-            "templates": [template_hash(t) for t in TEMPLATES[1:]], "base": rt.base_identity, **rt.generation_key()}
     try:
-        return rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.store.count_rows(TASKS),
-                                      rt.cfg.shard_size, do_shard, finish, inputs=[TASKS], force=rt.forced("augment"))
+        return stage.run(n_tasks, do_shard, finish)
     finally:
         model.close()
 
