@@ -50,9 +50,13 @@ def _fake_pool(rt, scores: list[float]) -> None:
         return {"judge": "builtin:tiny-llama+models/m0", "scored": len(rows), "parse_failures": 0,
                 "parse_failure_rate": 0.0, "histogram": {"1": 0, "2": 0, "3": len(rows), "4": 0, "5": 0, "none": 0}}
 
-    rt.store.stage("augment", {}, [layout.CANDIDATES], augment)
-    rt.store.stage(layout.iteration(1).stage("score"), {}, [layout.iteration(1).scores], score,
-                   inputs=[layout.CANDIDATES])
+    for name, outputs, inputs, work in (("augment", [layout.CANDIDATES], [], augment),
+                                        (layout.iteration(1).stage("score"), [layout.iteration(1).scores],
+                                         [layout.CANDIDATES], score)):
+        stage = rt.store.stage(name, {}, outputs, inputs=inputs)
+        with stage.running():
+            stats = work() or {}
+        stage.finish(stats)
 
 
 # --------------------------------------------------------------------------- provenance
@@ -267,7 +271,8 @@ def test_a_failed_stage_says_so_on_the_next_start(tmp_path):
         raise ValueError("the disk is full")
 
     with pytest.raises(ValueError):
-        rt.store.stage("seed", {}, [layout.SEED], boom)
+        with rt.store.stage("seed", {}, [layout.SEED]).running():
+            boom()
     entry = json.loads((run_dir / layout.MANIFEST).read_text())["stages"]["seed"]
     assert (entry["status"], entry["error"], entry["attempt"]) == ("failed", "ValueError: the disk is full", 1)
     rt.close()

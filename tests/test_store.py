@@ -10,6 +10,16 @@ def make_store(tmp_path, lines):
     return RunStore(tmp_path / "run", log=lines.append)
 
 
+def plain(store, name, deps, outputs, work, **declared):
+    """A plain stage written as the stages are (declare -> work -> finish); ``work()`` returns its stats."""
+    stage = store.stage(name, deps, outputs, **declared)
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
+        stats = work() or {}
+    return stage.finish(stats)
+
+
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "x.json"
     with pytest.raises(RuntimeError):
@@ -43,13 +53,13 @@ def test_stage_runs_once_then_skips_and_reruns_on_change(tmp_path):
             return {"n": value}
         return fn
 
-    r1 = store.stage("a", {"k": 1}, ["a/out.parquet"], work(1))
+    r1 = plain(store, "a", {"k": 1}, ["a/out.parquet"], work(1))
     assert r1.ran and r1.reason == "new" and r1.stats == {"n": 1}
-    r2 = RunStore(store.root, log=lines.append).stage("a", {"k": 1}, ["a/out.parquet"], work(2))
+    r2 = plain(RunStore(store.root, log=lines.append), "a", {"k": 1}, ["a/out.parquet"], work(2))
     assert not r2.ran and r2.stats == {"n": 1} and calls == [1]
-    r3 = store.stage("a", {"k": 2}, ["a/out.parquet"], work(3))
+    r3 = plain(store, "a", {"k": 2}, ["a/out.parquet"], work(3))
     assert r3.ran and r3.reason == "changed: k" and calls == [1, 3]
-    r4 = store.stage("a", {"k": 2}, ["a/out.parquet"], work(4), force=True)
+    r4 = plain(store, "a", {"k": 2}, ["a/out.parquet"], work(4), force=True)
     assert r4.reason == "forced"
     manifest = json.loads((store.root / "manifest.json").read_text())
     assert manifest["stages"]["a"]["status"] == "done" and "a/out.parquet" in manifest["stages"]["a"]["outputs"]
@@ -71,13 +81,13 @@ def test_changed_input_reruns_downstream_only(tmp_path):
         runs.append("down")
         store.write_rows("down.parquet", [{"v": 0}])
 
-    store.stage("up", {}, ["up.parquet"], up(1))
-    store.stage("down", {}, ["down.parquet"], down, inputs=["up.parquet"])
-    store.stage("up", {}, ["up.parquet"], up(1))
-    r = store.stage("down", {}, ["down.parquet"], down, inputs=["up.parquet"])
+    plain(store, "up", {}, ["up.parquet"], up(1))
+    plain(store, "down", {}, ["down.parquet"], down, inputs=["up.parquet"])
+    plain(store, "up", {}, ["up.parquet"], up(1))
+    r = plain(store, "down", {}, ["down.parquet"], down, inputs=["up.parquet"])
     assert runs == ["up", "down"] and not r.ran
-    store.stage("up", {"v": 2}, ["up.parquet"], up(2))
-    r = store.stage("down", {}, ["down.parquet"], down, inputs=["up.parquet"])
+    plain(store, "up", {"v": 2}, ["up.parquet"], up(2))
+    r = plain(store, "down", {}, ["down.parquet"], down, inputs=["up.parquet"])
     assert r.ran and r.reason == "changed: up.parquet" and runs == ["up", "down", "up", "down"]
 
 
@@ -87,24 +97,24 @@ def test_tampered_or_missing_output_is_redone(tmp_path):
     def fn():
         store.write_rows("o.parquet", [{"v": 1}])
 
-    store.stage("s", {}, ["o.parquet"], fn)
+    plain(store, "s", {}, ["o.parquet"], fn)
     (store.root / "o.parquet").write_bytes(b"garbage")
-    assert store.stage("s", {}, ["o.parquet"], fn).reason == "output o.parquet does not match its recorded hash"
+    assert plain(store, "s", {}, ["o.parquet"], fn).reason == "output o.parquet does not match its recorded hash"
     (store.root / "o.parquet").unlink()
-    assert store.stage("s", {}, ["o.parquet"], fn).reason == "output o.parquet is missing"
+    assert plain(store, "s", {}, ["o.parquet"], fn).reason == "output o.parquet is missing"
 
 
 def test_unfinished_stage_is_rerun_and_missing_output_is_an_error(tmp_path):
     store = make_store(tmp_path, [])
     with pytest.raises(StoreError, match="stage s finished without writing o.parquet"):
-        store.stage("s", {}, ["o.parquet"], lambda: None)
-    assert store.stage("s", {}, [], lambda: None).reason == "did not finish last time"
+        plain(store, "s", {}, ["o.parquet"], lambda: None)
+    assert plain(store, "s", {}, [], lambda: None).reason == "did not finish last time"
 
 
 def test_input_not_produced_is_an_error(tmp_path):
     store = make_store(tmp_path, [])
     with pytest.raises(StoreError, match="no finished stage has produced this file"):
-        store.stage("s", {}, [], lambda: None, inputs=["nope.parquet"])
+        plain(store, "s", {}, [], lambda: None, inputs=["nope.parquet"])
 
 
 def test_corrupt_manifest_is_a_clear_error(tmp_path):
@@ -127,8 +137,8 @@ def test_sharded_and_round_stages_open_and_finish_as_a_plain_stage_does(tmp_path
         return {"n": end - start}
 
     def sharded():
-        return store.sharded_stage("sharded", {"k": 1}, ["out"], 5, 2, do_shard,
-                                   lambda shards: {"n": sum(s["n"] for s in shards)})
+        return store.sharded_stage("sharded", {"k": 1}, ["out"], 2).run(
+            5, do_shard, lambda shards: {"n": sum(s["n"] for s in shards)})
 
     first = sharded()
     assert first.ran and first.reason == "new" and first.stats == {"n": 5, "shards": 3} and done == [0, 1, 2]
@@ -147,8 +157,8 @@ def test_sharded_and_round_stages_open_and_finish_as_a_plain_stage_does(tmp_path
         return {"r": r}
 
     def rounds():
-        return store.round_stage("iter_1/rounds", {}, ["rounds"], lambda r: None, do_round,
-                                 lambda so_far: len(so_far) < 2, lambda so_far: {"last": so_far[-1]["r"]})
+        return store.round_stage("iter_1/rounds", {}, ["rounds"]).run(
+            lambda r: None, do_round, lambda so_far: len(so_far) < 2, lambda so_far: {"last": so_far[-1]["r"]})
 
     made = rounds()
     assert made.ran and made.stats == {"last": 1, "rounds": 2} and rounds_done == [0, 1]

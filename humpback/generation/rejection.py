@@ -113,6 +113,17 @@ def merge_checked(parts: Sequence[Optional[dict]], constraint: Optional[dict] = 
     return out
 
 
+def check_identity(constraint: Optional[Constraint], validator: Optional[str], max_tries: int) -> dict:
+    """What a step checks, as :func:`merge_checked` takes it and a stage key records it (the constraint's and
+    the validator's identities, max_tries); {} when the step checks nothing."""
+    if constraint is None and validator is None:
+        return {}
+    from ..judges.verifier import verifier_identity
+
+    return {"constraint": constraint.identity() if constraint is not None else None,
+            "validator": verifier_identity(validator) if validator else None, "max_tries": max_tries}
+
+
 def describe_checked(step: str, stats: dict, backend: str) -> list[str]:
     """Warnings for a stage's checks: answers that broke the constraint (a server that ignored it, or
     answers cut by the token limit), rows kept though they never passed."""

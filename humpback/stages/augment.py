@@ -31,6 +31,15 @@ def augment_stage(rt: RunContext) -> StageResult:
     model = rt.model(BACKWARD)
     params = backward_sampling(cfg, rt.cfg.random_seed)
     validator = load_validator(cfg.validator, "augment.validator") if cfg.validator else None
+    checks = {"constraint": params.constraint.identity() if params.constraint else None,
+              "validator": verifier_identity(cfg.validator) if cfg.validator else None}
+    # The checks' keys join the stage key only when set: runs made before they existed keep their key.
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in CHECK_KEYS or v != CHECK_KEYS[k]}
+    deps = {"augment": settings, "template": template_hash("backward"), "base": rt.base_identity,
+            **rt.generation_key(), **({"checks": checks} if any(checks.values()) else {})}
+    n_segments = rt.store.count_rows(SEGMENTS)
+    stage = rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.cfg.shard_size,
+                                   inputs=[SEGMENTS, BACKWARD], force=rt.forced("augment"), unit="segments")
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         part = segments.rows[start:end]
@@ -86,16 +95,8 @@ def augment_stage(rt: RunContext) -> StageResult:
                     rt.metric("augment", f"checks/{name}", stats["checks"][name])
         return stats
 
-    checks = {"constraint": params.constraint.identity() if params.constraint else None,
-              "validator": verifier_identity(cfg.validator) if cfg.validator else None}
-    # The checks' keys join the stage key only when set: runs made before they existed keep their key.
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in CHECK_KEYS or v != CHECK_KEYS[k]}
-    deps = {"augment": settings, "template": template_hash("backward"), "base": rt.base_identity,
-            **rt.generation_key(), **({"checks": checks} if any(checks.values()) else {})}
     try:
-        return rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.store.count_rows(SEGMENTS),
-                                      rt.cfg.shard_size, do_shard, finish, inputs=[SEGMENTS, BACKWARD],
-                                      force=rt.forced("augment"), unit="segments")
+        return stage.run(n_segments, do_shard, finish)
     finally:
         model.close()
 

@@ -51,6 +51,10 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
     dev = _dev_rows(rt)  # a bad dev set stops the stage before any model is loaded
     judge, judge_inputs, judge_identity = open_curation_judge(rt, k)
     deps, rubric = _judge_deps(rt, cfg, judge_identity)
+    name = it.stage("score")  # the judge opens on first use: nothing to close before the shards
+    n_candidates = rt.store.count_rows(CANDIDATES)
+    stage = rt.store.sharded_stage(name, deps, [it.scores], rt.cfg.shard_size, inputs=[CANDIDATES, *judge_inputs],
+                                   force=rt.forced(name), job="curate", unit="pairs")
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         before = judge.usage()
@@ -81,11 +85,8 @@ def score_stage(rt: RunContext, k: int) -> list[StageResult]:
                 rt.metric("score", f"rubric/{p['principle']}/fails", p["fails"], iteration=k)
         return _score_stats(rt, k, stats)
 
-    name = it.stage("score")
     try:
-        results = [rt.store.sharded_stage(name, deps, [it.scores], rt.store.count_rows(CANDIDATES), rt.cfg.shard_size,
-                                          do_shard, finish, inputs=[CANDIDATES, *judge_inputs],
-                                          force=rt.forced(name), job="curate", unit="pairs")]
+        results = [stage.run(n_candidates, do_shard, finish)]
         if dev is not None:
             results.append(_dev_stage(rt, k, judge, dev, {**deps, "dev_set": source_identity(
                 rt.sources.dev_set, None, full=True), "positive_score": cfg.dev_positive_score}, judge_inputs))
@@ -135,6 +136,13 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
         judge_inputs = list(dict.fromkeys(judge_inputs + inputs))
         deps[kind], _ = _judge_deps(rt, judge.cfg, identity)
     main_field = ranking_field(cfg.judge_kind, cfg.mode)
+    name = it.stage("compare")
+    versus = {**cfg.scoring_settings(), "rule": selection_rule(cfg)}
+    n_candidates = rt.store.count_rows(CANDIDATES)
+    outputs = [it.compare_scores(kind) for kind in judges]
+    stage = rt.store.sharded_stage(name, {"judges": deps, "versus": versus}, outputs, rt.cfg.shard_size,
+                                   inputs=[CANDIDATES, it.scores, *judge_inputs], force=rt.forced(name), job="curate",
+                                   unit="pairs")
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         out = {}
@@ -163,15 +171,8 @@ def compare_stages(rt: RunContext, k: int) -> list[StageResult]:
                 rt.metric("compare", f"{kind}/spearman", vs["spearman"], iteration=k)
         return stats
 
-    name = it.stage("compare")
     try:
-        versus = {**cfg.scoring_settings(), "rule": selection_rule(cfg)}
-        results = [rt.store.sharded_stage(name, {"judges": deps, "versus": versus},
-                                          [it.compare_scores(kind) for kind in judges],
-                                          rt.store.count_rows(CANDIDATES),
-                                          rt.cfg.shard_size, do_shard, finish,
-                                          inputs=[CANDIDATES, it.scores, *judge_inputs], force=rt.forced(name),
-                                          job="curate", unit="pairs")]
+        results = [stage.run(n_candidates, do_shard, finish)]
         if dev is not None:
             results.append(_compare_dev_stage(rt, k, judges, dev, deps, judge_inputs))
         return results
@@ -185,8 +186,14 @@ def _compare_dev_stage(rt: RunContext, k: int, judges: dict, dev: list[dict], de
     """iter_K/compare_dev: the comparison judges' scores of the dev pairs and their AUCs."""
     cfg = rt.cfg.curate
     it = layout.iteration(k)
-
-    def work() -> dict:
+    name = it.stage("compare_dev")
+    full = {"judges": deps, "dev_set": source_identity(rt.sources.dev_set, None, full=True),
+            "positive_score": cfg.dev_positive_score}
+    stage = rt.store.stage(name, full, [it.compare_dev_scores(kind) for kind in judges], inputs=judge_inputs,
+                           force=rt.forced(name), job="curate")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         stats = {}
         for kind, judge in judges.items():
             rows = [{**s, "label": d["label"], "positive": d["positive"]} for s, d in zip(score_rows(dev, judge), dev)]
@@ -196,13 +203,7 @@ def _compare_dev_stage(rt: RunContext, k: int, judges: dict, dev: list[dict], de
             rt.result(f"dev set, compared {kind} judge: {_auc_text(quality)}")
             if quality["auc"] is not None:
                 rt.metric("compare_dev", f"{kind}/auc", quality["auc"], iteration=k)
-        return stats
-
-    name = it.stage("compare_dev")
-    full = {"judges": deps, "dev_set": source_identity(rt.sources.dev_set, None, full=True),
-            "positive_score": cfg.dev_positive_score}
-    return rt.store.stage(name, full, [it.compare_dev_scores(kind) for kind in judges], work, inputs=judge_inputs,
-                          force=rt.forced(name), job="curate")
+    return stage.finish(stats)
 
 
 def _num(x) -> str:
@@ -221,8 +222,11 @@ def _dev_stage(rt: RunContext, k: int, judge: CurationJudge, dev: list[dict], de
                judge_inputs: list[str]) -> StageResult:
     """iter_K/dev_scores: the dev pairs' score rows, with their label, by this iteration's judge."""
     it = layout.iteration(k)
-
-    def work() -> dict:
+    name = it.stage("dev")
+    stage = rt.store.stage(name, deps, [it.dev_scores], inputs=judge_inputs, force=rt.forced(name), job="curate")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         rows = [{**s, "label": d["label"], "positive": d["positive"]} for s, d in zip(score_rows(dev, judge), dev)]
         rt.store.write_rows(it.dev_scores, rows, schema=_dev_schema(rt.cfg.curate.judge_kind))
         health = judge_health(health_counts(rows))
@@ -232,10 +236,8 @@ def _dev_stage(rt: RunContext, k: int, judge: CurationJudge, dev: list[dict], de
                   f"{_auc_text(quality)}")
         if quality["auc"] is not None:
             rt.metric("dev", "auc", quality["auc"], iteration=k)
-        return {"pairs": len(rows), "positives": sum(d["positive"] for d in dev), "health": health, "auc": quality}
-
-    name = it.stage("dev")
-    return rt.store.stage(name, deps, [it.dev_scores], work, inputs=judge_inputs, force=rt.forced(name), job="curate")
+    return stage.finish({"pairs": len(rows), "positives": sum(d["positive"] for d in dev), "health": health,
+                         "auc": quality})
 
 
 def select_stage(rt: RunContext, k: int) -> StageResult:
@@ -245,8 +247,13 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
     it = layout.iteration(k)
     rule = selection_rule(cfg)
     dev = rt.sources.dev_set is not None
-
-    def work() -> dict:
+    name = it.stage("select")
+    inputs = [CANDIDATES, it.scores] + ([it.dev_scores] if dev else [])
+    deps = {**rule, "review": review_key(rt.store.root, cfg.review_force_accepted)} if cfg.review else dict(rule)
+    stage = rt.store.stage(name, deps, [it.curated], inputs=inputs, force=rt.forced(name), job="curate")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         candidates = rt.store.read_rows(CANDIDATES)
         scores = rt.store.read_rows(it.scores)
         curated = judged = select(candidates, scores, cfg)
@@ -263,12 +270,7 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
             stats["dev"] = _dev_quality(rt, k, rule, judged)
         if cfg.review:
             stats["review"] = _review_result(rt, k, review)
-        return stats
-
-    name = it.stage("select")
-    inputs = [CANDIDATES, it.scores] + ([it.dev_scores] if dev else [])
-    deps = {**rule, "review": review_key(rt.store.root, cfg.review_force_accepted)} if cfg.review else dict(rule)
-    return rt.store.stage(name, deps, [it.curated], work, inputs=inputs, force=rt.forced(name), job="curate")
+    return stage.finish(stats)
 
 
 def _review_result(rt: RunContext, k: int, review: dict) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from pathlib import Path
 from typing import Any, Optional
 
 from .. import layout
@@ -43,7 +44,14 @@ def prompts_stage(rt: RunContext) -> StageResult:
         raise ConfigError(f"{rt.store.root}: no held-out seed pairs to evaluate on (the run was made without "
                           f"'seed.heldout', or before it existed): name a prompt set with 'eval.prompts'")
 
-    def work() -> dict:
+    local = source is not None and _exists(source)
+    deps = {"prompts": cfg.prompts, "config": cfg.prompts_config, "split": cfg.prompts_split,
+            "max_prompts": cfg.max_prompts, "source": source_identity(source, None, full=True) if local else None}
+    stage = rt.store.stage("eval_prompts", deps, [EVAL_PROMPTS], inputs=[] if source else [HELDOUT],
+                           force=rt.forced("eval_prompts"), job="eval")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         if source is None:
             rows = heldout_prompts(rt.store.read_rows(HELDOUT))
         else:
@@ -54,14 +62,8 @@ def prompts_stage(rt: RunContext) -> StageResult:
                  "with_output": sum(r["output"] is not None for r in rows),
                  "with_reference": sum(r["reference"] is not None for r in rows)}
         rt.result(f"eval prompts: {stats['prompts']} from {stats['source']} ({stats['with_output']} with a reference "
-               f"output, {stats['with_reference']} with an exact answer)")
-        return stats
-
-    local = source is not None and _exists(source)
-    deps = {"prompts": cfg.prompts, "config": cfg.prompts_config, "split": cfg.prompts_split,
-            "max_prompts": cfg.max_prompts, "source": source_identity(source, None, full=True) if local else None}
-    return rt.store.stage("eval_prompts", deps, [EVAL_PROMPTS], work, inputs=[] if source else [HELDOUT],
-                          force=rt.forced("eval_prompts"), job="eval")
+                  f"output, {stats['with_reference']} with an exact answer)")
+    return stage.finish(stats)
 
 
 def preflight(rt: RunContext) -> None:
@@ -148,8 +150,6 @@ def _adapter_inputs(label: str) -> list[str]:
 
 
 def _exists(path: str) -> bool:
-    from pathlib import Path
-
     return Path(path).expanduser().exists()
 
 
@@ -172,7 +172,14 @@ def loss_stage(rt: RunContext, label: str, model: LazyModel) -> Optional[StageRe
     if not _recorded(rt, HELDOUT) or rt.store.count_rows(HELDOUT) == 0:
         return None
 
-    def work() -> dict:
+    deps = {"max_length": rt.cfg.train.max_length, "tags": [SEED_SYSTEM_PROMPT], "format": "prompt-completion",
+            "base": rt.base_identity, "dtype": rt.cfg.generation.dtype}
+    name = ev.stage("loss")
+    stage = rt.store.stage(name, deps, [ev.heldout_loss], inputs=[HELDOUT, *_adapter_inputs(label)],
+                           force=rt.forced(name), job="eval")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         pairs = rt.store.read_rows(HELDOUT)
         tok = model.tokenizer
         examples = [tokenize_example(tok, heldout_messages(p), rt.cfg.train.max_length) for p in pairs]
@@ -186,14 +193,8 @@ def loss_stage(rt: RunContext, label: str, model: LazyModel) -> Optional[StageRe
         rt.store.write_rows(ev.heldout_loss, rows, schema=loss_schema())
         stats = loss_stats(rows)
         rt.result(f"{label}: held-out loss {_fmt(stats['heldout_loss'])} over {stats['heldout_tokens']} tokens "
-               f"of {stats['heldout_pairs']} pairs")
-        return stats
-
-    deps = {"max_length": rt.cfg.train.max_length, "tags": [SEED_SYSTEM_PROMPT], "format": "prompt-completion",
-            "base": rt.base_identity, "dtype": rt.cfg.generation.dtype}
-    name = ev.stage("loss")
-    return rt.store.stage(name, deps, [ev.heldout_loss], work, inputs=[HELDOUT, *_adapter_inputs(label)],
-                          force=rt.forced(name), job="eval")
+                  f"of {stats['heldout_pairs']} pairs")
+    return stage.finish(stats)
 
 
 def _torch_model(rt: RunContext, model: LazyModel):
@@ -223,6 +224,11 @@ def answers_stage(rt: RunContext, label: str, model: LazyModel) -> StageResult:
     generator = rt.model_name(ev.adapter)
     settings = {"system_prompt": cfg.system_prompt, "temperature": cfg.temperature, "top_p": cfg.top_p,
                 "max_new_tokens": cfg.max_new_tokens, "seed": rt.cfg.random_seed}
+    deps = {**settings, "base": rt.base_identity, **rt.generation_key()}
+    name = ev.stage("answers")
+    n_prompts = rt.store.count_rows(EVAL_PROMPTS)
+    stage = rt.store.sharded_stage(name, deps, [ev.answers], rt.cfg.shard_size,
+                                   inputs=[EVAL_PROMPTS, *_adapter_inputs(label)], force=rt.forced(name), job="eval")
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         from ..generation.base import SamplingParams
@@ -245,11 +251,7 @@ def answers_stage(rt: RunContext, label: str, model: LazyModel) -> StageResult:
         rt.result(f"{label}: {stats['answers']} answers, mean {_fmt(stats['answer_chars_mean'], 1)} characters{em}")
         return stats
 
-    deps = {**settings, "base": rt.base_identity, **rt.generation_key()}
-    name = ev.stage("answers")
-    return rt.store.sharded_stage(name, deps, [ev.answers], rt.store.count_rows(EVAL_PROMPTS), rt.cfg.shard_size,
-                                  do_shard, finish, inputs=[EVAL_PROMPTS, *_adapter_inputs(label)],
-                                  force=rt.forced(name), job="eval")
+    return stage.run(n_prompts, do_shard, finish)
 
 
 # --------------------------------------------------------------------------- pairwise judging
@@ -276,21 +278,29 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge
                                        judgement_rows_logits, judgement_schema)
     from ..evaluation.winrate import summarize
     from ..generation.constraints import parse_constraint
-    from ..generation.rejection import describe_checked, generate_checked, load_validator, merge_checked
-    from ..judges.verifier import verifier_identity
+    from ..generation.rejection import (check_identity, describe_checked, generate_checked, load_validator,
+                                        merge_checked)
 
     cfg = rt.cfg.eval
     ev = layout.evaluation(label)
     ref_rel = EVAL_PROMPTS if reference == "outputs" else layout.evaluation(reference).answers
     cache: dict[str, Any] = {}
     generate = cfg.judge_mode == "generate"
-    constraint = parse_constraint(cfg.judge_constraint, cfg.judge_max_new_tokens) \
-        if cfg.judge_constraint and generate else None
-    validator = load_validator(cfg.judge_validator, "eval.judge_validator") if cfg.judge_validator and generate \
-        else None
-    checks = {"constraint": constraint.identity() if constraint else None,
-              "validator": verifier_identity(cfg.judge_validator) if validator else None,
-              "max_tries": cfg.judge_max_tries}
+    # eval.judge_constraint and judge_validator are refused outside generate mode (EvalConfig.validate)
+    constraint = parse_constraint(cfg.judge_constraint, cfg.judge_max_new_tokens) if cfg.judge_constraint else None
+    validator = load_validator(cfg.judge_validator, "eval.judge_validator") if cfg.judge_validator else None
+    checks = check_identity(constraint, cfg.judge_validator, cfg.judge_max_tries)
+    deps = {"judge": judge.identity, "mode": cfg.judge_mode, "template": template_hash("pairwise"),
+            "system_prompt": cfg.judge_system_prompt, "reference": reference,
+            "bootstrap_samples": cfg.bootstrap_samples,
+            "max_new_tokens": cfg.judge_max_new_tokens if generate else None,
+            **rt.generation_key(), **({"constraint": constraint.identity()} if constraint else {}),
+            **({"checks": checks, "temperature": cfg.judge_temperature}
+               if validator or cfg.judge_max_tries != 1 or cfg.judge_temperature else {})}
+    name = ev.stage("judge")
+    n_answers = rt.store.count_rows(ev.answers)
+    stage = rt.store.sharded_stage(name, deps, [ev.judgements], rt.cfg.shard_size, inputs=[ev.answers, ref_rel],
+                                   force=rt.forced(name), job="eval")
 
     def pairs() -> list[dict]:
         if "pairs" not in cache:
@@ -335,7 +345,7 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge
         stats = {"judge": judge.name, "judge_mode": cfg.judge_mode, "reference": reference, **summary,
                  "judgements": len(flat("orders")), "parse_failures": sum(kinds.values()),
                  "parse_failure_kinds": kinds, "tie_verdicts": sum(s["tie_verdicts"] for s in shards)}
-        if constraint is not None or validator is not None:
+        if checks:
             stats["checks"] = merge_checked([s.get("checks") for s in shards], **checks)
             for note in describe_checked(f"{label} judge", stats["checks"], rt.cfg.generation.backend):
                 rt.warn(note)
@@ -345,16 +355,7 @@ def judge_stage(rt: RunContext, label: str, reference: str, judge: PairwiseJudge
                f"{_fmt(stats['position_consistency'])}")
         return stats
 
-    deps = {"judge": judge.identity, "mode": cfg.judge_mode, "template": template_hash("pairwise"),
-            "system_prompt": cfg.judge_system_prompt, "reference": reference,
-            "bootstrap_samples": cfg.bootstrap_samples,
-            "max_new_tokens": cfg.judge_max_new_tokens if cfg.judge_mode == "generate" else None,
-            **rt.generation_key(), **({"constraint": constraint.identity()} if constraint else {}),
-            **({"checks": checks, "temperature": cfg.judge_temperature}
-               if validator or cfg.judge_max_tries != 1 or cfg.judge_temperature else {})}
-    name = ev.stage("judge")
-    return rt.store.sharded_stage(name, deps, [ev.judgements], rt.store.count_rows(ev.answers), rt.cfg.shard_size,
-                                  do_shard, finish, inputs=[ev.answers, ref_rel], force=rt.forced(name), job="eval")
+    return stage.run(n_answers, do_shard, finish)
 
 
 # --------------------------------------------------------------------------- lm-evaluation-harness
@@ -365,7 +366,18 @@ def lm_eval_stage(rt: RunContext, label: str) -> StageResult:
     cfg = rt.cfg.eval
     ev = layout.evaluation(label)
 
-    def work() -> dict:
+    include = cfg.lm_eval_include_path
+    deps = {"tasks": list(cfg.lm_eval_tasks),
+            "include": source_identity(include, None, full=True) if include else None,
+            "limit": cfg.lm_eval_limit, "num_fewshot": cfg.lm_eval_num_fewshot,
+            "chat_template": cfg.lm_eval_chat_template,
+            "system_prompt": cfg.system_prompt if cfg.lm_eval_chat_template else None, "base": rt.base_identity,
+            "dtype": rt.cfg.generation.dtype, "random_seed": rt.cfg.random_seed}
+    name = ev.stage("lm_eval")
+    stage = rt.store.stage(name, deps, [ev.lm_eval], inputs=_adapter_inputs(label), force=rt.forced(name), job="eval")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         from ..evaluation.lm_harness import flat_metrics, model_args, run_tasks, task_manager
         from ..progress import progress_bars
 
@@ -381,18 +393,7 @@ def lm_eval_stage(rt: RunContext, label: str) -> StageResult:
         write_json(rt.store.path(ev.lm_eval), summary)
         metrics = flat_metrics(summary)
         rt.result(f"{label}: lm-eval " + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))
-        return {"lm_eval": metrics}
-
-    include = cfg.lm_eval_include_path
-    deps = {"tasks": list(cfg.lm_eval_tasks),
-            "include": source_identity(include, None, full=True) if include else None,
-            "limit": cfg.lm_eval_limit, "num_fewshot": cfg.lm_eval_num_fewshot,
-            "chat_template": cfg.lm_eval_chat_template,
-            "system_prompt": cfg.system_prompt if cfg.lm_eval_chat_template else None, "base": rt.base_identity,
-            "dtype": rt.cfg.generation.dtype, "random_seed": rt.cfg.random_seed}
-    name = ev.stage("lm_eval")
-    return rt.store.stage(name, deps, [ev.lm_eval], work, inputs=_adapter_inputs(label), force=rt.forced(name),
-                          job="eval")
+    return stage.finish({"lm_eval": metrics})
 
 
 def _fmt(value: Optional[float], digits: int = 3) -> str:

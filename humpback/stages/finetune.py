@@ -16,23 +16,27 @@ from ..errors import DataError
 from ..layout import BACKWARD, BACKWARD_TRAIN, M0, M0_TRAIN, SEED
 from ..prompts import SEED_SYSTEM_PROMPT, WEB_SYSTEM_PROMPT, template_hash
 from ..run import RunContext
-from ..store import StageResult, Step
+from ..store import Stage, StageResult, Step
 
 
 def backward_stage(rt: RunContext) -> StageResult:
-    def work() -> dict:
-        return _train(rt, backward_rows(rt.store.read_rows(SEED)), BACKWARD_TRAIN, BACKWARD, iteration=None)
-
     deps = {"train": _train_deps(rt), "base": rt.base_identity, "template": template_hash("backward")}
-    return _stage(rt, "backward", deps, [SEED], BACKWARD_TRAIN, BACKWARD, work)
+    stage = _training_stage(rt, "backward", deps, [SEED], BACKWARD_TRAIN, BACKWARD)
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
+        stats = _train(rt, backward_rows(rt.store.read_rows(SEED)), BACKWARD_TRAIN, BACKWARD, iteration=None)
+    return stage.finish(stats)
 
 
 def m0_stage(rt: RunContext) -> StageResult:
-    def work() -> dict:
-        return _train(rt, mixture_rows(rt.store.read_rows(SEED), []), M0_TRAIN, M0, iteration=0)
-
     deps = {"train": _train_deps(rt), "base": rt.base_identity, "tags": [SEED_SYSTEM_PROMPT]}
-    return _stage(rt, "m0", deps, [SEED], M0_TRAIN, M0, work)
+    stage = _training_stage(rt, "m0", deps, [SEED], M0_TRAIN, M0)
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
+        stats = _train(rt, mixture_rows(rt.store.read_rows(SEED), []), M0_TRAIN, M0, iteration=0)
+    return stage.finish(stats)
 
 
 def finetuned_model(rt: RunContext, k: int) -> str:
@@ -46,26 +50,28 @@ def next_model_stage(rt: RunContext, k: int) -> StageResult:
     """Model K: finetuned from the base model on seed + A(K), with the paper's tags."""
     it = layout.iteration(k)
     model = finetuned_model(rt, k)
-
-    def work() -> dict:
-        rows = mixture_rows(rt.store.read_rows(SEED), rt.store.read_rows(it.curated))
-        return _train(rt, rows, it.mixture, model, iteration=k)
-
     deps = {"train": _train_deps(rt), "base": rt.base_identity, "tags": [SEED_SYSTEM_PROMPT, WEB_SYSTEM_PROMPT]}
-    return _stage(rt, it.stage("train"), deps, [SEED, it.curated], it.mixture, model, work)
+    stage = _training_stage(rt, it.stage("train"), deps, [SEED, it.curated], it.mixture, model)
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
+        rows = mixture_rows(rt.store.read_rows(SEED), rt.store.read_rows(it.curated))
+        stats = _train(rt, rows, it.mixture, model, iteration=k)
+    return stage.finish(stats)
 
 
 def mixture_model_stage(rt: RunContext, k: int) -> StageResult:
     """Model K trained on an existing mixture iter_K/train.parquet (replay: no generation at all)."""
     it = layout.iteration(k)
     model = finetuned_model(rt, k)
-
-    def work() -> dict:
-        return _train(rt, rt.store.read_rows(it.mixture), None, model, iteration=k)
-
-    deps = {"train": _train_deps(rt), "base": rt.base_identity}
     name = it.stage("train")
-    return rt.store.stage(name, deps, [model], work, inputs=[it.mixture], force=rt.forced(name))
+    deps = {"train": _train_deps(rt), "base": rt.base_identity}
+    stage = rt.store.stage(name, deps, [model], inputs=[it.mixture], force=rt.forced(name))
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
+        stats = _train(rt, rt.store.read_rows(it.mixture), None, model, iteration=k)
+    return stage.finish(stats)
 
 
 def dpo_stage(rt: RunContext, k: int) -> StageResult:
@@ -74,8 +80,14 @@ def dpo_stage(rt: RunContext, k: int) -> StageResult:
     from ..training.dpo import PreferenceJob
 
     it = layout.iteration(k)
-
-    def work() -> dict:
+    name = it.stage("dpo")
+    inputs = [it.sft_model, it.preferences]
+    deps = {"dpo": to_dict(rt.cfg.dpo), "train": train_deps(rt), "base": rt.base_identity}
+    stage = rt.store.stage(name, deps, [it.model], inputs=inputs, force=rt.forced(name),
+                           lineage=[Step("dpo", tuple(inputs), (it.model,))])
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         rows = rt.store.read_rows(it.preferences)
         if not rows:  # the preferences stage stops first; a replayed or edited file could still be empty
             raise DataError(f"{it.preferences}: no preference pairs, nothing for DPO to train on")
@@ -84,23 +96,17 @@ def dpo_stage(rt: RunContext, k: int) -> StageResult:
                                 seed=rt.cfg.random_seed, revision=rt.cfg.base_model_revision, progress=rt.progress,
                                 **reporting)
             result = train_model(job, rows, rt.store.path(it.preferences), rt.store.path(it.model))
-        stage = it.model.replace("/", "_")
+        tracked = it.model.replace("/", "_")
         for point in result["curve"]:
-            for name, value in point.items():
-                if name != "step":
-                    rt.metric(stage, f"dpo/{name}", value, iteration=k)
-        rt.metric(stage, "dpo/final_loss", result["train_loss"], iteration=k)
+            for metric, value in point.items():
+                if metric != "step":
+                    rt.metric(tracked, f"dpo/{metric}", value, iteration=k)
+        rt.metric(tracked, "dpo/final_loss", result["train_loss"], iteration=k)
         if result.get("dropped_examples"):
             rt.warn(f"dpo: {result['dropped_examples']} of {len(rows)} pairs dropped (prompt >= "
                     f"train.max_length={rt.cfg.train.max_length})")
         rt.result(dpo_line(len(rows), result))
-        return result
-
-    deps = {"dpo": to_dict(rt.cfg.dpo), "train": train_deps(rt), "base": rt.base_identity}
-    name = it.stage("dpo")
-    inputs = [it.sft_model, it.preferences]
-    return rt.store.stage(name, deps, [it.model], work, inputs=inputs, force=rt.forced(name),
-                          lineage=[Step("dpo", tuple(inputs), (it.model,))])
+    return stage.finish(result)
 
 
 def dpo_line(n_pairs: int, result: dict) -> str:
@@ -113,10 +119,10 @@ def dpo_line(n_pairs: int, result: dict) -> str:
     return f"dpo: {n_pairs} pairs, {result['steps']} steps in {result.get('runtime_s') or 0:.0f}s; {curve}{tail}"
 
 
-def _stage(rt: RunContext, name: str, deps: dict, sources: list[str], mixture: str, model: str, work) -> StageResult:
-    """A training stage's lineage: the mixture from its sources, the model from the mixture."""
+def _training_stage(rt: RunContext, name: str, deps: dict, sources: list[str], mixture: str, model: str) -> Stage:
+    """Declare a training stage: the mixture from its sources, the model from the mixture (its lineage)."""
     lineage = [Step("mix", tuple(sources), (mixture,)), Step("train", (mixture,), (model,))]
-    return rt.store.stage(name, deps, [mixture, model], work, inputs=sources, force=rt.forced(name), lineage=lineage)
+    return rt.store.stage(name, deps, [mixture, model], inputs=sources, force=rt.forced(name), lineage=lineage)
 
 
 def _train_deps(rt: RunContext) -> dict:

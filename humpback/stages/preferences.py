@@ -100,6 +100,23 @@ def responses_stage(rt: RunContext, k: int) -> StageResult:
     judge, judge_inputs, judge_identity = _judge(rt, k, model)
     generator = rt.model_name(it.sft_model)
     seed = rt.cfg.random_seed
+    judging = judge_settings(rt.cfg.curate, rt.cfg.preferences)
+    # The checks join the stage key only when set (sampling_settings too): runs made before them keep theirs.
+    deps = {"sampling": sampling_settings(cfg),
+            "bank": bank_identity, "judge": {"judge_kind": judging.judge_kind,
+                                             **{key: getattr(judging, key) for key in JUDGE_KEYS[judging.judge_kind]}},
+            "judge_identity": judge_identity, "base": rt.base_identity, **rt.generation_key(),
+            **({"checks": checks} if any(checks.values()) else {})}
+    if judging.judge_kind in ("additive", "rating"):
+        deps["template"] = template_hash("additive" if judging.judge_kind == "additive" else "curate")
+    if judging.judge_kind == "rubric":
+        from ..judges.rubric import load_rubric
+
+        deps["rubric_hash"] = load_rubric(judging.rubric, judging.rubric_field).text_hash
+    name = it.stage("responses")
+    inputs = list(dict.fromkeys([it.sft_model, *bank_inputs, *judge_inputs]))
+    stage = rt.store.sharded_stage(name, deps, [it.responses, it.response_scores], rt.cfg.shard_size, inputs=inputs,
+                                   force=rt.forced(name), job="preferences", unit="prompts")
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         part = bank[start:end]
@@ -147,25 +164,8 @@ def responses_stage(rt: RunContext, k: int) -> StageResult:
                     rt.metric("responses", f"checks/{name}", stats["checks"][name], iteration=k)
         return stats
 
-    judging = judge_settings(rt.cfg.curate, rt.cfg.preferences)
-    # The checks join the stage key only when set (sampling_settings too): runs made before them keep theirs.
-    deps = {"sampling": sampling_settings(cfg),
-            "bank": bank_identity, "judge": {"judge_kind": judging.judge_kind,
-                                             **{key: getattr(judging, key) for key in JUDGE_KEYS[judging.judge_kind]}},
-            "judge_identity": judge_identity, "base": rt.base_identity, **rt.generation_key(),
-            **({"checks": checks} if any(checks.values()) else {})}
-    if judging.judge_kind in ("additive", "rating"):
-        deps["template"] = template_hash("additive" if judging.judge_kind == "additive" else "curate")
-    if judging.judge_kind == "rubric":
-        from ..judges.rubric import load_rubric
-
-        deps["rubric_hash"] = load_rubric(judging.rubric, judging.rubric_field).text_hash
-    name = it.stage("responses")
-    inputs = list(dict.fromkeys([it.sft_model, *bank_inputs, *judge_inputs]))
     try:
-        return rt.store.sharded_stage(name, deps, [it.responses, it.response_scores], len(bank), rt.cfg.shard_size,
-                                      do_shard, finish, inputs=inputs, force=rt.forced(name), job="preferences",
-                                      unit="prompts")
+        return stage.run(len(bank), do_shard, finish)
     finally:
         model.close()
         judge.close()
@@ -178,7 +178,12 @@ def preferences_stage(rt: RunContext, k: int) -> StageResult:
     it = layout.iteration(k)
     rule = pairing_rule(cfg.min_margin, cfg.keep_truncated)
 
-    def work() -> dict:
+    name = it.stage("preferences")
+    stage = rt.store.stage(name, rule, [it.preferences], inputs=[it.responses, it.response_scores],
+                           force=rt.forced(name))
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         pairs, counts = pair_responses(rt.store.read_rows(it.responses), rt.store.read_rows(it.response_scores),
                                        cfg.min_margin, cfg.keep_truncated)
         skipped = ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in SKIPS if counts[s]) or "none"
@@ -199,13 +204,9 @@ def preferences_stage(rt: RunContext, k: int) -> StageResult:
                  "chosen_score_mean": statistics.fmean(p["chosen_score"] for p in pairs),
                  "rejected_score_mean": statistics.fmean(p["rejected_score"] for p in pairs),
                  "pair_rate": counts["pairs"] / counts["prompts"]}
-        for name in ("pairs", "pair_rate", "margin_mean", *SKIPS):
-            rt.metric("preferences", name, stats[name], iteration=k)
-        return stats
-
-    name = it.stage("preferences")
-    return rt.store.stage(name, rule, [it.preferences], work, inputs=[it.responses, it.response_scores],
-                          force=rt.forced(name))
+        for metric in ("pairs", "pair_rate", "margin_mean", *SKIPS):
+            rt.metric("preferences", metric, stats[metric], iteration=k)
+    return stage.finish(stats)
 
 
 def _fmt(x) -> str:

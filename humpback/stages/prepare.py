@@ -16,8 +16,14 @@ def seed_stage(rt: RunContext) -> StageResult:
     """Read the seed pairs in their source format and save them as (id, instruction, output, source):
     the held-out ones (``seed.heldout``) in HELDOUT, the rest, which every mixture trains on, in SEED."""
     cfg = rt.sources.seed
-
-    def work() -> dict:
+    deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
+    if cfg.sample is not None:  # the draw depends on the run's seed
+        deps["random_seed"] = rt.cfg.random_seed
+    stage = rt.store.stage("seed", deps, [SEED, HELDOUT], force=rt.forced("seed"), job="prepare",
+                           reads=[_source(rt.cfg.seed.path, cfg.dataset)])
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         from ..data.seed import load_seed
         from ..evaluation.prompt_set import split_heldout
 
@@ -32,13 +38,7 @@ def seed_stage(rt: RunContext) -> StageResult:
             what = "kept, with numbered ids" if cfg.keep_duplicates else "kept once (seed.keep_duplicates keeps them)"
             rt.warn(f"seed: {result.stats['duplicates']} pairs repeat an earlier pair's instruction and output: "
                     f"{what}")
-        return {"format": result.format, **result.stats, "pairs": len(train), "heldout_pairs": len(heldout)}
-
-    deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
-    if cfg.sample is not None:  # the draw depends on the run's seed
-        deps["random_seed"] = rt.cfg.random_seed
-    return rt.store.stage("seed", deps, [SEED, HELDOUT], work, force=rt.forced("seed"), job="prepare",
-                          reads=[_source(rt.cfg.seed.path, cfg.dataset)])
+    return stage.finish({"format": result.format, **result.stats, "pairs": len(train), "heldout_pairs": len(heldout)})
 
 
 def _seed_schema():
@@ -55,8 +55,12 @@ def segments_stage(rt: RunContext) -> StageResult:
     cfg = rt.sources.corpus
     schema = pa.schema([("id", pa.string()), ("doc_id", pa.string()), ("header", pa.string()),
                         ("text", pa.string()), ("n_chars", pa.int32())])
-
-    def work() -> dict:
+    deps = {"corpus": to_dict(rt.cfg.corpus), "source": source_identity(cfg.path, cfg.dataset, full=False)}
+    stage = rt.store.stage("segments", deps, [SEGMENTS, FUNNEL], inputs=[SEED, HELDOUT], force=rt.forced("segments"),
+                           job="prepare", reads=[_source(rt.cfg.corpus.path, cfg.dataset)])
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         from ..data.corpus import ReadLog, iter_documents
         from ..data.funnel import check_not_empty, describe_funnel
         from ..data.segment import Segmenter
@@ -85,11 +89,7 @@ def segments_stage(rt: RunContext) -> StageResult:
                   f"{funnel['kept']} kept")
         for name, value in funnel.items():
             rt.metric("segments", f"funnel/{name}", value)
-        return {"funnel": funnel, "skipped_examples": [list(x) for x in skipped[:5]]}
-
-    deps = {"corpus": to_dict(rt.cfg.corpus), "source": source_identity(cfg.path, cfg.dataset, full=False)}
-    return rt.store.stage("segments", deps, [SEGMENTS, FUNNEL], work, inputs=[SEED, HELDOUT],
-                          force=rt.forced("segments"), job="prepare", reads=[_source(rt.cfg.corpus.path, cfg.dataset)])
+    return stage.finish({"funnel": funnel, "skipped_examples": [list(x) for x in skipped[:5]]})
 
 
 def seed_rows(pairs: list) -> list[dict]:

@@ -29,8 +29,8 @@ from ..data.self_instruct_text import (CLASSIFY_STOP, INSTANCE_REJECT_REASONS, T
                                        sample_prompt_instructions, split_tasks, strip_stop, task_status)
 from ..errors import ConfigError
 from ..generation.constraints import parse_constraint
-from ..generation.rejection import describe_checked, generate_checked, load_validator, merge_checked
-from ..judges.verifier import verifier_identity
+from ..generation.rejection import (check_identity, describe_checked, generate_checked, load_validator,
+                                    merge_checked)
 from ..layout import CANDIDATES, REJECTED, SEED_TASKS, TASKS, TASKS_REJECTED
 from ..prompts import template_hash
 from ..run import RunContext
@@ -49,8 +49,11 @@ INSTANCE_KEYS = ("instance_presence_penalty", "instance_max_new_tokens", "classi
 def seed_tasks_stage(rt: RunContext) -> StageResult:
     """The seed as Self-Instruct tasks, each instruction once."""
     cfg = rt.sources.seed
-
-    def work() -> dict:
+    deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
+    stage = rt.store.stage("seed_tasks", deps, [SEED_TASKS], force=rt.forced("seed_tasks"), job="prepare")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
         from ..data.seed import load_seed_tasks
 
         tasks, fmt = load_seed_tasks(cfg, format_set_by=who_set(rt.cfg, "seed.format"), random_seed=rt.cfg.random_seed)
@@ -65,11 +68,8 @@ def seed_tasks_stage(rt: RunContext) -> StageResult:
         rt.store.write_rows(SEED_TASKS, rows)
         n_clf = sum(r["is_classification"] for r in rows)
         rt.log(f"  seed tasks: {len(rows)} ({fmt} format), {n_clf} classification")
-        return {"format": fmt, "tasks": len(rows), "classification": n_clf, "duplicates": len(tasks) - len(rows),
-                "instances": sum(len(r["instances"]) for r in rows)}
-
-    deps = {"seed": to_dict(rt.cfg.seed), "source": source_identity(cfg.path, cfg.dataset, full=True)}
-    return rt.store.stage("seed_tasks", deps, [SEED_TASKS], work, force=rt.forced("seed_tasks"), job="prepare")
+    return stage.finish({"format": fmt, "tasks": len(rows), "classification": n_clf,
+                         "duplicates": len(tasks) - len(rows), "instances": sum(len(r["instances"]) for r in rows)})
 
 
 def tasks_stage(rt: RunContext) -> StageResult:
@@ -90,11 +90,17 @@ def tasks_stage(rt: RunContext) -> StageResult:
     keywords = keyword_pattern(cfg.task_keywords)
     constraint = parse_constraint(cfg.task_constraint, cfg.task_max_new_tokens) if cfg.task_constraint else None
     validator = load_validator(cfg.task_validator, "augment.task_validator") if cfg.task_validator else None
-    checks = _checks(constraint, cfg.task_validator, cfg.task_max_tries)
+    checks = check_identity(constraint, cfg.task_validator, cfg.task_max_tries)
     params = SamplingParams(temperature=cfg.task_temperature, top_p=cfg.task_top_p,
                             max_new_tokens=cfg.task_max_new_tokens,
                             seed=rt.cfg.random_seed, presence_penalty=cfg.task_presence_penalty, stop=TASK_STOP,
                             constraint=constraint)
+    deps = {"augment": {k: getattr(cfg, k) for k in TASK_KEYS}, "templates": [template_hash("self_instruct_tasks")],
+            "base": rt.base_identity, **rt.generation_key(),
+            **({"task_constraint": checks["constraint"]} if constraint else {}),
+            **({"task_checks": checks} if validator or cfg.task_max_tries != 1 else {})}
+    stage = rt.store.round_stage("tasks", deps, [TASKS, TASKS_REJECTED], inputs=[SEED_TASKS],
+                                 force=rt.forced("tasks"), job="augment")
 
     def load_round(r: int) -> None:
         for row in rt.store.read_rows(shard_file(TASKS, r)):
@@ -171,13 +177,8 @@ def tasks_stage(rt: RunContext) -> StageResult:
             rt.metric("tasks", f"rejected/{reason}", n)
         return stats
 
-    deps = {"augment": {k: getattr(cfg, k) for k in TASK_KEYS}, "templates": [template_hash("self_instruct_tasks")],
-            "base": rt.base_identity, **rt.generation_key(),
-            **({"task_constraint": checks["constraint"]} if constraint else {}),
-            **({"task_checks": checks} if validator or cfg.task_max_tries != 1 else {})}
     try:
-        return rt.store.round_stage("tasks", deps, [TASKS, TASKS_REJECTED], load_round, do_round, more, finish,
-                                    inputs=[SEED_TASKS], force=rt.forced("tasks"), job="augment")
+        return stage.run(load_round, do_round, more, finish)
     finally:
         model.close()
 
@@ -193,7 +194,13 @@ def instances_stage(rt: RunContext) -> StageResult:
         if cfg.instance_validator else None
     constraints = {max_new: parse_constraint(cfg.instance_constraint, max_new) if cfg.instance_constraint else None
                    for max_new in (cfg.classification_max_new_tokens, cfg.instance_max_new_tokens)}
-    checks = _checks(constraints[cfg.instance_max_new_tokens], cfg.instance_validator, 1)
+    checks = check_identity(constraints[cfg.instance_max_new_tokens], cfg.instance_validator, 1)
+    deps = {"source": "self_instruct", "augment": {k: getattr(cfg, k) for k in INSTANCE_KEYS},
+            "templates": [template_hash(t) for t in TEMPLATES[1:]], "base": rt.base_identity, **rt.generation_key(),
+            **({"instance_checks": checks} if checks else {})}
+    n_tasks = rt.store.count_rows(TASKS)
+    stage = rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.cfg.shard_size, inputs=[TASKS],
+                                   force=rt.forced("augment"))
 
     def do_shard(shard: int, start: int, end: int) -> dict:
         from ..generation.base import SamplingParams
@@ -276,22 +283,10 @@ def instances_stage(rt: RunContext) -> StageResult:
             rt.metric("augment", f"rejected/{reason}", n)
         return stats
 
-    deps = {"source": "self_instruct", "augment": {k: getattr(cfg, k) for k in INSTANCE_KEYS},
-            "templates": [template_hash(t) for t in TEMPLATES[1:]], "base": rt.base_identity, **rt.generation_key(),
-            **({"instance_checks": checks} if checks else {})}
     try:
-        return rt.store.sharded_stage("augment", deps, [CANDIDATES, REJECTED], rt.store.count_rows(TASKS),
-                                      rt.cfg.shard_size, do_shard, finish, inputs=[TASKS], force=rt.forced("augment"))
+        return stage.run(n_tasks, do_shard, finish)
     finally:
         model.close()
-
-
-def _checks(constraint, validator: str | None, max_tries: int) -> dict:
-    """What a generation step checks (merge_checked's keywords; part of the stage key), or {} for nothing."""
-    if constraint is None and validator is None:
-        return {}
-    return {"constraint": constraint.identity() if constraint is not None else None,
-            "validator": verifier_identity(validator) if validator else None, "max_tries": max_tries}
 
 
 def _generate(model, prompts: list[str], params) -> list[str]:

@@ -7,9 +7,9 @@ from .files import (atomic_path, count_rows, hash_file, hash_json, hash_path, pa
                     write_json, write_table, write_table_stream, write_text)
 from .folder import RunStore
 from .identity import model_identity, source_identity
-from .lifecycle import StageResult, Step
+from .lifecycle import Stage, StageResult, Step
 from .workers import Worker
 
-__all__ = ["RunStore", "StageResult", "Step", "Worker", "atomic_path", "count_rows", "hash_file", "hash_json",
+__all__ = ["RunStore", "Stage", "StageResult", "Step", "Worker", "atomic_path", "count_rows", "hash_file", "hash_json",
            "hash_path", "model_identity", "package_versions", "read_table", "shard_file", "source_identity",
            "write_json", "write_table", "write_table_stream", "write_text"]

@@ -1,5 +1,5 @@
 """One run folder: its tables, its manifest (:mod:`.manifest`) and its stages, plain, sharded or in rounds,
-all opened and finished one way (:mod:`.lifecycle`, :mod:`.shards`). Inside ``store/`` imports run one way:
+all declared, opened and finished one way (:mod:`.lifecycle`, :mod:`.shards`). Inside ``store/`` imports run one way:
 files -> manifest -> lifecycle -> shards -> folder."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from .. import FORMAT_VERSION
 from ..errors import StoreError
 from .files import count_rows, hash_json, hash_path, read_table, write_table
-from .lifecycle import StageResult, Step, run_stage
+from .lifecycle import Stage, Step, open_stage
 from .manifest import Manifest
-from .shards import run_rounds, run_sharded
+from .shards import RoundStage, ShardedStage, open_rounds, open_sharded
 from .workers import Worker
 
 
 class RunStore(Manifest):
     """One run folder. Paths are relative to ``root`` (see :mod:`humpback.layout`); the manifest records
-    each stage. Every stage runs through :meth:`stage`, :meth:`sharded_stage` or :meth:`round_stage`."""
+    each stage. Every stage is declared by :meth:`stage`, :meth:`sharded_stage` or :meth:`round_stage`."""
 
     def __init__(self, root: Path | str, log: Callable[[str], None] = print, worker: Worker = Worker(),
                  poll_seconds: float | None = None, progress: bool = True):
@@ -40,35 +40,34 @@ class RunStore(Manifest):
         write_table(self.path(rel), rows, schema)
 
     # stages ----------------------------------------------------------------
-    def stage(self, name: str, deps: dict, outputs: Iterable[str], fn: Callable[[], dict | None],
-              inputs: Iterable[str] = (), force: bool = False, job: Optional[str] = None,
-              lineage: Optional[Sequence[Step]] = None, reads: Sequence[str] = ()) -> StageResult:
-        """Run ``fn`` unless a finished stage with the same key and intact outputs exists.
+    def stage(self, name: str, deps: dict, outputs: Iterable[str], inputs: Iterable[str] = (), force: bool = False,
+              job: Optional[str] = None, lineage: Optional[Sequence[Step]] = None,
+              reads: Sequence[str] = ()) -> Stage:
+        """Declare a plain stage: skipped if a finished stage with the same key and intact outputs exists
+        (a helper worker waits for worker 0 to do it); else its work runs in :meth:`Stage.running` and
+        ends with :meth:`Stage.finish` (see :mod:`.lifecycle`).
 
-        ``deps`` is plain data the output depends on; ``inputs`` are run-folder paths written by
-        earlier stages, whose recorded content hashes join the key. ``fn`` writes ``outputs``
-        (atomically) and returns the stage's statistics. The lineage is one step of kind ``job``
+        ``deps`` is plain data the outputs depend on; ``inputs`` are run-folder paths written by earlier
+        stages, whose recorded content hashes join the key. The lineage is one step of kind ``job``
         (default: the stage's kind) from the inputs to the outputs, unless ``lineage`` says more.
         ``reads`` names what the stage reads from outside the run folder, for its start line.
         """
-        return run_stage(self, name, deps, outputs, fn, inputs, force, reads).result(job, lineage)
+        return open_stage(self, name, deps, inputs, outputs, force, wait=f"[{name}] waiting for worker 0", job=job,
+                          lineage=lineage, reads=reads)
 
-    def sharded_stage(self, name: str, deps: dict, outputs: Sequence[str], n_items: int, shard_size: int,
-                      do_shard: Callable[[int, int, int], dict], finish: Callable[[list[dict]], dict],
+    def sharded_stage(self, name: str, deps: dict, outputs: Sequence[str], shard_size: int,
                       inputs: Iterable[str] = (), force: bool = False, job: Optional[str] = None,
-                      unit: str = "items") -> StageResult:
-        """A stage whose work splits into shards, written as they finish (see :func:`.shards.run_sharded`);
-        its bar counts ``n_items`` in ``unit`` (plural: "segments")."""
-        return run_sharded(self, name, deps, tuple(outputs), n_items, shard_size, do_shard, finish, tuple(inputs),
-                           force, unit, self.concurrency, self.progress).result(job)
+                      unit: str = "items") -> ShardedStage:
+        """Declare a stage whose work splits into shards, written as they finish; its ``run(n_items,
+        do_shard, finish)`` does them (see :mod:`.shards`). Its bar counts items in ``unit`` (plural)."""
+        return open_sharded(self, name, deps, tuple(outputs), shard_size, tuple(inputs), force, job, unit,
+                            self.concurrency, self.progress)
 
-    def round_stage(self, name: str, deps: dict, outputs: Sequence[str], load_round: Callable[[int], None],
-                    do_round: Callable[[int], dict], more: Callable[[list[dict]], bool],
-                    finish: Callable[[list[dict]], dict], inputs: Iterable[str] = (), force: bool = False,
-                    job: Optional[str] = None) -> StageResult:
-        """A stage of sequential rounds, each written as it finishes (see :func:`.shards.run_rounds`)."""
-        return run_rounds(self, name, deps, tuple(outputs), load_round, do_round, more, finish, tuple(inputs),
-                          force).result(job)
+    def round_stage(self, name: str, deps: dict, outputs: Sequence[str], inputs: Iterable[str] = (),
+                    force: bool = False, job: Optional[str] = None) -> RoundStage:
+        """Declare a stage of sequential rounds, each written as it finishes; its ``run(load_round,
+        do_round, more, finish)`` does them (see :mod:`.shards`)."""
+        return open_rounds(self, name, deps, tuple(outputs), tuple(inputs), force, job)
 
     # replay ----------------------------------------------------------------
     def import_output(self, source: "RunStore", rel: str) -> str:

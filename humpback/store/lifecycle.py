@@ -4,18 +4,30 @@
    one decision: skip it (up to date, or left to worker 0 while a helper worker waits for it) or run it,
    with the reason why (new, forced, changed, unfinished, an output missing).
 2. **Run**: :meth:`Stage.begin` prints the start line and records the stage as running; the work runs
-   under :meth:`Stage.failing` (a raise is recorded as failed or interrupted).
+   under :meth:`Stage.failing` (a raise is recorded as failed or interrupted). A plain stage's work runs
+   in :meth:`Stage.running`, which does both and then checks that every output was written.
 3. **Finish** (:meth:`Stage.finish`): the outputs' hashes, the stats and the result lines go to the
-   manifest; :meth:`Stage.result` is what the stage gives back (:class:`StageResult`).
+   manifest, and the stage gives back its :class:`StageResult` (:meth:`Stage.result` when skipped).
 
-:func:`run_stage` is a plain stage; :mod:`.shards` runs sharded and round stages through the same steps.
+A plain stage reads top to bottom (see docs/architecture.md, "How a stage is written")::
+
+    stage = rt.store.stage("seed", deps, [SEED, HELDOUT], force=rt.forced("seed"), job="prepare")
+    if not stage.runs:
+        return stage.result()
+    with stage.running():
+        ...  # the work: writes the outputs
+        stats = {...}
+    return stage.finish(stats)
+
+:mod:`.shards` runs sharded and round stages through the same steps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 from .. import layout
 from ..errors import StoreError
@@ -47,9 +59,11 @@ class StageResult:
 
 @dataclass
 class Stage:
-    """A declared stage: its name, inputs and outputs, and ``full`` (what its key hashes) and ``key``;
-    then whether it ``runs`` and the ``reason`` (why it runs, or why it was skipped: up to date, done by
-    another worker), and its ``stats`` (from its run, or those recorded when it was skipped)."""
+    """A declared stage: its name, inputs and outputs, and ``full`` (what its key hashes) and ``key``; its
+    lineage (one step of kind ``job``, default the stage's kind, unless ``lineage`` says more) and what it
+    ``reads`` from outside the run folder (for its start line); then whether it ``runs`` and the ``reason``
+    (why it runs, or why it was skipped: up to date, done by another worker), and its ``stats`` (from its
+    run, or those recorded when it was skipped)."""
 
     store: Manifest
     name: str
@@ -57,6 +71,9 @@ class Stage:
     outputs: tuple[str, ...]
     full: dict
     key: str
+    job: Optional[str] = None
+    lineage: Optional[tuple[Step, ...]] = None
+    reads: tuple[str, ...] = ()
     runs: bool = False
     reason: str = ""
     stats: dict = field(default_factory=dict)
@@ -78,38 +95,46 @@ class Stage:
         """The context the work runs in: a raise records the stage as failed or interrupted."""
         return self.store.failing(self.name, self.key)
 
-    def require_outputs(self) -> None:
+    @contextlib.contextmanager
+    def running(self) -> Iterator["Stage"]:
+        """A plain stage's work: its start line (why it runs, what it reads), the stage recorded as running,
+        a raise recorded as failed or interrupted; when the work is done, every output must exist."""
+        self.begin(start_line(self.name, self.reason, [*self.inputs, *self.reads]))
+        with self.failing():
+            yield self
         missing = [rel for rel in self.outputs if not self.store.exists(rel)]
         if missing:
             raise StoreError(f"stage {self.name} finished without writing {', '.join(missing)}")
 
-    def finish(self, stats: dict) -> "Stage":
-        """Record the stage as done: its outputs' hashes, ``stats`` and result lines."""
+    def finish(self, stats: dict) -> StageResult:
+        """Record the stage as done: its outputs' hashes, ``stats`` and result lines; its result."""
         self.store.finish(self.name, self.key, self.full, self.outputs, stats, self.started)
         self.stats = stats
-        return self
+        return self.result()
 
-    def result(self, job: Optional[str] = None, lineage: Optional[Sequence[Step]] = None) -> StageResult:
-        """The :class:`StageResult`; its lineage is one step of kind ``job`` (default: the stage's kind)
-        from the inputs to the outputs, unless ``lineage`` says more."""
-        steps = tuple(lineage) if lineage is not None else \
-            (Step(job or layout.stage_kind(self.name), self.inputs, self.outputs),)
+    def result(self) -> StageResult:
+        """What the stage gives back: its stats, inputs, outputs and lineage."""
+        steps = self.lineage if self.lineage is not None else \
+            (Step(self.job or layout.stage_kind(self.name), self.inputs, self.outputs),)
         return StageResult(self.name, self.runs, self.reason, self.stats, self.inputs, self.outputs, steps)
 
 
 def open_stage(store: Manifest, name: str, deps: dict, inputs: Iterable[str], outputs: Iterable[str],
-               force: bool, wait: Optional[str] = None) -> Stage:
+               force: bool, wait: Optional[str] = None, job: Optional[str] = None,
+               lineage: Optional[Sequence[Step]] = None, reads: Sequence[str] = ()) -> Stage:
     """Declare a stage and decide whether it runs.
 
     ``deps`` is plain data the output depends on; ``inputs`` are run-folder paths written by earlier
     stages, whose recorded content hashes join the key. A stage up to date is skipped (its lines are
     shown again). With ``wait`` (its waiting line), a helper worker leaves the stage to worker 0 and
-    waits until it is done; without, every worker takes part (a sharded stage).
+    waits until it is done; without, every worker takes part (a sharded stage). ``job``, ``lineage``
+    and ``reads``: see :class:`Stage`.
     """
     inputs, outputs = tuple(inputs), tuple(outputs)
     store.refresh()
     full = store.depends_on(deps, inputs)
-    stage = Stage(store, name, inputs, outputs, full, hash_json(full))
+    stage = Stage(store, name, inputs, outputs, full, hash_json(full), job,
+                  tuple(lineage) if lineage is not None else None, tuple(reads))
     if wait is not None and not store.worker.is_main:
         return stage.skip("done by another worker", store.wait_for(name, stage.key, wait))
     prev = store.stage_entry(name)
@@ -119,20 +144,6 @@ def open_stage(store: Manifest, name: str, deps: dict, inputs: Iterable[str], ou
         return stage.skip("up to date", prev.get("stats", {}))
     stage.runs, stage.reason = True, reason
     return stage
-
-
-def run_stage(store: Manifest, name: str, deps: dict, outputs: Iterable[str], fn: Callable[[], dict | None],
-              inputs: Iterable[str] = (), force: bool = False, reads: Sequence[str] = ()) -> Stage:
-    """A plain stage: ``fn`` writes ``outputs`` (atomically) and returns the stage's statistics.
-    ``reads`` names what it reads from outside the run folder, for its start line."""
-    stage = open_stage(store, name, deps, inputs, outputs, force, wait=f"[{name}] waiting for worker 0")
-    if not stage.runs:
-        return stage
-    stage.begin(start_line(name, stage.reason, [*stage.inputs, *reads]))
-    with stage.failing():
-        stats = fn() or {}
-    stage.require_outputs()
-    return stage.finish(stats)
 
 
 def start_line(name: str, reason: str, reads: Sequence[str], shards: str = "") -> str:

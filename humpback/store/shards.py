@@ -1,5 +1,7 @@
 """Sharded and round stages: generation and scoring write their results in shards as they go. Both go
 through the one stage lifecycle (:mod:`.lifecycle`): declare -> skip or run (here: shard by shard) -> finish.
+A stage declares itself first (:class:`ShardedStage`, :class:`RoundStage`: its name, inputs, outputs and key;
+skip or run), then defines its per-shard work and runs it with ``.run(...)``, which gives back its result.
 
 A shard is done when its marker (:func:`humpback.layout.shard_marker`) records the stage key and the
 checksums of its files; on restart, done shards are kept and only missing or corrupt ones are
@@ -12,13 +14,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .. import layout, progress
 from ..errors import StoreError
 from ..layout import shard_file
 from .files import hash_file, write_json
-from .lifecycle import Stage, open_stage, start_line
+from .lifecycle import Stage, StageResult, open_stage, start_line
 from .manifest import Manifest
 from .workers import wait_until
 
@@ -27,21 +30,53 @@ from .workers import wait_until
 after_shard: list[Callable[[str, int], None]] = []
 
 
-def run_sharded(store: Manifest, name: str, deps: dict, outputs: Sequence[str], n_items: int, shard_size: int,
-                do_shard: Callable[[int, int, int], dict], finish: Callable[[list[dict]], dict],
-                inputs: Sequence[str], force: bool, unit: str = "items", concurrency: int = 1,
-                show: bool = True) -> Stage:
-    """Run a sharded stage.
+@dataclass
+class ShardedStage:
+    """A declared sharded stage (every worker takes part; ``shard_size`` joins its key): :attr:`runs` says
+    whether it runs, :meth:`run` does this worker's shards and gives back the result."""
 
-    ``outputs`` are folders; ``do_shard(shard, start, end)`` writes its :func:`~humpback.layout.shard_file`
+    stage: Stage
+    shard_size: int
+    unit: str = "items"  # what its bar counts (plural: "segments")
+    concurrency: int = 1
+    show: bool = True
+
+    @property
+    def runs(self) -> bool:
+        return self.stage.runs
+
+    def run(self, n_items: int, do_shard: Callable[[int, int, int], dict],
+            finish: Callable[[list[dict]], dict]) -> StageResult:
+        """``do_shard(shard, start, end)`` writes its :func:`~humpback.layout.shard_file` into each output
+        folder (atomically) and returns that shard's statistics; ``finish`` aggregates them (see
+        :func:`run_sharded`). A stage that does not run gives back its result at once."""
+        if not self.stage.runs:
+            return self.stage.result()
+        return run_sharded(self.stage, n_items, self.shard_size, do_shard, finish, self.unit, self.concurrency,
+                           self.show)
+
+
+def open_sharded(store: Manifest, name: str, deps: dict, outputs: Sequence[str], shard_size: int,
+                 inputs: Sequence[str], force: bool, job: str | None = None, unit: str = "items",
+                 concurrency: int = 1, show: bool = True) -> ShardedStage:
+    """Declare a sharded stage: its key is ``deps`` with the shard size."""
+    stage = open_stage(store, name, {**deps, "shard_size": shard_size}, inputs, outputs, force, job=job)
+    return ShardedStage(stage, shard_size, unit, concurrency, show)
+
+
+def run_sharded(stage: Stage, n_items: int, shard_size: int, do_shard: Callable[[int, int, int], dict],
+                finish: Callable[[list[dict]], dict], unit: str = "items", concurrency: int = 1,
+                show: bool = True) -> StageResult:
+    """Run a declared sharded stage that runs.
+
+    Its outputs are folders; ``do_shard(shard, start, end)`` writes its :func:`~humpback.layout.shard_file`
     into each (atomically) and returns that shard's statistics; ``finish`` aggregates them. Every worker
     takes part. The stage's bar (``show``) counts this worker's items in ``unit``; the generation backends
     advance it as they go (:func:`humpback.progress.task`), and each finished shard sets it right. Up to
     ``concurrency`` shards are in flight at once.
     """
-    stage = open_stage(store, name, {**deps, "shard_size": shard_size}, inputs, outputs, force)
-    if not stage.runs:
-        return stage
+    store, name, inputs, outputs = stage.store, stage.name, stage.inputs, stage.outputs
+    force = stage.reason == "forced"  # --force: done shards are redone too
     if force and store.worker.count > 1:
         raise StoreError(f"--force {name} needs a single worker (another may be reading its shards)")
 
@@ -85,7 +120,7 @@ def run_sharded(store: Manifest, name: str, deps: dict, outputs: Sequence[str], 
 
     done = store.finished_entry(name, stage.key)
     if done:
-        return stage.skip("finished by another worker", done.get("stats", {}))
+        return stage.skip("finished by another worker", done.get("stats", {})).result()
     shard_stats = [_marker(store, name, s)["stats"] for s in range(n_shards)]
     keep = {Path(shard_file("", s)).name for s in range(n_shards)}
     for out in outputs:  # shards of an earlier, larger run of this stage
@@ -166,22 +201,44 @@ def _shard_ok(store: Manifest, name: str, shard: int, key: str, outputs: Sequenc
     return True
 
 
-def run_rounds(store: Manifest, name: str, deps: dict, outputs: Sequence[str], load_round: Callable[[int], None],
-               do_round: Callable[[int], dict], more: Callable[[list[dict]], bool],
-               finish: Callable[[list[dict]], dict], inputs: Sequence[str], force: bool) -> Stage:
-    """Run a stage of sequential rounds (each depends on the ones before it).
+@dataclass
+class RoundStage:
+    """A declared stage of sequential rounds (only the main worker runs them; the others wait for it):
+    :attr:`runs` says whether it runs, :meth:`run` does its rounds and gives back the result."""
 
-    Round R writes its :func:`~humpback.layout.shard_file` into each of ``outputs`` and returns its
+    stage: Stage
+
+    @property
+    def runs(self) -> bool:
+        return self.stage.runs
+
+    def run(self, load_round: Callable[[int], None], do_round: Callable[[int], dict],
+            more: Callable[[list[dict]], bool], finish: Callable[[list[dict]], dict]) -> StageResult:
+        """See :func:`run_rounds`; a stage that does not run gives back its result at once."""
+        if not self.stage.runs:
+            return self.stage.result()
+        return run_rounds(self.stage, load_round, do_round, more, finish)
+
+
+def open_rounds(store: Manifest, name: str, deps: dict, outputs: Sequence[str], inputs: Sequence[str],
+                force: bool, job: str | None = None) -> RoundStage:
+    """Declare a stage of rounds: a helper worker waits until worker 0 has done it."""
+    return RoundStage(open_stage(store, name, deps, inputs, outputs, force, job=job,
+                                 wait=f"[{name}] waiting for worker 0 (its rounds run in order)"))
+
+
+def run_rounds(stage: Stage, load_round: Callable[[int], None], do_round: Callable[[int], dict],
+               more: Callable[[list[dict]], bool], finish: Callable[[list[dict]], dict]) -> StageResult:
+    """Run a declared stage of sequential rounds (each depends on the ones before it) that runs.
+
+    Round R writes its :func:`~humpback.layout.shard_file` into each of the stage's outputs and returns its
     statistics; a marker like a shard's records it. On restart the unbroken run of done rounds from round 0
     is kept: ``load_round(r)`` is called for each, in order, so the stage rebuilds its state from them, and
     the rounds after a missing or corrupt one are deleted (they were built on it). Rounds go on while
-    ``more(stats of every round so far)``. Only the main worker runs rounds; the others wait for it.
+    ``more(stats of every round so far)``.
     """
-    stage = open_stage(store, name, deps, inputs, outputs, force,
-                       wait=f"[{name}] waiting for worker 0 (its rounds run in order)")
-    if not stage.runs:
-        return stage
-    if force:
+    store, name, outputs = stage.store, stage.name, stage.outputs
+    if stage.reason == "forced":
         shutil.rmtree(store.path(layout.progress_dir(name)), ignore_errors=True)
     kept = 0
     while _shard_ok(store, name, kept, stage.key, outputs):
