@@ -199,3 +199,23 @@ def test_the_summary_sets_the_judges_side_by_side(compare_run):
     assert f"{auc['auc']:.2f} [{auc['low']:.2f}, {auc['high']:.2f}]" in table[2]
     warnings = stages["iter_1/compare"]["stats"]["rating"]["health"]["warnings"]
     assert all(f"WARNING: iteration 1 compared rating judge: {w}" in text for w in warnings)
+
+
+def test_dev_quality_reads_the_cutoff_from_the_score_rows():
+    """select_on argmax with a top fraction and a dev set: the curated rows carry no logits_score column,
+    so the cutoff comes from the pool's score rows (a KeyError on 'logits_score' before)."""
+    from types import SimpleNamespace
+
+    from humpback.stages.curate import _dev_quality
+
+    scores = [{"candidate_id": f"c{i}", "logits_score": i % 5 + 1} for i in range(10)]
+    curated = [{"candidate_id": c, "score": None, "expected_score": None, "value": None} for c in ("c3", "c4", "c8")]
+    dev = [{"positive": p, "logits_score": s} for p, s in ((True, 5), (True, 4), (False, 4), (False, 2))]
+    lines = []
+    rt = SimpleNamespace(store=SimpleNamespace(read_rows=lambda rel: dev), result=lines.append,
+                         metric=lambda *a, **k: None)
+    rule = {"select": "top_fraction", "score_field": "logits_score", "top_fraction": 0.3}
+    quality = _dev_quality(rt, 1, rule, curated, scores)
+    assert quality["cutoff"] == 4.0  # the lowest logits_score among c3 (4), c4 (5) and c8 (4)
+    assert (quality["selected"], quality["precision"], quality["recall"]) == (3, 2 / 3, 1.0)
+    assert lines == ["dev set: precision 0.667, recall 1.000 over 4 labelled pairs (2 positives, 3 selected)"]

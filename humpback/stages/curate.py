@@ -267,7 +267,7 @@ def select_stage(rt: RunContext, k: int) -> StageResult:
         stats = {"curated": len(curated), "acceptance_rate": rate, "rule": rule,
                  "threshold": cfg.threshold if cfg.select == "threshold" else None, **length_stats(curated)}
         if dev:
-            stats["dev"] = _dev_quality(rt, k, rule, judged)
+            stats["dev"] = _dev_quality(rt, k, rule, judged, scores)
         if cfg.review:
             stats["review"] = _review_result(rt, k, review)
     return stage.finish(stats)
@@ -286,12 +286,14 @@ def _review_result(rt: RunContext, k: int, review: dict) -> dict:
     return review
 
 
-def _dev_quality(rt: RunContext, k: int, rule: dict, curated: list[dict]) -> dict:
-    """The selection rule applied to the dev pairs (a top fraction / top k: the pool's cutoff score)."""
+def _dev_quality(rt: RunContext, k: int, rule: dict, curated: list[dict], scores: list[dict]) -> dict:
+    """The selection rule applied to the dev pairs (a top fraction / top k: the pool's cutoff score, read
+    from the score rows: a curated row does not carry every score column, e.g. ``logits_score``)."""
     it = layout.iteration(k)
     dev = rt.store.read_rows(it.dev_scores)
     field = rule["score_field"]
-    cutoff = selection_cutoff(rule, [c[field] for c in curated])
+    by_id = {s["candidate_id"]: s for s in scores}
+    cutoff = selection_cutoff(rule, [by_id[c["candidate_id"]][field] for c in curated])
     quality = {**selection_quality([d["positive"] for d in dev], select_by_cutoff(dev, field, cutoff)),
                "cutoff": cutoff}
     p, r = quality["precision"], quality["recall"]
