@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tiny_runs import TINY_RUNS
+from tiny_runs import TINY_RUNS, recipe_of
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -103,11 +103,11 @@ def tiny_world_run(tmp_path_factory: pytest.TempPathFactory, humpback_cache: Pat
     return run_dir
 
 
-# Named tiny runs that test modules share: the tiny recipe with the overrides of tiny_runs.TINY_RUNS[name],
-# run once per session in this process (loop.open_run) the first time a test asks for it by name, e.g.
-# ``tiny_run("sharded").run_dir``. The folders are shared: a test that changes a run (a rerun, a rejudge, a
-# damaged file) copies it first (shutil.copytree). Modules that need a run of their own (killed midway, under
-# Ray, two settings compared) keep it and say why.
+# Named tiny runs that test modules share: the recipe tiny_runs.recipe_of(name) (the tiny recipe unless named
+# otherwise) with the overrides of tiny_runs.TINY_RUNS[name], run once per session in this process
+# (loop.open_run) the first time a test asks for it by name, e.g. ``tiny_run("sharded").run_dir``. The folders
+# are shared: a test that changes a run (a rerun, a rejudge, a damaged file) copies it first (shutil.copytree).
+# Modules that need a run of their own (killed midway, under Ray, two settings compared) keep it and say why.
 
 
 @dataclass
@@ -133,7 +133,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, humpback_cache: Path) -> 
             overrides = list(TINY_RUNS[name])
             run_dir = tmp_path_factory.mktemp(f"tiny-{name}") / "run"
             lines: list[str] = []
-            summaries = run(open_run(load_config(TINY_RECIPE, overrides), run_dir, log=lines.append))
+            recipe = TINY_RECIPE.parent / recipe_of(name)
+            summaries = run(open_run(load_config(recipe, overrides), run_dir, log=lines.append))
             runs[name] = TinyRun(run_dir, summaries, lines, overrides)
         return runs[name]
 

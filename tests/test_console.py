@@ -16,13 +16,13 @@ import pytest
 
 from humpback import progress
 from humpback.progress import PlainBar
+from tiny_runs import TINY_RUNS
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
-# A run of its own, not conftest's tiny_run: these tests read the console of `humpback run` in a subprocess.
-FAST = ["corpus.max_segments=6", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
-        "augment.max_new_tokens=8", "generation.batch_size=4", "curate.select=threshold", "curate.select_on=argmax",
-        "curate.threshold=1"]
+# A run of its own, not conftest's tiny_run: these tests read the console of `humpback run` in a subprocess,
+# with the bars on. The settings are TINY_RUNS["small"] (tests/tiny_runs.py): 8 segments.
+FAST = [*TINY_RUNS["small"], "tracking.progress=true"]
 STAGES = ["seed", "segments", "backward", "m0", "augment"] + [f"iter_{k}/{s}" for k in (1, 2)
                                                              for s in ("score", "select", "train")]
 # What each stage's result line starts with, after its two-space indent.
@@ -108,7 +108,7 @@ def test_piped_console_shows_each_stage_its_bar_and_result_in_lines_that_fit_a_r
     assert not bad, bad
     # the bars as plain lines: the training bar's last line has the step count, the loss and the learning rate
     assert re.search(r"^  train: 2/2 steps \(100%\) in \d\d:\d\d, .*loss \d+\.\d{3}, lr \d\.\de-\d\d$", out, re.M)
-    assert re.search(r"^  augment: 6/6 segments \(100%\) in \d\d:\d\d", out, re.M)
+    assert re.search(r"^  augment: 8/8 segments \(100%\) in \d\d:\d\d", out, re.M)
     assert "Per-iteration summary" in out and "Finished in" in out
     assert (cwd / "run" / "logs").is_dir()
     assert sorted(p.name for p in (cwd / "run" / "logs").iterdir()) == ["run-1.log"]

@@ -4,21 +4,19 @@ and changing the constraint re-runs the stage."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-
-import pytest
 
 from humpback.config import load_config
 from humpback.loop import open_run, prepare
 from humpback.stages.augment import augment_stage
 from humpback.stages.finetune import backward_stage
 from humpback.store import read_table
+from tiny_runs import TINY_RUNS
 
 TINY = Path(__file__).parent.parent / "recipes" / "tiny-cpu.yaml"
-# A run of its own, not conftest's tiny_run: it stops after augment and reruns it under other checks.
-FAST = ["corpus.max_segments=12", "shard_size=4", "train.max_steps=2", "train.max_length=256",
-        "augment.max_new_tokens=16",
-        "generation.batch_size=4", "tracking.progress=false", "eval.enabled=false"]
+# conftest's shared run "sharded" (tests/tiny_runs.py), copied: its augment stage is rerun under other checks.
+FAST = TINY_RUNS["sharded"]
 
 
 VALIDATOR = '''
@@ -28,15 +26,15 @@ def no_e_first(text):
 '''
 
 
-@pytest.mark.slow  # trains the tiny backward model (~1 min on 2 cores)
-def test_augment_with_a_constraint_and_a_validator(tmp_path, monkeypatch):
+def test_augment_with_a_constraint_and_a_validator(tiny_run, tmp_path, monkeypatch):
     (tmp_path / "tiny_validators.py").write_text(VALIDATOR)
     monkeypatch.syspath_prepend(str(tmp_path))
     checks = ["augment.constraint=builtin:instruction-line", "augment.validator=tiny_validators:no_e_first",
               "augment.max_tries=3"]
+    shutil.copytree(tiny_run("sharded").run_dir, tmp_path / "run")  # its backward model; the shared run stays
     rt = open_run(load_config(TINY, FAST + checks), tmp_path / "run", log=lambda _: None)
     prepare(rt)
-    backward_stage(rt)
+    assert not backward_stage(rt).ran  # the shared run's backward model writes the instructions
     result = augment_stage(rt)
     stats = result.stats["checks"]
     assert result.ran and stats["constraint"]["spec"] == "builtin:instruction-line" and stats["max_tries"] == 3

@@ -6,6 +6,7 @@ stats, summary and report."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,13 @@ from humpback.replay import replay
 from humpback.scoring import select_by_cutoff, selection_cutoff
 from humpback.store import read_table
 from humpback.view.run_summary import format_summary
+from tiny_runs import TINY_RUNS
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
-# Runs of their own, not conftest's tiny_run: one per judge, compared with each other (same pool, dev set).
-FAST = ["iterations=1", "corpus.max_segments=12", "train.max_steps=2", "train.logging_steps=1",
-        "train.max_length=256", "augment.max_new_tokens=12", "generation.batch_size=8", "tracking.progress=false"]
+# Runs of their own, not conftest's tiny_run: each adds a judge and the dev set this module writes (a file of its
+# own), and compares the judges on the same pool. One whole loop; the other judges rerun a copy of it.
+FAST = TINY_RUNS["judges"]
 
 VERIFIER = '''
 def check(row):
@@ -126,19 +128,24 @@ def test_replay_rescores_with_a_verifier_that_raises(likelihood_run, tmp_path, m
 
 
 @pytest.fixture(scope="module")
-def compare_run(tmp_path_factory, dev_file):
-    """The likelihood run again, with the rating judge beside it (curate.compare_judges)."""
+def compare_run(tmp_path_factory, dev_file, likelihood_run):
+    """The likelihood run again, with the rating judge beside it (curate.compare_judges): a copy of it, rerun.
+    Its own judge scores and selects again (forced), beside the compared one, as in a run of its own."""
     run_dir = tmp_path_factory.mktemp("run") / "compare"
+    shutil.copytree(likelihood_run[0], run_dir)
     lines: list[str] = []
     cfg = load_config(TINY, FAST + ["curate.judge_kind=likelihood", "curate.select_on=auto",
                                     f"curate.dev_set={dev_file}", "curate.compare_judges=[rating]"])
-    run(open_run(cfg, run_dir, log=lines.append))
+    run(open_run(cfg, run_dir, force=["iter_1/score", "iter_1/select"], log=lines.append))
+    assert "[iter_1/select] running (forced)" in " ".join(lines), lines
     return run_dir, lines
 
 
 @pytest.fixture(scope="module")
-def rating_run(tmp_path_factory, dev_file):
+def rating_run(tmp_path_factory, dev_file, likelihood_run):
+    """The rating judge in the likelihood run's place: a copy of it (same M0, same pool), rejudged."""
     run_dir = tmp_path_factory.mktemp("run") / "rating"
+    shutil.copytree(likelihood_run[0], run_dir)
     run(open_run(load_config(TINY, FAST + [f"curate.dev_set={dev_file}"]), run_dir, log=lambda line: None))
     return run_dir
 

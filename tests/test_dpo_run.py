@@ -17,33 +17,25 @@ from pathlib import Path
 
 import pytest
 
-from humpback.config import load_config
 from humpback.errors import DataError, StoreError
 from humpback.export import export_preferences
-from humpback.loop import open_run, run
 from humpback.replay import replay
 from humpback.store import hash_json, read_table
+from tiny_runs import TINY_RUNS
 
 pytestmark = pytest.mark.slow  # each test runs the tiny loop or a replay of it: minutes on 2 cores
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
-# A run of its own, not conftest's tiny_run: train.objective=dpo, and its kill test reruns it in a subprocess.
-# 12 segments in shards of 4; every candidate is curated (the tiny judge gives them all a 5), so the prompt
-# bank (the curated instructions) is 12 prompts: three shards of answers per iteration. A random model
-# never ends an answer, so the cut-off answers are paired (preferences.keep_truncated).
-FAST = ["curate.select=threshold", "curate.select_on=argmax", "curate.threshold=3", "corpus.max_segments=12",
-        "shard_size=4", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
-        "augment.max_new_tokens=12", "generation.batch_size=4", "tracking.progress=false", "eval.enabled=false",
-        "train.objective=dpo", "preferences.n=2", "preferences.max_new_tokens=8", "preferences.keep_truncated=true",
-        "dpo.max_steps=2", "dpo.per_device_train_batch_size=4", "dpo.gradient_accumulation_steps=1"]
+# conftest's shared run "dpo" (tests/tiny_runs.py): train.objective=dpo, 12 prompts in three answer shards per
+# iteration. The kill test reruns the same overrides from scratch in a subprocess (it kills the process).
+FAST = TINY_RUNS["dpo"]
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("dpo") / "run"
-    run(open_run(load_config(TINY, FAST), run_dir, log=lambda _: None))
-    return run_dir
+def baseline(tiny_run):
+    """The uninterrupted run every test here reads (never changes: a test that damages it copies it first)."""
+    return tiny_run("dpo").run_dir
 
 
 def stages(run_dir: Path) -> dict:

@@ -27,13 +27,14 @@ from humpback.stages.prepare import seed_stage
 from humpback.store import read_table, shard_file, write_json
 from humpback.view.read import read_run
 from humpback.view.report import write_report
+from tiny_runs import TINY_RUNS
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
 QUIET = ["tracking.progress=false"]
-# Runs of their own, not conftest's tiny_run: killed midway, fake servers, guards against a second recipe.
-FAST = ["corpus.max_segments=8", "shard_size=4", "train.max_steps=2", "train.logging_steps=1",
-        "train.max_length=256", "augment.max_new_tokens=8", "generation.batch_size=4", "iterations=1", *QUIET]
+# Runs of their own, not conftest's tiny_run: killed midway, fake servers, guards against a second recipe. The
+# settings are TINY_RUNS["small"] (tests/tiny_runs.py), one iteration: 8 segments in two shards of 4.
+FAST = [*TINY_RUNS["small"], "iterations=1"]
 
 
 def _fake_pool(rt, scores: list[float]) -> None:

@@ -20,9 +20,10 @@ from humpback.data.self_instruct_text import (clean_instances, keyword_pattern, 
                                               split_tasks, task_status)
 from humpback.errors import ConfigError
 from humpback.prompts import template
+from tiny_runs import TINY_RUNS, recipe_of
 
 ROOT = Path(__file__).parent.parent
-RECIPE = ROOT / "recipes" / "self-instruct-tiny.yaml"
+RECIPE = ROOT / "recipes" / recipe_of("self-instruct")
 KEYWORDS = keyword_pattern(SELF_INSTRUCT_KEYWORDS)
 
 
@@ -223,11 +224,9 @@ def test_self_instruct_recipe_parses_and_needs_no_corpus(tmp_path):
 
 # --------------------------------------------------------------------------- kill and resume
 
-# A run of its own, not conftest's tiny_run: the self-instruct recipe, killed midway and resumed.
-FAST = ["augment.target_tasks=12", "augment.prompts_per_round=4", "augment.task_max_new_tokens=12",
-        "augment.instance_max_new_tokens=12", "augment.classification_max_new_tokens=12", "shard_size=6",
-        "generation.max_prompt_tokens=192", "generation.batch_size=4", "train.max_steps=1", "train.max_length=128",
-        "iterations=1", "tracking.progress=false"]
+# A run of its own, not conftest's tiny_run: its generation is killed midway and resumed. Its overrides are
+# TINY_RUNS["self-instruct"] (tests/tiny_runs.py), on the self-instruct recipe.
+FAST = TINY_RUNS["self-instruct"]
 
 
 def generate_only(run_dir: Path, log=lambda _: None) -> None:

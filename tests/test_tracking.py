@@ -17,16 +17,15 @@ from humpback.loop import open_run, run
 from humpback.view.read import read_iteration, tracker_payload
 from humpback.store import RunStore, read_table
 from humpback.tracking import SCORE_BINS, open_tracker, resolve_mode
+from tiny_runs import TINY_RUNS
 from wandb_reader import read_wandb_run
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
-# A run of its own, not conftest's tiny_run: it logs to wandb (offline) and resumes into the same folder.
-# Threshold 1 keeps every pair, so the curated sets (and their length histograms) are not empty.
-FAST = ["corpus.max_segments=8", "train.max_steps=2", "train.logging_steps=1", "train.max_length=256",
-        "augment.max_new_tokens=8", "generation.batch_size=8", "curate.select=threshold", "curate.select_on=argmax",
-        "curate.threshold=1", "tracking.progress=false",
-        "tracking.backend=wandb", "tracking.sample_pairs=4"]
+# A run of its own, not conftest's tiny_run: it logs to wandb (offline) and resumes into the same folder. The
+# settings are TINY_RUNS["small"] (tests/tiny_runs.py): threshold 1 keeps every pair, so the curated sets (and
+# their length histograms) are not empty.
+FAST = [*TINY_RUNS["small"], "tracking.backend=wandb", "tracking.sample_pairs=4"]
 FAKE_SECRET = "hf_fake_secret_value_0123456789"
 
 
