@@ -61,16 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="builtin:tiny-llama", help="the model of the engines part")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (engines)")
     p.add_argument("--judge-model", help="the rating judge's model (without it the judge part is skipped)")
-    for key, value in FULL.items():
-        names = ["--" + key.replace("_", "-")] + (["--repeats"] if key == "reps" else [])
-        p.add_argument(*names, dest=key, type=int,
-                       help=f"{HELP[key]} (default {value}; {REDUCED[key]} with --reduced)")
+    harness.add_count_args(p, FULL, REDUCED, HELP)
     args = p.parse_args(argv)
-    for key, value in (REDUCED if args.reduced else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.isolate is None:
-        args.isolate = not args.reduced
+    harness.apply_counts(args, FULL, REDUCED)
     if args.recipe:
         p.error("--recipe: this benchmark has no recipe settings (--model, --judge-model and the counts)")
     if min(getattr(args, k) for k in FULL) < 1:

@@ -55,16 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_common_args(p, GROUPS, "the recipe whose augment stage is measured, with dotted overrides "
                                        "(default recipes/tiny-cpu.yaml)")
-    for key, value in FULL.items():
-        names = ["--" + key.replace("_", "-")] + (["--repeats"] if key == "reps" else [])
-        p.add_argument(*names, dest=key, type=int,
-                       help=f"{HELP[key]} (default {value}; {REDUCED[key]} with --reduced)")
+    harness.add_count_args(p, FULL, REDUCED, HELP)
     args = p.parse_args(argv)
-    for key, value in (REDUCED if args.reduced else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.isolate is None:
-        args.isolate = not args.reduced
+    harness.apply_counts(args, FULL, REDUCED)
     if min(getattr(args, k) for k in FULL) < 1:
         p.error(f"{', '.join('--' + k.replace('_', '-') for k in FULL)} must be >= 1")
     return args

@@ -57,16 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_common_args(p, GROUPS, "not used: both measurements take their settings from the options below")
-    for key, value in FULL.items():
-        names = ["--" + key.replace("_", "-")] + (["--repeats"] if key == "reps" else [])
-        p.add_argument(*names, dest=key, type=int,
-                       help=f"{HELP[key]} (default {value:,}; {REDUCED[key]:,} with --reduced)")
+    harness.add_count_args(p, FULL, REDUCED, HELP)
     args = p.parse_args(argv)
-    for key, value in (REDUCED if args.reduced else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.isolate is None:
-        args.isolate = not args.reduced
+    harness.apply_counts(args, FULL, REDUCED)
     if args.recipe:
         p.error("--recipe: this benchmark has no recipe settings (the tiny model, the hf backend)")
     if min(args.new, args.pool, args.reference_sample, args.judge_pairs, args.reps) < 1:

@@ -40,6 +40,24 @@ def add_common_args(p: argparse.ArgumentParser, groups: tuple[str, ...], recipe_
     p.add_argument("--worker", help=argparse.SUPPRESS)
 
 
+def add_count_args(p: argparse.ArgumentParser, full: dict, reduced: dict, helps: dict) -> None:
+    """One integer option per key of ``full`` (``reps`` also as ``--repeats``), defaulting to ``full``'s
+    value, or ``reduced``'s with --reduced (:func:`apply_counts` fills them in after parsing)."""
+    for key, value in full.items():
+        names = ["--" + key.replace("_", "-")] + (["--repeats"] if key == "reps" else [])
+        p.add_argument(*names, dest=key, type=int,
+                       help=f"{helps[key]} (default {value:,}; {reduced[key]:,} with --reduced)")
+
+
+def apply_counts(args: argparse.Namespace, full: dict, reduced: dict) -> None:
+    """The counts left unset take their --reduced or full defaults; --isolate defaults to not --reduced."""
+    for key, value in (reduced if args.reduced else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.isolate is None:
+        args.isolate = not args.reduced
+
+
 def chosen_groups(args: argparse.Namespace, groups: tuple[str, ...], elsewhere: str) -> set[str] | None:
     """The groups ``--only`` names (all by default); None, with a message, if it names an unknown one."""
     chosen = set(groups) if not args.only else {g.strip() for g in args.only.split(",") if g.strip()}
