@@ -87,7 +87,8 @@ def markdown(meta: dict, arms: list[dict]) -> str:
         return "-" if x is None else f"{x:.{d}f}"
 
     lines = ["# DPO on M1's own answers in the controlled world", "",
-             f"Command: `{meta['command']}`. M1: `{meta['source']}`. Settings: `{' '.join(ARM)}`.", "",
+             f"Command: `{meta['command']}`. M1: `{meta['source']}`. "
+             f"Settings (later ones win): `{' '.join(meta['settings'])}`.", "",
              "| judge | pairs (of prompts) | ties | DPO steps | reward acc. | M1 EM | M1+DPO EM | difference "
              "| 95% interval "
              "| gained / lost | M1 retrained bit-identical |", "|---|---|---|---|---|---|---|---|---|---|---|"]
