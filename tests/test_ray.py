@@ -18,6 +18,7 @@ from humpback.errors import ConfigError
 from humpback.stages.augment import augment_stage
 from humpback.stages.finetune import backward_stage
 from humpback.store import hash_file, shards
+from tiny_runs import TINY_RUNS, recipe_of
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "recipes" / "tiny-cpu.yaml"
@@ -216,15 +217,8 @@ def test_the_whole_tiny_run_on_ray_writes_the_local_runs_files(cluster, tmp_path
 
 # Self-Instruct's generation steps (seed tasks' rounds, instances) and the preference step's answers and
 # their judging (train.objective dpo) call the same generators: on Ray they must write the local run's files.
-SELF_INSTRUCT = (ROOT / "recipes" / "self-instruct-tiny.yaml",
-                 ["augment.target_tasks=12", "augment.prompts_per_round=4", "augment.task_max_new_tokens=12",
-                  "augment.instance_max_new_tokens=12", "augment.classification_max_new_tokens=12", "shard_size=6",
-                  "generation.max_prompt_tokens=192", "generation.batch_size=4", "train.max_steps=1",
-                  "train.max_length=128", "iterations=1", "tracking.progress=false", "eval.enabled=false"])
-DPO = (TINY, [*FAST, "curate.select=threshold", "curate.select_on=argmax", "curate.threshold=3", "iterations=1",
-              "train.objective=dpo", "preferences.n=2", "preferences.max_new_tokens=8",
-              "preferences.keep_truncated=true", "dpo.max_steps=2", "dpo.per_device_train_batch_size=4",
-              "dpo.gradient_accumulation_steps=1"])
+SELF_INSTRUCT = (ROOT / "recipes" / recipe_of("self-instruct"), [*TINY_RUNS["self-instruct"], "eval.enabled=false"])
+DPO = (TINY, [*TINY_RUNS["dpo"], "iterations=1"])
 
 
 @pytest.mark.slow  # two whole runs per recipe: about 2-3 min each on 2 cores
