@@ -229,9 +229,9 @@ class RayEngine:
                 # Workers of a local cluster import this humpback (a source checkout need not be installed).
                 src = str(Path(humpback.__file__).resolve().parent.parent)
                 path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
-                # Ray starts workers at niceness 15 (for a driver doing the work); here the workers do
-                # the run's work, and at 15 any other load on the machine starves them. RAY_worker_niceness
-                # set by the user wins.
+                # Ray adds 15 to its workers' niceness (for a driver doing the work); here the workers do
+                # the run's work, and at +15 any other load on the machine starves them. With 0 they run at
+                # this process's niceness; RAY_worker_niceness set by the user wins.
                 with _env_default("RAY_worker_niceness", "0"), _said(
                         "start a local Ray cluster", "a start that times out means the machine is too busy: "
                         "retry, or run with workers.engine: local"):
