@@ -5,6 +5,7 @@
     python scripts/world_dpo.py --output runs/world-dpo                                  # the verifier judges
     python scripts/world_dpo.py --output runs/world-dpo --judges verifier,likelihood,additive
     python scripts/world_dpo.py --source runs/proof/self-curated --output runs/world-dpo  # a finished world run
+    python scripts/world_dpo.py --output runs/world-dpo-pooled --pool runs/dpo-s0,runs/dpo-s1,runs/dpo-s2
 
 1. M1: ``recipes/world-cpu.yaml`` with one iteration (its M0, M1 and their evaluations), or ``--source``, a
    finished run of that recipe whose iteration 1 was evaluated.
@@ -15,7 +16,11 @@
 3. Per judge: M1's and M1+DPO's exact match on the world's 200 held-out prompts, their paired difference
    with its 95% bootstrap interval over prompts, and the prompts each alone got right.
 
-Writes OUTPUT/world_dpo.json and OUTPUT/world_dpo.md. ``dpo_arm`` is what ``scripts/proof.py`` can call
+Writes OUTPUT/world_dpo.json and OUTPUT/world_dpo.md. ``--pool`` runs nothing: it reads several finished
+outputs of this script (one per world seed), pairs M1's and M1+DPO's per-prompt exact match in each, and
+writes OUTPUT/world_dpo_pooled.json and .md: per judge, the difference pooled over seeds with its stratified
+paired bootstrap interval (``humpback.evaluation.replicates.paired_difference``, as ``scripts/proof.py``
+pools its arms) and the t interval of the per-seed differences. ``dpo_arm`` is what ``scripts/proof.py`` can call
 for its DPO arm. The settings below are this script's defaults (``--set key=value`` adds more).
 """
 
@@ -82,6 +87,62 @@ def dpo_arm(source: Path, out: Path, judge: str, extra: list[str] = (), log=lamb
             "exact_match": exact_match_change(exact_matches(source, "iter_1"), exact_matches(out, "iter_1"))}
 
 
+def pool(per_seed: dict[str, tuple[dict, dict]]) -> dict:
+    """``{seed: (M1's exact matches, M1+DPO's)}`` (prompt id -> bool, as :func:`exact_matches` reads them)
+    -> the difference pooled over seeds (prompts paired by id within each seed), its stratified paired
+    bootstrap interval, and the per-seed differences with their t interval."""
+    from humpback.evaluation.replicates import mean_interval, paired_difference
+
+    before, after, strata = [], [], []
+    for seed, (b, a) in per_seed.items():
+        if set(b) != set(a):
+            raise ValueError(f"seed {seed}: M1 and M1+DPO were evaluated on different prompts")
+        ids = sorted(b)
+        before += [float(b[i]) for i in ids]
+        after += [float(a[i]) for i in ids]
+        strata += [seed] * len(ids)
+    d = paired_difference(after, before, strata)
+    return {**d, "across_seeds": mean_interval(list(d["per_stratum"].values()))}
+
+
+def pooled(outputs: list[Path]) -> dict:
+    """:func:`pool` per judge over finished outputs of this script (a judge pooled only where every output
+    ran it)."""
+    metas = {}
+    for out in outputs:
+        path = out / "world_dpo.json"
+        if not path.is_file():
+            raise SystemExit(f"world_dpo.py --pool: {path} does not exist (is {out} an --output of this script?)")
+        metas[str(out)] = json.loads(path.read_text())
+    judges = [a["judge"] for a in next(iter(metas.values()))["arms"]]
+    judges = [j for j in judges if all(j in [a["judge"] for a in m["arms"]] for m in metas.values())]
+    if not judges:
+        raise SystemExit("world_dpo.py --pool: no judge was run by every output")
+    return {"outputs": {o: {"command": m["command"], "source": m["source"]} for o, m in metas.items()},
+            "judges": {j: pool({o: (exact_matches(Path(m["source"]), "iter_1"),
+                                    exact_matches(Path(o) / j, "iter_1")) for o, m in metas.items()})
+                       for j in judges}}
+
+
+def pooled_markdown(result: dict) -> str:
+    lines = ["# DPO on M1's own answers, pooled over world seeds", "", "| output | command |", "|---|---|"]
+    lines += [f"| `{o}` | `{m['command']}` |" for o, m in result["outputs"].items()]
+    lines += ["", "| judge | prompts | per seed | pooled difference [95% interval] | mean of seeds [t interval] |",
+              "|---|---|---|---|---|"]
+    def f(x):
+        return "-" if x is None else f"{x:+.3f}"
+
+    for j, r in result["judges"].items():
+        a = r["across_seeds"]
+        lines.append(f"| {j} | {r['n']} | {', '.join(f(v) for v in r['per_stratum'].values())} | "
+                     f"{f(r['difference'])} [{f(r['ci'][0])}, {f(r['ci'][1])}] | "
+                     f"{f(a['mean'])} [{f(a['ci'][0])}, {f(a['ci'][1])}] |")
+    lines += ["", "The pooled interval resamples prompts within each seed, pairs kept (2,000 resamples); it is "
+              "conditional on the worlds built. The t interval over the per-seed differences is the across-seed "
+              "view of the same figure."]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(meta: dict, arms: list[dict]) -> str:
     def f(x, d=3):
         return "-" if x is None else f"{x:.{d}f}"
@@ -111,7 +172,17 @@ def main(argv=None) -> int:
     p.add_argument("--judges", default="verifier", help=f"comma-separated, of {', '.join(JUDGES)}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="more recipe overrides for the arms")
+    p.add_argument("--pool", metavar="OUT,OUT,...",
+                   help="run nothing: pool finished outputs of this script over seeds (comma-separated)")
     args = p.parse_args(argv)
+    if args.pool:
+        outputs = [Path(o.strip()) for o in args.pool.split(",") if o.strip()]
+        result = pooled(outputs)
+        args.output.mkdir(parents=True, exist_ok=True)
+        (args.output / "world_dpo_pooled.json").write_text(json.dumps(result, indent=1) + "\n")
+        (args.output / "world_dpo_pooled.md").write_text(pooled_markdown(result))
+        print(pooled_markdown(result))
+        return 0
     judges = [j.strip() for j in args.judges.split(",") if j.strip()]
     if not judges or set(judges) - set(JUDGES):
         p.error(f"--judges: choose from {', '.join(JUDGES)}")
