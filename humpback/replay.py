@@ -33,7 +33,7 @@ from .review.apply import copy_decisions, replay_note, review_overrides
 from .scoring import judge_agreement, selection_rule
 from .stages.curate import score_stage, select_stage
 from .stages.finetune import dpo_stage, mixture_model_stage, next_model_stage
-from .stages.preferences import preferences_stage, responses_stage
+from .stages.preferences import named_bank, preferences_stage, responses_stage
 from .store import RunStore, write_json
 from .view.figures import iteration_stats
 
@@ -141,9 +141,9 @@ def _preferences(rt, src: RunStore, k: int, reselect: bool, log: Callable[[str],
             rt.store.import_output(src, rel)
         log(f"[replay] iteration {k}: re-pairing the run's judged answers")
     else:
-        bank = {"curated": it.curated, "seed": layout.SEED}.get(rt.cfg.preferences.prompts)
-        if bank is not None and not rt.store.exists(bank):
-            rt.store.import_output(src, bank)
+        bank = named_bank(rt.cfg.preferences.prompts, k)
+        if bank is not None and not rt.store.exists(bank[0]):
+            rt.store.import_output(src, bank[0])
         log(f"[replay] iteration {k}: sampling and judging the replayed model's answers")
         responses_stage(rt, k)
     preferences_stage(rt, k)

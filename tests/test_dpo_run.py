@@ -151,6 +151,21 @@ def test_a_new_margin_re_pairs_the_saved_answers_and_no_pair_is_an_error(baselin
     assert "iter_1/responses" not in s and s["iter_1/preferences"]["status"] == "failed" and "iter_1/dpo" not in s
 
 
+def test_a_replay_with_the_candidates_bank_reads_the_pool(baseline, tmp_path):
+    """preferences.prompts=candidates on a replay that kept the mixture: the pool's candidates come from the
+    source run, the answers stage depends on them; in this run every candidate was curated, so the bank's
+    prompts, the answers and the pairs are the run's own."""
+    lines: list[str] = []
+    replay(baseline, tmp_path / "out", 1, overrides=["tracking.progress=false", "preferences.prompts=candidates"],
+           log=lines.append)
+    assert "[replay] iteration 1: sampling and judging the replayed model's answers" in lines
+    responses = stages(tmp_path / "out")["iter_1/responses"]
+    assert responses["depends_on"]["inputs"].keys() == {"iter_1/sft_model", "augment/candidates"}
+    assert (responses["stats"]["bank"]["bank"], responses["stats"]["prompts"]) == ("candidates", 12)
+    for rel in ("iter_1/responses", "iter_1/response_scores", "iter_1/preferences.parquet"):
+        assert rows(tmp_path / "out", rel) == rows(baseline, rel), rel
+
+
 CONSTANT = "def check(row):\n    return 1.0\n"
 
 

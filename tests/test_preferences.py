@@ -195,6 +195,25 @@ def test_the_stage_reads_a_prompt_bank_file(tmp_path):
     assert identity["bank"] == prompt_bank(SimpleNamespace(cfg=cfg), 2)[1]["bank"]  # the file, not the iteration
 
 
+def test_the_candidates_bank_is_the_whole_pool_deduplicated():
+    """preferences.prompts=candidates: every distinct instruction of augment/candidates (curated or not), its
+    candidate_id as prompt_id, the candidates folder as the stage's input; the same bank in every iteration."""
+    from types import SimpleNamespace
+
+    from humpback.layout import CANDIDATES
+    from humpback.stages.preferences import prompt_bank
+
+    pool = [{"candidate_id": "c0", "instruction": "Q1"}, {"candidate_id": "c1", "instruction": " Q1 "},
+            {"candidate_id": "c2", "instruction": ""}, {"candidate_id": "c3", "instruction": "Q2"}]
+    cfg = load_config(TINY, ["train.objective=dpo", "preferences.prompts=candidates"])
+    rt = SimpleNamespace(cfg=cfg, store=SimpleNamespace(read_rows={CANDIDATES: pool}.__getitem__))
+    rows, identity, inputs = prompt_bank(rt, 1)
+    assert rows == [{"prompt_id": "c0", "instruction": "Q1"}, {"prompt_id": "c3", "instruction": "Q2"}]
+    assert (identity, inputs) == ({"bank": "candidates", "max_prompts": None, "prompts": 2, "distinct": 2,
+                                   "duplicates": 1}, [CANDIDATES])
+    assert prompt_bank(rt, 2)[:2] == (rows, identity)
+
+
 def test_a_constant_schedule_is_fine_without_a_dpo_floor():
     cfg = load_config(TINY, ["train.objective=dpo", "train.lr_scheduler_type=constant", "dpo.min_lr_ratio=null"])
     assert (cfg.train.lr_scheduler_type, cfg.dpo.min_lr_ratio) == ("constant", None)

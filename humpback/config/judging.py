@@ -280,9 +280,10 @@ class EvalConfig:
 @dataclass
 class PreferencesConfig:
     prompts: str = _f(
-        "curated", "The prompt bank model K answers: `curated` (iteration K's curated instructions), `seed` (the seed "
-                   "instructions it trained on), or a JSON/JSONL/Parquet file or folder (or `datasets` id) of records "
-                   "with an `instruction`.")
+        "curated", "The prompt bank model K answers: `curated` (iteration K's curated instructions), `candidates` "
+                   "(every instruction of the candidate pool, curated or not; docs/preferences.md compares the two "
+                   "in the controlled world), `seed` (the seed instructions it trained on), or a JSON/JSONL/Parquet "
+                   "file or folder (or `datasets` id) of records with an `instruction`.")
     max_prompts: Optional[int] = _f(None, "Answer at most this many prompts of the bank (the first ones).")
     n: int = _f(4, "Answers sampled per prompt (Self-Rewarding LMs: 4); at least 2.")
     temperature: float = _f(0.7, "Sampling temperature of the answers (Self-Rewarding LMs: 0.7); must be > 0.")
@@ -327,7 +328,7 @@ class PreferencesConfig:
         if self.judge_kind == "verifier" and self.judge is not None:
             raise where.error(("preferences.judge", "preferences.judge_kind"),
                               "'preferences.judge' names a model, but the verifier judge uses none")
-        if self.prompts not in ("curated", "seed") and not self.prompts.startswith("builtin:") \
+        if self.prompts not in ("curated", "candidates", "seed") and not self.prompts.startswith("builtin:") \
                 and looks_local(self.prompts) and not Path(self.prompts).expanduser().exists():
             raise where.invalid("preferences.prompts", f": no such file or folder {self.prompts!r}")
         check_rejection(where, "preferences", self.constraint, self.validator, self.max_tries, self.max_new_tokens,

@@ -21,7 +21,7 @@ from ..chat import messages_for, render_prompt
 from ..errors import DataError
 from ..judges import CurationJudge, score_rows, score_schema
 from ..judges.health import health_counts
-from ..layout import SEED
+from ..layout import CANDIDATES, SEED
 from ..preference_pairs import (SKIPS, answer_constraint, bank_from_rows, checked, describe_pairing, judge_settings,
                                 load_prompt_bank, merge_response_stats, pair_responses, pairing_rule,
                                 preferences_schema, responses_schema, sample_answers, sampling_settings)
@@ -36,16 +36,21 @@ JUDGE_KEYS = {"additive": ("mode", "max_new_tokens", "temperature", "system_prom
               "likelihood": ("likelihood", "system_prompt"), "verifier": ("verifier",)}
 
 
+def named_bank(prompts: str, k: int) -> tuple[str, str] | None:
+    """(the run-folder output, its id field) of a bank ``preferences.prompts`` names, for iteration K; None
+    for a file or dataset named by its path."""
+    return {"curated": (layout.iteration(k).curated, "candidate_id"), "candidates": (CANDIDATES, "candidate_id"),
+            "seed": (SEED, "id")}.get(prompts)
+
+
 def prompt_bank(rt: RunContext, k: int) -> tuple[list[dict], dict, list[str]]:
     """(prompts, what identifies the bank, the run-folder files it comes from) for iteration K."""
     cfg = rt.cfg.preferences
-    it = layout.iteration(k)
-    if cfg.prompts == "curated":
-        rows, duplicates = bank_from_rows(rt.store.read_rows(it.curated), "candidate_id")
-        identity, inputs = {"bank": "curated"}, [it.curated]
-    elif cfg.prompts == "seed":
-        rows, duplicates = bank_from_rows(rt.store.read_rows(SEED), "id")
-        identity, inputs = {"bank": "seed"}, [SEED]
+    named = named_bank(cfg.prompts, k)
+    if named is not None:
+        output, id_field = named
+        rows, duplicates = bank_from_rows(rt.store.read_rows(output), id_field)
+        identity, inputs = {"bank": cfg.prompts}, [output]
     else:
         from ..builtin_names import resolve
 
