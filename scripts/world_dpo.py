@@ -118,10 +118,13 @@ def pooled(outputs: list[Path]) -> dict:
     judges = [j for j in judges if all(j in [a["judge"] for a in m["arms"]] for m in metas.values())]
     if not judges:
         raise SystemExit("world_dpo.py --pool: no judge was run by every output")
+    try:
+        by_judge = {j: pool({o: (exact_matches(Path(m["source"]), "iter_1"), exact_matches(Path(o) / j, "iter_1"))
+                             for o, m in metas.items()}) for j in judges}
+    except ValueError as e:  # the seed named in it is the output folder
+        raise SystemExit(f"world_dpo.py --pool: {e}") from None
     return {"outputs": {o: {"command": m["command"], "source": m["source"]} for o, m in metas.items()},
-            "judges": {j: pool({o: (exact_matches(Path(m["source"]), "iter_1"),
-                                    exact_matches(Path(o) / j, "iter_1")) for o, m in metas.items()})
-                       for j in judges}}
+            "judges": by_judge}
 
 
 def pooled_markdown(result: dict) -> str:
@@ -129,6 +132,7 @@ def pooled_markdown(result: dict) -> str:
     lines += [f"| `{o}` | `{m['command']}` |" for o, m in result["outputs"].items()]
     lines += ["", "| judge | prompts | per seed | pooled difference [95% interval] | mean of seeds [t interval] |",
               "|---|---|---|---|---|"]
+
     def f(x):
         return "-" if x is None else f"{x:+.3f}"
 
@@ -177,6 +181,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.pool:
         outputs = [Path(o.strip()) for o in args.pool.split(",") if o.strip()]
+        if not outputs:
+            p.error("--pool: name at least one output folder of this script")
         result = pooled(outputs)
         args.output.mkdir(parents=True, exist_ok=True)
         (args.output / "world_dpo_pooled.json").write_text(json.dumps(result, indent=1) + "\n")
