@@ -2,7 +2,9 @@
 seed and pooled over seeds, exactly, on hand-made outcomes of two worlds (the arm itself runs in
 scripts/proof.py's slow test)."""
 
+import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -47,3 +49,23 @@ def test_models_evaluated_on_different_prompts_are_an_error():
 def test_an_output_without_its_json_names_the_folder(tmp_path):
     with pytest.raises(SystemExit, match="world_dpo.json does not exist"):
         world_dpo.pooled([tmp_path])
+
+
+def test_pooled_reads_each_outputs_arm_and_names_the_one_whose_prompts_differ(tmp_path, monkeypatch):
+    outs = [tmp_path / "s0", tmp_path / "s1"]
+    arms = [[{"judge": "verifier"}, {"judge": "additive"}], [{"judge": "verifier"}]]
+    for i, out in enumerate(outs):
+        out.mkdir()
+        (out / "world_dpo.json").write_text(json.dumps({"command": f"c{i}", "source": f"M1-{i}", "arms": arms[i]}))
+    outcomes = {"M1-0": {"p": False}, str(outs[0] / "verifier"): {"p": True},
+                "M1-1": {"q": True}, str(outs[1] / "verifier"): {"q": True}}
+    monkeypatch.setattr(world_dpo, "exact_matches", lambda run_dir, label: outcomes[str(run_dir)])
+    result = world_dpo.pooled(outs)
+    assert list(result["judges"]) == ["verifier"]  # additive: run by one output only
+    assert result["judges"]["verifier"]["per_stratum"] == {str(outs[0]): 1.0, str(outs[1]): 0.0}
+    assert result["outputs"] == {str(outs[0]): {"command": "c0", "source": "M1-0"},
+                                 str(outs[1]): {"command": "c1", "source": "M1-1"}}
+    outcomes[str(outs[1] / "verifier")] = {"r": True}
+    with pytest.raises(SystemExit, match=re.escape(f"world_dpo.py --pool: seed {outs[1]}: M1 and M1+DPO were "
+                                                   "evaluated on different prompts")):
+        world_dpo.pooled(outs)
