@@ -114,13 +114,13 @@ def pooled(outputs: list[Path]) -> dict:
         if not path.is_file():
             raise SystemExit(f"world_dpo.py --pool: {path} does not exist (is {out} an --output of this script?)")
         metas[str(out)] = json.loads(path.read_text())
-    judges = [a["judge"] for a in next(iter(metas.values()))["arms"]]
-    judges = [j for j in judges if all(j in [a["judge"] for a in m["arms"]] for m in metas.values())]
+    ran = [{a["judge"] for a in m["arms"]} for m in metas.values()]
+    judges = [j for j in JUDGES if all(j in r for r in ran)]
     if not judges:
         raise SystemExit("world_dpo.py --pool: no judge was run by every output")
+    m1 = {o: exact_matches(Path(m["source"]), "iter_1") for o, m in metas.items()}  # read once, for every judge
     try:
-        by_judge = {j: pool({o: (exact_matches(Path(m["source"]), "iter_1"), exact_matches(Path(o) / j, "iter_1"))
-                             for o, m in metas.items()}) for j in judges}
+        by_judge = {j: pool({o: (m1[o], exact_matches(Path(o) / j, "iter_1")) for o in metas}) for j in judges}
     except ValueError as e:  # the seed named in it is the output folder
         raise SystemExit(f"world_dpo.py --pool: {e}") from None
     return {"outputs": {o: {"command": m["command"], "source": m["source"]} for o, m in metas.items()},
